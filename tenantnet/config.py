@@ -1,0 +1,369 @@
+"""Load and validate a tenantnet YAML config into a Topology.
+
+Every problem is reported as ConfigError(source, key, problem), e.g.
+  configs/lab/x.yaml: vms[2].node: unknown node 'compute9' (known: compute1, compute2)
+and a config with a problem changes nothing. The same checks serve runtime placement
+requests (source "API request"), so the API and the file speak the same language."""
+
+import ipaddress
+
+import yaml
+
+from tenantnet import naming
+from tenantnet.errors import ConfigError
+from tenantnet.model import (Attachment, ControllerSettings, LabSettings, Network, Node,
+                             Topology, Tuning, ex_ip, reserved_probe_ips)
+
+MODES = ("dnb",)
+ROLES = ("compute", "network")
+MAX_SEGMENTATION_ID = 2 ** 32 - 1  # GRE keys are 32 bits
+
+
+class _Section:
+    """A mapping being read: remembers which keys were taken so unknown ones are refused."""
+
+    def __init__(self, source, path, data):
+        if not isinstance(data, dict):
+            raise ConfigError(source, path or "(top level)",
+                              f"expected a mapping, got {_typename(data)}")
+        self.source, self.path, self.data, self.taken = source, path, data, set()
+
+    def key(self, name):
+        return f"{self.path}.{name}" if self.path else name
+
+    def take(self, name, kind, required=False, default=None):
+        self.taken.add(name)
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise ConfigError(self.source, self.key(name), "missing required key")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is a subclass of int in Python; YAML's "yes" must not pass for a port number.
+        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
+        if not ok:
+            raise ConfigError(self.source, self.key(name),
+                              f"expected {_kindname(kinds)}, got {_typename(value)} {value!r}")
+        return value
+
+    def done(self):
+        unknown = sorted(set(map(str, self.data)) - self.taken)
+        if unknown:
+            raise ConfigError(self.source, self.key(unknown[0]),
+                              f"unknown key (allowed: {', '.join(sorted(self.taken))})")
+
+
+def _typename(value):
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
+            bool: "a boolean", float: "a number", type(None): "nothing"}.get(type(value),
+                                                                              type(value).__name__)
+
+
+def _kindname(kinds):
+    return " or ".join(_typename(k()) if k is not type(None) else "nothing" for k in kinds)
+
+
+def _name(source, key, value, what):
+    if not isinstance(value, str) or not naming.NAME_RE.match(value):
+        raise ConfigError(source, key, f"{what} name {value!r} must start with a lowercase letter "
+                                       "and contain only a-z, 0-9, '_' and '-'")
+    if len(value) > naming.MAX_NAME:
+        raise ConfigError(source, key, f"{what} name {value!r} is too long "
+                                       f"({len(value)} > {naming.MAX_NAME} characters)")
+    return value
+
+
+def _ip(source, key, value):
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except (ipaddress.AddressValueError, ValueError):
+        raise ConfigError(source, key, f"{value!r} is not an IPv4 address") from None
+
+
+def _cidr(source, key, value):
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError) as exc:
+        raise ConfigError(source, key, f"{value!r} is not an IPv4 network in CIDR form ({exc})") \
+            from None
+
+
+def _mac(source, key, value):
+    text = str(value).lower()
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p)
+                                  for p in parts):
+        raise ConfigError(source, key, f"{value!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    if int(parts[0], 16) & 1:
+        raise ConfigError(source, key, f"{value!r} is a multicast MAC; a VM needs a unicast one")
+    return text
+
+
+def load_file(path):
+    """Read and validate *path*; return a Topology. Raises ConfigError."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
+    return load_text(text, source=path)
+
+
+def load_text(text, source="<config>"):
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, "", f"malformed YAML: {where}{problem}") from None
+    if data is None:
+        raise ConfigError(source, "", "the file is empty")
+    return build(data, source)
+
+
+def build(data, source):
+    top = _Section(source, "", data)
+    mode = top.take("mode", str, default="dnb")
+    if mode not in MODES:
+        raise ConfigError(source, "mode", f"unknown mode {mode!r} (supported: {', '.join(MODES)})")
+    controller = _controller(source, top.take("controller", dict, default={}))
+    tuning = _tuning(source, top.take("tuning", dict, default={}))
+    lab = _lab(source, top.take("lab", dict, default={}))
+    topo = Topology(mode=mode, controller=controller, tuning=tuning, lab=lab)
+
+    _nodes(source, topo, top.take("nodes", list, required=True))
+    _tenants(source, topo, top.take("tenants", list, default=[]), mode)
+    for i, raw in enumerate(top.take("vms", list, default=[])):
+        vm = vm_from_spec(topo, raw, source, f"vms[{i}]")
+        topo.add_vm(vm)
+    top.done()
+    check_names_unique(topo, source)
+    return topo
+
+
+def _controller(source, raw):
+    sec = _Section(source, "controller", raw)
+    c = ControllerSettings()
+    c.management_ip = _ip(source, sec.key("management_ip"),
+                          sec.take("management_ip", str, default=c.management_ip))
+    for port in ("openflow_port", "ovsdb_port", "api_port"):
+        value = sec.take(port, int, default=getattr(c, port))
+        if not 1 <= value <= 65535:
+            raise ConfigError(source, sec.key(port), f"port {value} is outside 1..65535")
+        setattr(c, port, value)
+    sec.done()
+    return c
+
+
+def _tuning(source, raw):
+    sec = _Section(source, "tuning", raw)
+    t = Tuning()
+    t.vm_mtu = sec.take("vm_mtu", int, default=t.vm_mtu)
+    if not 576 <= t.vm_mtu <= 9000:
+        raise ConfigError(source, sec.key("vm_mtu"), f"MTU {t.vm_mtu} is outside 576..9000")
+    t.tx_checksum_offload = sec.take("tx_checksum_offload", bool, default=t.tx_checksum_offload)
+    thresh = sec.take("neigh_gc_thresh", list, default=None)
+    if thresh is not None:
+        if len(thresh) != 3 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                                       for x in thresh) or sorted(thresh) != thresh:
+            raise ConfigError(source, sec.key("neigh_gc_thresh"),
+                              "expected three increasing positive integers [gc_thresh1, 2, 3]")
+        t.neigh_gc_thresh = tuple(thresh)
+    sec.done()
+    return t
+
+
+def _lab(source, raw):
+    sec = _Section(source, "lab", raw)
+    lab = LabSettings()
+    for key in ("management_cidr", "transport_cidr"):
+        value = sec.take(key, str, default=getattr(lab, key))
+        setattr(lab, key, str(_cidr(source, sec.key(key), value)))
+    sec.done()
+    return lab
+
+
+def _nodes(source, topo, raw_nodes):
+    if not raw_nodes:
+        raise ConfigError(source, "nodes", "at least one node is required")
+    seen = {}
+    mgmt_net = ipaddress.ip_network(topo.lab.management_cidr)
+    trans_net = ipaddress.ip_network(topo.lab.transport_cidr)
+    for i, raw in enumerate(raw_nodes):
+        path = f"nodes[{i}]"
+        sec = _Section(source, path, raw)
+        name = _name(source, sec.key("name"), sec.take("name", str, required=True), "node")
+        role = sec.take("role", str, required=True)
+        if role not in ROLES:
+            raise ConfigError(source, sec.key("role"),
+                              f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
+        mgmt = _ip(source, sec.key("management_ip"), sec.take("management_ip", str, required=True))
+        trans = _ip(source, sec.key("transport_ip"), sec.take("transport_ip", str, required=True))
+        sec.done()
+        if ipaddress.ip_address(mgmt) not in mgmt_net:
+            raise ConfigError(source, sec.key("management_ip"),
+                              f"{mgmt} is outside lab.management_cidr {mgmt_net}")
+        if ipaddress.ip_address(trans) not in trans_net:
+            raise ConfigError(source, sec.key("transport_ip"),
+                              f"{trans} is outside lab.transport_cidr {trans_net}")
+        if mgmt == topo.controller.management_ip:
+            raise ConfigError(source, sec.key("management_ip"),
+                              f"{mgmt} is the controller's management address")
+        for what, value in (("name", name), ("management_ip", mgmt), ("transport_ip", trans)):
+            if (what, value) in seen:
+                raise ConfigError(source, sec.key(what),
+                                  f"duplicate {what} {value!r} (also {seen[(what, value)]})")
+            seen[(what, value)] = path
+        topo.add_node(Node(name, role, mgmt, trans))
+    if not topo.network_nodes():
+        raise ConfigError(source, "nodes", "no node has role 'network': one is needed to host "
+                                           "each tenant network's probe")
+
+
+def _tenants(source, topo, raw_tenants, mode):
+    segs, tcidrs = {}, {}
+    lab_trans = ipaddress.ip_network(topo.lab.transport_cidr)
+    tenant_names = set()
+    for i, raw in enumerate(raw_tenants):
+        sec = _Section(source, f"tenants[{i}]", raw)
+        tname = _name(source, sec.key("name"), sec.take("name", str, required=True), "tenant")
+        if tname in tenant_names:
+            raise ConfigError(source, sec.key("name"), f"duplicate tenant {tname!r}")
+        tenant_names.add(tname)
+        nets = sec.take("networks", list, default=[])
+        sec.done()
+        net_names = set()
+        for j, rawnet in enumerate(nets):
+            nsec = _Section(source, f"tenants[{i}].networks[{j}]", rawnet)
+            nname = _name(source, nsec.key("name"), nsec.take("name", str, required=True),
+                          "network")
+            if nname in net_names:
+                raise ConfigError(source, nsec.key("name"),
+                                  f"duplicate network {nname!r} in tenant {tname!r}")
+            net_names.add(nname)
+            seg = nsec.take("segmentation_id", int, required=True)
+            if isinstance(seg, bool) or not 1 <= seg <= MAX_SEGMENTATION_ID:
+                raise ConfigError(source, nsec.key("segmentation_id"),
+                                  f"{seg} is outside 1..{MAX_SEGMENTATION_ID} (a 32-bit GRE key)")
+            if seg in segs:
+                raise ConfigError(source, nsec.key("segmentation_id"),
+                                  f"segmentation id {seg} is already used by {segs[seg]}")
+            cidr = _cidr(source, nsec.key("cidr"), nsec.take("cidr", str, required=True))
+            if cidr.num_addresses < 8:
+                raise ConfigError(source, nsec.key("cidr"), f"{cidr} is too small (at least /29)")
+            tcidr = _cidr(source, nsec.key("transport_cidr"),
+                          nsec.take("transport_cidr", str, required=True))
+            net_mode = nsec.take("mode", str, default=mode)
+            if net_mode not in MODES:
+                raise ConfigError(source, nsec.key("mode"), f"unknown mode {net_mode!r} "
+                                                            f"(supported: {', '.join(MODES)})")
+            nsec.done()
+            # Every ex- endpoint of every network lives in the same kernel routing table of
+            # a node, so transport networks must not overlap each other or the node fabric.
+            if tcidr.overlaps(lab_trans):
+                raise ConfigError(source, nsec.key("transport_cidr"),
+                                  f"{tcidr} overlaps the node transport network {lab_trans}")
+            for other, where in tcidrs.items():
+                if tcidr.overlaps(other):
+                    raise ConfigError(source, nsec.key("transport_cidr"),
+                                      f"{tcidr} overlaps {other} of {where}")
+            net = Network(tname, nname, seg, str(cidr), str(tcidr), net_mode)
+            _check_ex_ips(topo, net, source, nsec.key("transport_cidr"))
+            segs[seg] = net.key
+            tcidrs[tcidr] = net.key
+            topo.add_network(net)
+
+
+def _check_ex_ips(topo, net, source, key):
+    tnet = ipaddress.ip_network(net.transport_cidr)
+    seen = {}
+    for node in topo.nodes():
+        addr = ex_ip(net, node)
+        if ipaddress.ip_address(addr) in (tnet.network_address, tnet.broadcast_address):
+            raise ConfigError(source, key, f"node {node.name}'s endpoint would get {addr}, which is "
+                                           f"not a host address of {tnet} (its transport_ip's "
+                                           "host part must fit in the transport CIDR)")
+        if addr in seen:
+            raise ConfigError(source, key, f"nodes {seen[addr]} and {node.name} would both get "
+                                           f"endpoint address {addr} in {tnet}: use a larger CIDR")
+        seen[addr] = node.name
+
+
+def vm_from_spec(topo, raw, source, path, vm_source="config"):
+    """Validate one VM declaration against *topo* (which must not yet hold it)."""
+    sec = _Section(source, path, raw)
+    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "VM")
+    net_key = sec.take("network", str, required=True)
+    node_name = sec.take("node", str, required=True)
+    mac = sec.take("mac", str, default=None)
+    ip = sec.take("ip", str, default=None)
+    sec.done()
+    if topo.vm(name) is not None:
+        raise ConfigError(source, sec.key("name"), f"duplicate VM name {name!r}")
+    net = topo.network(net_key)
+    if net is None:
+        known = ", ".join(sorted(topo.networks())) or "none"
+        raise ConfigError(source, sec.key("network"),
+                          f"unknown network {net_key!r} (expected tenant/network; known: {known})")
+    node = topo.node(node_name)
+    if node is None:
+        known = ", ".join(sorted(n.name for n in topo.compute_nodes()))
+        raise ConfigError(source, sec.key("node"), f"unknown node {node_name!r} (known: {known})")
+    if node.role != "compute":
+        raise ConfigError(source, sec.key("node"),
+                          f"node {node_name!r} is a {node.role} node; VMs run on compute nodes")
+    used_macs = {a.mac: a.name for k in topo.networks() for a in topo.attachments(k)}
+    used_macs.update({vm.mac: vm.name for vm in topo.vms().values()})
+    if mac is not None:
+        mac = _mac(source, sec.key("mac"), mac)
+        if mac in used_macs:
+            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by {used_macs[mac]}")
+    else:
+        salt = 0
+        mac = naming.mac_for("vm", name)
+        while mac in used_macs:
+            salt += 1
+            mac = naming.mac_for("vm", name, salt=salt)
+    cidr = ipaddress.ip_network(net.cidr)
+    reserved = reserved_probe_ips(net, len(topo.network_nodes()))
+    used_ips = {vm.ip: vm.name for vm in topo.vms_of(net_key)}
+    if ip is not None:
+        addr = _ip(source, sec.key("ip"), ip)
+        if ipaddress.ip_address(addr) not in cidr:
+            raise ConfigError(source, sec.key("ip"), f"{addr} is outside {net_key}'s CIDR {cidr}")
+        if ipaddress.ip_address(addr) in (cidr.network_address, cidr.broadcast_address):
+            raise ConfigError(source, sec.key("ip"), f"{addr} is not a host address of {cidr}")
+        if addr in reserved:
+            raise ConfigError(source, sec.key("ip"),
+                              f"{addr} is reserved for {net_key}'s probe on the network node")
+        if addr in used_ips:
+            raise ConfigError(source, sec.key("ip"), f"{addr} is already used by {used_ips[addr]} "
+                                                     f"on {net_key}")
+        ip = addr
+    else:
+        ip = next((str(h) for h in cidr.hosts() if str(h) not in reserved and str(h) not in used_ips),
+                  None)
+        if ip is None:
+            raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
+    port = naming.vm_port_name(name)
+    clash = next((v.name for v in topo.vms().values() if v.port == port), None)
+    if clash:
+        raise ConfigError(source, sec.key("name"),
+                          f"VM names {name!r} and {clash!r} map to the same port name {port!r}; "
+                          "rename one")
+    return Attachment(name=name, kind="vm", network=net_key, node=node_name, mac=mac, ip=ip,
+                      port=port, source=vm_source)
+
+
+def check_names_unique(topo, source):
+    """Shortened names must not collide within one OVS instance."""
+    owners = {}
+    for key in topo.networks():
+        for name in (naming.brint_name(key), naming.brtun_name(key), naming.ex_port_name(key),
+                     naming.patch_int_name(key), naming.patch_tun_name(key),
+                     naming.probe_port_name(key)):
+            if name in owners and owners[name] != key:
+                raise ConfigError(source, "tenants", f"networks {owners[name]} and {key} map to "
+                                                     f"the same interface name {name!r}; rename one")
+            owners[name] = key

@@ -1,0 +1,277 @@
+"""The controller core: model -> desired state -> OVSDB and OpenFlow, plus the placement API.
+
+Data flow for a placement request (and for start-up, and for a switch that connects):
+  validate against the model (config.vm_from_spec)  -> new Topology (copy, not mutated)
+  desired.node_state for every affected node          -> ovsdb.NodeOvsdb.reconcile
+  ex- endpoint addresses                              -> host executor (ip addr)
+  flows.node_flows for the affected bridges           -> ofswitch.FlowPusher.sync (bundle)
+Only when all of that succeeded does the new Topology replace the old one. A switch that
+(re)connects goes through the same sync as a placement: compute, install, remove stale."""
+
+import logging
+import os
+import threading
+import time
+
+from tenantnet import config as config_mod
+from tenantnet import naming
+from tenantnet.desired import node_state
+from tenantnet.errors import ConfigError, PlacementError, SouthboundError, TenantnetError
+from tenantnet.flows import node_flows
+from tenantnet.ovsdb import NodeOvsdb, recovered_vms
+
+LOG = logging.getLogger("tenantnet.controller")
+API_SOURCE = "API request"
+
+
+class NetnsHost:
+    """Host-side steps on a node reached through `ip netns exec` (the one-machine lab).
+
+    The paper does this with a udev rule on the node; a node agent does it on real hosts."""
+
+    def __init__(self, netns):
+        self.netns = netns
+
+    def set_address(self, ifname, cidr):
+        from tenantnet.lab import netns as ns
+        deadline = time.time() + 5
+        while not ns.link_exists(ifname, self.netns):
+            if time.time() > deadline:
+                raise SouthboundError(f"{ifname} did not appear in namespace {self.netns}")
+            time.sleep(0.01)
+        ns.run(["ip", "addr", "replace", cidr, "dev", ifname], netns=self.netns)
+        ns.run(["ip", "link", "set", ifname, "up"], netns=self.netns)
+
+
+class Core:
+    def __init__(self, topo, pusher, ovsdb_remotes=None, hosts=None, source="config"):
+        self.topo = topo
+        self.pusher = pusher
+        self.source = source
+        remotes = ovsdb_remotes or {}
+        self.nodes = {n.name: NodeOvsdb(n.name, remotes.get(
+            n.name, f"tcp:{n.management_ip}:{topo.controller.ovsdb_port}")) for n in topo.nodes()}
+        self.hosts = hosts or {}
+        self.lock = threading.RLock()
+        self.portmaps = {}          # (node, bridge) -> {port name: ofport}
+        self.started = False
+        self.ready = threading.Event()   # set once start() has connected and reconciled
+        self.api_server = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self):
+        """Connect to every node, relearn runtime placements, reconcile everything."""
+        with self.lock:
+            for node in self.nodes.values():
+                node.connect()
+            self._recover()
+            self._realise(self.topo, [n.name for n in self.topo.nodes()], wait_flows=False,
+                          force_addresses=True)
+            self.started = True
+            self.ready.set()
+        if self.api_server is not None:
+            self.api_server.start()
+        LOG.info("controller ready: %d nodes, %d networks, %d VMs", len(self.nodes),
+                 len(self.topo.networks()), len(self.topo.vms()))
+
+    def stop(self):
+        if self.api_server is not None:
+            self.api_server.stop()
+        for node in self.nodes.values():
+            node.close()
+
+    def _recover(self):
+        """Add VMs that were placed through the API (recorded in external_ids on the nodes)."""
+        for node_name, node in self.nodes.items():
+            for name, rec in recovered_vms(node.owned()["ports"]).items():
+                if self.topo.vm(name) is not None or rec.get("source") != "api":
+                    continue
+                spec = {"name": name, "network": rec["network"], "node": node_name,
+                        "mac": rec["mac"], "ip": rec["ip"]}
+                try:
+                    vm = config_mod.vm_from_spec(self.topo, spec, f"node {node_name}", "port",
+                                                 vm_source="api")
+                except ConfigError as exc:
+                    LOG.warning("not recovering VM %s found on %s: %s", name, node_name, exc)
+                    continue
+                self.topo.add_vm(vm)
+                LOG.info("recovered VM %s on %s from the node's OVSDB", name, node_name)
+
+    # -- realising a topology ------------------------------------------------------
+    def _realise(self, topo, node_names, nets=None, wait_flows=True, force_addresses=False):
+        """Push *topo*'s desired state to *node_names*; return timings."""
+        timings = {}
+        t0 = time.perf_counter()
+        for name in node_names:
+            state = node_state(topo, name)
+            result = self.nodes[name].reconcile(state)
+            for bridge, pm in result.portmaps.items():
+                self.portmaps[(name, bridge)] = pm
+            host = self.hosts.get(name)
+            for ifname, cidr in state.addresses.items():
+                # A new ex- port is a new kernel device: it needs its address (again).
+                if host is not None and (force_addresses or f"add port {ifname} to br-tun"
+                                         in result.commands):
+                    host.set_address(ifname, cidr)
+            if result.changed:
+                LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
+                         result.seconds * 1000)
+        timings["ovsdb_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        t1 = time.perf_counter()
+        for name in node_names:
+            for bridge, bf in node_flows(topo, name).items():
+                br_net = node_state(topo, name).bridges[bridge].network
+                if nets is not None and br_net not in nets:
+                    continue
+                if not wait_flows and not self.pusher.connected(bf.dpid):
+                    continue  # it will be synced when it connects
+                self._sync_bridge(name, bridge, bf, topo)
+        timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
+        return timings
+
+    def _sync_bridge(self, node, bridge, bf, topo, connect_timeout=15.0):
+        if not self.pusher.wait_connected(bf.dpid, connect_timeout):
+            raise SouthboundError(f"{node}/{bridge} (dpid {naming.dpid_str(bf.dpid)}) did not "
+                                  f"connect to the controller within {connect_timeout:.0f}s")
+        pm = self.portmaps.get((node, bridge))
+        if pm is None or any(p not in pm for f in bf.flows for p in f.port_names()):
+            pm = self.nodes[node].portmap(bridge)
+            self.portmaps[(node, bridge)] = pm
+        return self.pusher.sync(bf.dpid, bf.flows, pm)
+
+    def _locate(self, dpid, topo=None):
+        topo = topo or self.topo
+        for n in topo.nodes():
+            for bridge, bf in node_flows(topo, n.name).items():
+                if bf.dpid == dpid:
+                    return n.name, bridge, bf
+        return None
+
+    # -- OpenFlow events (called by tenantnet.app) --------------------------------
+    def switch_connected(self, dpid):
+        # A switch may connect before start() has reached the nodes' OVSDB; start() skips
+        # unconnected bridges, so either path ends with the bridge in sync.
+        if not self.ready.wait(120):
+            LOG.error("switch %s connected but the controller never became ready",
+                      naming.dpid_str(dpid))
+            return
+        with self.lock:
+            found = self._locate(dpid)
+            if found is None:
+                LOG.warning("switch %s is not one of ours; ignoring it", naming.dpid_str(dpid))
+                return
+            node, bridge, bf = found
+            try:
+                res = self._sync_bridge(node, bridge, bf, self.topo)
+                LOG.info("%s/%s connected: +%d -%d flows", node, bridge, res["added"],
+                         res["removed"])
+            except TenantnetError as exc:
+                LOG.error("%s/%s: flow sync after connect failed: %s", node, bridge, exc)
+
+    def switch_disconnected(self, dpid):
+        LOG.info("switch %s disconnected", naming.dpid_str(dpid))
+
+    # -- placement service (used by tenantnet.api) --------------------------------
+    def _change(self, new_topo, net_key):
+        old_nodes = set(self.topo.hosting_nodes(net_key))
+        new_nodes = set(new_topo.hosting_nodes(net_key))
+        affected = sorted(old_nodes | new_nodes)
+        try:
+            timings = self._realise(new_topo, affected, nets={net_key})
+        except TenantnetError:
+            # Put the switches back the way the current model says.
+            LOG.error("placement failed; restoring %s", ", ".join(affected))
+            try:
+                self._realise(self.topo, affected, nets={net_key})
+            except TenantnetError as exc:
+                LOG.error("restore failed too: %s", exc)
+            raise
+        self.topo = new_topo
+        return affected, timings
+
+    def add_vm(self, spec):
+        t0 = time.perf_counter()
+        if not isinstance(spec, dict):
+            raise ConfigError(API_SOURCE, "", "expected a JSON object")
+        with self.lock:
+            new = self.topo.copy()
+            vm = config_mod.vm_from_spec(new, spec, API_SOURCE, "", vm_source="api")
+            new.add_vm(vm)
+            created = vm.node not in self.topo.hosting_nodes(vm.network)
+            affected, timings = self._change(new, vm.network)
+        timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out = vm.as_dict()
+        out.update(nodes_updated=affected, bridges_created=created, timings=timings)
+        LOG.info("placed %s on %s in %.1f ms", vm.name, vm.node, timings["total_ms"])
+        return out
+
+    def del_vm(self, name):
+        t0 = time.perf_counter()
+        with self.lock:
+            vm = self.topo.vm(name)
+            if vm is None:
+                raise PlacementError(f"unknown VM {name!r}", status=404)
+            new = self.topo.copy()
+            new.remove_vm(name)
+            affected, timings = self._change(new, vm.network)
+        timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        out = vm.as_dict()
+        out.update(nodes_updated=affected, deleted=True, timings=timings)
+        return out
+
+    def list_vms(self):
+        return [vm.as_dict() for vm in sorted(self.topo.vms().values(), key=lambda v: v.name)]
+
+    def get_vm(self, name):
+        vm = self.topo.vm(name)
+        if vm is None:
+            raise PlacementError(f"unknown VM {name!r}", status=404)
+        return vm.as_dict()
+
+    def topology(self):
+        topo = self.topo
+        return {
+            "mode": topo.mode,
+            "nodes": [{"name": n.name, "role": n.role, "management_ip": n.management_ip,
+                       "transport_ip": n.transport_ip,
+                       "networks": topo.networks_on(n.name)} for n in topo.nodes()],
+            "networks": [{"key": k, "tenant": n.tenant, "name": n.name,
+                          "segmentation_id": n.segmentation_id, "cidr": n.cidr,
+                          "transport_cidr": n.transport_cidr,
+                          "hosting_nodes": topo.hosting_nodes(k),
+                          "probes": [p.as_dict() for p in topo.probes(k)]}
+                         for k, n in sorted(topo.networks().items())],
+            "vms": self.list_vms(),
+        }
+
+    def health(self):
+        return {"status": "ok" if self.started else "starting", "nodes": len(self.nodes),
+                "vms": len(self.topo.vms())}
+
+
+def build_core(pusher, app=None):
+    """Factory used by tenantnet.app: settings come from the environment (set by the CLI)."""
+    path = os.environ.get("TENANTNET_CONFIG")
+    if not path:
+        raise TenantnetError("TENANTNET_CONFIG is not set: run `tenantnet controller -c FILE`")
+    topo = config_mod.load_file(path)
+    remotes = {}
+    for item in filter(None, os.environ.get("TENANTNET_OVSDB_REMOTES", "").split(",")):
+        node, _, remote = item.partition("=")
+        remotes[node] = remote
+    hosts = {}
+    lab_prefix = os.environ.get("TENANTNET_LAB_PREFIX")
+    if lab_prefix:
+        from tenantnet.lab.fabric import node_netns_name
+        hosts = {n.name: NetnsHost(node_netns_name(lab_prefix, n.name)) for n in topo.nodes()}
+    core = Core(topo, pusher, ovsdb_remotes=remotes, hosts=hosts, source=path)
+    sock = os.environ.get("TENANTNET_API_SOCKET")
+    listen = os.environ.get("TENANTNET_API_LISTEN")
+    if sock or listen:
+        from tenantnet.api import ApiServer
+        tcp = None
+        if listen:
+            host, _, port = listen.rpartition(":")
+            tcp = (host or "127.0.0.1", int(port))
+        core.api_server = ApiServer(core, tcp=tcp, unix_path=sock)
+    return core

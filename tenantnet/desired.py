@@ -1,0 +1,114 @@
+"""Desired state of every node, computed from the topology model (a pure function).
+
+For each node: the bridges (with their kind, datapath id, controller target and ports),
+each port's type, options, VLAN tag and external_ids, and the addresses of the ex-
+endpoints. tenantnet.ovsdb makes a node look like this; nothing here talks to a switch."""
+
+from dataclasses import dataclass, field
+
+from tenantnet import naming
+
+OWNER_KEY = "tenantnet-owner"
+OWNER = "tenantnet"
+BOOTSTRAP_OWNER = "bootstrap"
+KIND_KEY = "tenantnet-kind"
+NETWORK_KEY = "tenantnet-network"
+
+# Common bridges every node has (created by node bootstrap, never removed by the
+# controller). Equations (1) and (2) count them: 2 per compute node, 3 per network node.
+COMMON_BRIDGES = {"compute": ("br-int", "br-tun"), "network": ("br-int", "br-tun", "br-ex")}
+COMMON_KINDS = {"br-int": "common-int", "br-tun": "common-tun", "br-ex": "common-ex"}
+TRANSPORT_BRIDGE = "br-tun"
+
+
+@dataclass
+class PortSpec:
+    name: str
+    type: str = ""                 # "" (system device), "internal", "patch", "gre"
+    options: dict = field(default_factory=dict)
+    tag: int = None
+    external_ids: dict = field(default_factory=dict)
+
+
+@dataclass
+class BridgeSpec:
+    name: str
+    kind: str                      # brint, brtun, common-int, common-tun, common-ex
+    network: str = None
+    dpid: int = None
+    controller: str = None         # OpenFlow target, e.g. tcp:198.18.0.1:6653
+    ports: dict = field(default_factory=dict)   # name -> PortSpec (ours only)
+    external_ids: dict = field(default_factory=dict)
+
+    @property
+    def common(self):
+        return self.kind.startswith("common-")
+
+
+@dataclass
+class NodeState:
+    node: str
+    bridges: dict = field(default_factory=dict)    # name -> BridgeSpec
+    addresses: dict = field(default_factory=dict)  # ex- interface -> "ip/prefixlen"
+
+    def owned_bridges(self):
+        return {n: b for n, b in self.bridges.items() if not b.common}
+
+    def ports(self):
+        """Every port we own on this node, name -> (bridge, PortSpec)."""
+        return {p.name: (b.name, p) for b in self.bridges.values() for p in b.ports.values()}
+
+
+def _ids(kind, **extra):
+    ids = {OWNER_KEY: OWNER, KIND_KEY: kind}
+    ids.update({f"tenantnet-{k}": str(v) for k, v in extra.items() if v is not None})
+    return ids
+
+
+def node_state(topo, node_name):
+    node = topo.node(node_name)
+    state = NodeState(node=node_name)
+    for name in COMMON_BRIDGES[node.role]:
+        state.bridges[name] = BridgeSpec(name=name, kind=COMMON_KINDS[name])
+    target = topo.controller.openflow_target
+    for key in topo.networks_on(node_name):
+        net = topo.network(key)
+        brint, brtun = naming.brint_name(key), naming.brtun_name(key)
+        pi, pt = naming.patch_int_name(key), naming.patch_tun_name(key)
+        int_br = BridgeSpec(name=brint, kind="brint", network=key,
+                            dpid=naming.datapath_id(node_name, brint), controller=target,
+                            external_ids=_ids("brint", network=key))
+        tun_br = BridgeSpec(name=brtun, kind="brtun", network=key,
+                            dpid=naming.datapath_id(node_name, brtun), controller=target,
+                            external_ids=_ids("brtun", network=key))
+        int_br.ports[pi] = PortSpec(pi, "patch", {"peer": pt}, None, _ids("patch", network=key))
+        tun_br.ports[pt] = PortSpec(pt, "patch", {"peer": pi}, None, _ids("patch", network=key))
+        for att in topo.attachments(key):
+            if att.node != node_name:
+                continue
+            ids = _ids(att.kind, network=key, vm=att.name, mac=att.mac, ip=att.ip,
+                       source=att.source if att.kind == "vm" else None)
+            ids.update({"iface-id": att.name, "attached-mac": att.mac})
+            int_br.ports[att.port] = PortSpec(att.port, "", {}, net.local_vid, ids)
+        local_ip = topo.ex_ip(key, node_name)
+        for peer in topo.hosting_nodes(key):
+            if peer == node_name:
+                continue
+            gre = naming.gre_port_name(key, peer)
+            tun_br.ports[gre] = PortSpec(
+                gre, "gre",
+                {"remote_ip": topo.ex_ip(key, peer), "local_ip": local_ip, "key": "flow"},
+                None, _ids("gre", network=key, peer=peer))
+        ex = naming.ex_port_name(key)
+        prefix = net.transport_cidr.split("/")[1]
+        state.bridges[TRANSPORT_BRIDGE].ports[ex] = PortSpec(
+            ex, "internal", {}, None, _ids("ex", network=key, address=f"{local_ip}/{prefix}"))
+        state.addresses[ex] = f"{local_ip}/{prefix}"
+        state.bridges[brint] = int_br
+        state.bridges[brtun] = tun_br
+    return state
+
+
+def desired_state(topo):
+    """node name -> NodeState for every node of the model."""
+    return {n.name: node_state(topo, n.name) for n in topo.nodes()}

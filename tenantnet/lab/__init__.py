@@ -1,0 +1,1 @@
+"""The one-machine lab: emulated compute and network nodes as network namespaces."""

@@ -1,0 +1,234 @@
+"""The topology model: who is where, as a networkx graph.
+
+Graph vertices are typed tuples: ("node", name), ("tenant", name), ("net", "tenant/net"),
+("vm", name). Edges: tenant-net (owns), vm-net (attached), vm-node (placed on). Everything
+else (which nodes host a network, the probes, counts for equations (1)-(4)) is derived from
+the graph, so there is one source of truth and nothing to keep in step."""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from tenantnet import naming
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str                 # "compute" or "network"
+    management_ip: str
+    transport_ip: str
+
+
+@dataclass(frozen=True)
+class Network:
+    tenant: str
+    name: str
+    segmentation_id: int
+    cidr: str
+    transport_cidr: str
+    mode: str = "dnb"
+
+    @property
+    def key(self):
+        return naming.network_key(self.tenant, self.name)
+
+    @property
+    def local_vid(self):
+        """The VID that tags this network's frames between brint-xy and brtun-xy.
+
+        The bridge pair is dedicated to one network, so the VID needs no per-node
+        allocation (and no state to recover): it is derived from the segmentation id."""
+        seg = self.segmentation_id
+        return seg if 1 <= seg <= 4094 else (seg % 4094) + 1
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Something with a MAC and an IP on a tenant network: a VM, or a network node's probe."""
+    name: str
+    kind: str                 # "vm" or "probe"
+    network: str              # network key
+    node: str
+    mac: str
+    ip: str
+    port: str                 # host-side port name on brint-xy
+    source: str = "config"    # "config" or "api": where a VM was declared
+
+    def as_dict(self):
+        return {"name": self.name, "kind": self.kind, "network": self.network, "node": self.node,
+                "mac": self.mac, "ip": self.ip, "port": self.port, "source": self.source}
+
+
+@dataclass
+class Tuning:
+    """Section III.G performance tuning applied to VM interfaces."""
+    vm_mtu: int = 1400
+    tx_checksum_offload: bool = False
+    neigh_gc_thresh: tuple = None  # (gc_thresh1, gc_thresh2, gc_thresh3) or None
+
+    def as_dict(self):
+        return {"vm_mtu": self.vm_mtu, "tx_checksum_offload": self.tx_checksum_offload,
+                "neigh_gc_thresh": list(self.neigh_gc_thresh) if self.neigh_gc_thresh else None}
+
+
+@dataclass
+class ControllerSettings:
+    management_ip: str = "198.18.0.1"
+    openflow_port: int = 6653
+    ovsdb_port: int = 6640
+    api_port: int = 8080
+
+    @property
+    def openflow_target(self):
+        return f"tcp:{self.management_ip}:{self.openflow_port}"
+
+
+@dataclass
+class LabSettings:
+    management_cidr: str = "198.18.0.0/24"
+    transport_cidr: str = "198.19.0.0/24"
+
+
+class Topology:
+    def __init__(self, mode="dnb", controller=None, tuning=None, lab=None):
+        self.mode = mode
+        self.controller = controller or ControllerSettings()
+        self.tuning = tuning or Tuning()
+        self.lab = lab or LabSettings()
+        self.g = nx.Graph()
+
+    # -- building ------------------------------------------------------------------
+    def add_node(self, node):
+        self.g.add_node(("node", node.name), obj=node)
+
+    def add_network(self, net):
+        self.g.add_node(("tenant", net.tenant))
+        self.g.add_node(("net", net.key), obj=net)
+        self.g.add_edge(("tenant", net.tenant), ("net", net.key))
+
+    def add_vm(self, vm):
+        self.g.add_node(("vm", vm.name), obj=vm)
+        self.g.add_edge(("vm", vm.name), ("net", vm.network))
+        self.g.add_edge(("vm", vm.name), ("node", vm.node))
+
+    def remove_vm(self, name):
+        self.g.remove_node(("vm", name))
+
+    def copy(self):
+        other = Topology(self.mode, self.controller, self.tuning, self.lab)
+        other.g = self.g.copy()
+        return other
+
+    # -- queries -------------------------------------------------------------------
+    def _objs(self, kind):
+        return [d["obj"] for v, d in self.g.nodes(data=True) if v[0] == kind]
+
+    def nodes(self):
+        return self._objs("node")
+
+    def node(self, name):
+        data = self.g.nodes.get(("node", name))
+        return data["obj"] if data else None
+
+    def compute_nodes(self):
+        return [n for n in self.nodes() if n.role == "compute"]
+
+    def network_nodes(self):
+        return [n for n in self.nodes() if n.role == "network"]
+
+    def networks(self):
+        return {n.key: n for n in self._objs("net")}
+
+    def network(self, key):
+        data = self.g.nodes.get(("net", key))
+        return data["obj"] if data else None
+
+    def tenants(self):
+        return sorted(v[1] for v in self.g.nodes if v[0] == "tenant")
+
+    def vms(self):
+        return {vm.name: vm for vm in self._objs("vm")}
+
+    def vm(self, name):
+        data = self.g.nodes.get(("vm", name))
+        return data["obj"] if data else None
+
+    def vms_of(self, net_key):
+        return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("net", net_key))
+                       if v[0] == "vm"), key=lambda vm: vm.name)
+
+    def vms_on(self, node_name):
+        return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("node", node_name))
+                       if v[0] == "vm"), key=lambda vm: vm.name)
+
+    def active_networks(self):
+        """tns: the tenant networks with at least one VM."""
+        return sorted(k for k in self.networks() if self.vms_of(k))
+
+    def hosting_nodes(self, net_key):
+        """Nodes that carry the network's bridge pair: its VMs' nodes plus every network node."""
+        vms = self.vms_of(net_key)
+        if not vms:
+            return []
+        names = {vm.node for vm in vms} | {n.name for n in self.network_nodes()}
+        return sorted(names)
+
+    def networks_on(self, node_name):
+        """tns_c: active networks whose bridges live on *node_name*."""
+        return [k for k in self.active_networks() if node_name in self.hosting_nodes(k)]
+
+    def probes(self, net_key):
+        """One probe per network node for an active network (the DHCP-namespace analogue)."""
+        net = self.network(net_key)
+        if not self.vms_of(net_key):
+            return []
+        return [Attachment(name=probe_name(net_key, n.name), kind="probe", network=net_key,
+                           node=n.name, mac=naming.mac_for("probe", net_key, n.name),
+                           ip=probe_ip(net, i), port=naming.probe_port_name(net_key))
+                for i, n in enumerate(sorted(self.network_nodes(), key=lambda n: n.name))]
+
+    def attachments(self, net_key):
+        """Everything with a MAC on the network: VMs and probes."""
+        return self.vms_of(net_key) + self.probes(net_key)
+
+    def ex_ip(self, net_key, node_name):
+        return ex_ip(self.network(net_key), self.node(node_name))
+
+
+def probe_name(net_key, node_name):
+    return f"probe.{net_key.replace('/', '.')}.{node_name}"
+
+
+def probe_ip(net, index):
+    """Probes take the first host addresses of the VM CIDR, one per network node."""
+    hosts = ipaddress.ip_network(net.cidr).hosts()
+    for _ in range(index):
+        next(hosts)
+    return str(next(hosts))
+
+
+def reserved_probe_ips(net, n_network_nodes):
+    return {probe_ip(net, i) for i in range(n_network_nodes)}
+
+
+def ex_ip_offset(node):
+    """A node's host number in every transport CIDR: the host part of its transport_ip."""
+    ip = ipaddress.ip_address(node.transport_ip)
+    return int(ip) & 0xFF | (int(ip) & 0xFF00)  # low 16 bits
+
+
+def ex_ip(net, node):
+    """The address of ex-xy on *node*: transport_cidr's network + the node's host number.
+
+    E.g. transport_ip 198.19.0.11 and transport_cidr 198.19.100.0/24 give 198.19.100.11."""
+    tnet = ipaddress.ip_network(net.transport_cidr)
+    offset = ex_ip_offset(node) % tnet.num_addresses
+    return str(tnet.network_address + offset)
+
+
+@dataclass
+class PlacementResult:
+    vm: Attachment
+    timings: dict = field(default_factory=dict)

@@ -1,0 +1,97 @@
+"""Deterministic names and identifiers for everything tenantnet creates.
+
+Linux interface names (and so OVS bridges of the netdev datapath and internal ports) are
+limited to 15 characters. A name that fits is used as is; a longer one keeps a readable
+head and ends in a short hash of the full name, so the same input always gives the same
+name and different inputs practically never collide (config validation checks anyway)."""
+
+import hashlib
+import re
+
+IFNAMSIZ = 15  # usable characters of a Linux interface name
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+MAX_NAME = 32  # longest node/tenant/network/VM name we accept
+
+
+def _digest(text, nbytes=8):
+    return hashlib.sha256(text.encode()).digest()[:nbytes]
+
+
+def short_name(prefix, body, limit=IFNAMSIZ):
+    """`prefix-body` when it fits in *limit*, else `prefix-<head><hash4>`."""
+    full = f"{prefix}-{body}"
+    if len(full) <= limit:
+        return full
+    tag = _digest(full).hex()[:4]
+    room = limit - len(prefix) - 1 - len(tag)
+    if room < 1:
+        raise ValueError(f"prefix {prefix!r} leaves no room in a {limit}-character name")
+    return f"{prefix}-{body[:room]}{tag}"
+
+
+def network_key(tenant, network):
+    """The canonical id of a tenant network, as used in configs and the API."""
+    return f"{tenant}/{network}"
+
+
+def _net_body(net_key):
+    # '.' cannot occur in tenant or network names, so "acme.web" is unambiguous.
+    return net_key.replace("/", ".")
+
+
+def brint_name(net_key):
+    return short_name("brint", _net_body(net_key))
+
+
+def brtun_name(net_key):
+    return short_name("brtun", _net_body(net_key))
+
+
+def ex_port_name(net_key):
+    return short_name("ex", _net_body(net_key))
+
+
+def patch_int_name(net_key):
+    """Patch port on brint-xy (peer of patch_tun_name)."""
+    return short_name("pi", _net_body(net_key))
+
+
+def patch_tun_name(net_key):
+    """Patch port on brtun-xy (peer of patch_int_name)."""
+    return short_name("pt", _net_body(net_key))
+
+
+def gre_port_name(net_key, peer_node):
+    # Port names are unique per OVS instance, not per bridge: the network is part of it.
+    # The peer comes first so that traces and dumps show where a tunnel leads.
+    return short_name("gr", f"{peer_node}.{_net_body(net_key)}")
+
+
+def vm_port_name(vm_name):
+    """Host side of a VM's link, attached to brint-xy (the VM's 'tap')."""
+    return short_name("tap", vm_name)
+
+
+def probe_port_name(net_key):
+    """Host side of the network node's probe link for a network (the DHCP-namespace analogue)."""
+    return short_name("prb", _net_body(net_key))
+
+
+def datapath_id(node, bridge):
+    """A stable 64-bit datapath id for *bridge* on *node* (never 0)."""
+    value = int.from_bytes(_digest(f"dpid:{node}/{bridge}"), "big") & 0x0000FFFFFFFFFFFF
+    return value or 1
+
+
+def dpid_str(dpid):
+    return f"{dpid:016x}"
+
+
+def mac_for(kind, *parts, salt=0):
+    """A locally administered unicast MAC derived from *parts* (02:xx:xx:xx:xx:xx)."""
+    raw = _digest(f"mac:{kind}:{'/'.join(parts)}:{salt}", 5)
+    return "02:" + ":".join(f"{b:02x}" for b in raw)
+
+
+def valid_name(name):
+    return isinstance(name, str) and bool(NAME_RE.match(name)) and len(name) <= MAX_NAME

@@ -1,0 +1,210 @@
+"""Flow (tenantnet.flowspec) -> os-ken OpenFlow 1.3 messages, and the sync plan.
+
+Pure translation: nothing here sends, waits or keeps state. The only thing a function
+needs from *dp* is ``dp.ofproto`` / ``dp.ofproto_parser`` (a connected
+os_ken Datapath, or ``os_ken.ofproto.ofproto_protocol.ProtocolDesc(0x04)`` in unit tests).
+
+Sync model: every flow we own carries cookie = COOKIE_PREFIX<<32 | hash(resolved flow), so
+"installed == desired" is a set comparison of cookies. plan_sync() says which desired
+flows to add and which installed cookies to delete; a delete removes exactly one cookie
+(OFPFC_DELETE, table ALL, cookie_mask all ones), so flows that are not ours are never hit.
+"""
+
+import struct
+
+from tenantnet.flowspec import COOKIE_MASK_OURS, COOKIE_PREFIX
+
+OFP13 = 0x04
+ADD = "add"
+DELETE = "delete"
+
+COOKIE_ALL_ONES = 0xFFFFFFFFFFFFFFFF
+BUNDLE_FLAGS_NAME = "ATOMIC|ORDERED"
+
+_RESERVED_PORT_CONSTS = {
+    "NORMAL": "OFPP_NORMAL",
+    "IN_PORT": "OFPP_IN_PORT",
+    "LOCAL": "OFPP_LOCAL",
+    "CONTROLLER": "OFPP_CONTROLLER",
+    "FLOOD": "OFPP_FLOOD",
+    "ALL": "OFPP_ALL",
+}
+
+
+# -- flows -> messages -----------------------------------------------------------------
+
+def _port_no(ofp, port, what):
+    if isinstance(port, bool):
+        raise ValueError(f"{what}: bad port {port!r}")
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port in _RESERVED_PORT_CONSTS:
+        return getattr(ofp, _RESERVED_PORT_CONSTS[port])
+    raise ValueError(f"{what}: port {port!r} is not resolved to an ofport number "
+                     f"(call Flow.resolve(portmap) first)")
+
+
+def build_match(dp, match):
+    """OFPMatch from a Flow.match tuple/dict (vlan_vid gets OFPVID_PRESENT)."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    fields = {}
+    for key, value in dict(match).items():
+        if key == "vlan_vid":
+            fields[key] = ofp.OFPVID_PRESENT | int(value)
+        elif key == "in_port":
+            fields[key] = _port_no(ofp, value, "match in_port")
+        else:                       # eth_dst, eth_type, tunnel_id, ... as is
+            fields[key] = value
+    return parser.OFPMatch(**fields)
+
+
+def build_actions(dp, actions):
+    """List of OFPAction* from Flow.actions tuples."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    out = []
+    for act in actions:
+        kind = act[0]
+        if kind == "output":
+            port = _port_no(ofp, act[1], "output")
+            max_len = ofp.OFPCML_NO_BUFFER if port == ofp.OFPP_CONTROLLER else 0
+            out.append(parser.OFPActionOutput(port, max_len))
+        elif kind == "push_vlan":
+            out.append(parser.OFPActionPushVlan(0x8100))
+        elif kind == "pop_vlan":
+            out.append(parser.OFPActionPopVlan())
+        elif kind == "set_field":
+            _, field, value = act
+            if field == "vlan_vid":
+                value = ofp.OFPVID_PRESENT | int(value)
+            out.append(parser.OFPActionSetField(**{field: value}))
+        else:
+            raise ValueError(f"unknown action {act!r}")
+    return out
+
+
+def to_flow_mod(dp, flow, command=ADD):
+    """OFPFlowMod (OF1.3) for a *resolved* Flow; cookie = flow.cookie().
+
+    command: ADD (default) or DELETE (strict delete of exactly this flow), or an
+    OFPFC_* number."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    if command == ADD:
+        command = ofp.OFPFC_ADD
+    elif command == DELETE:
+        command = ofp.OFPFC_DELETE_STRICT
+    inst = []
+    if flow.actions:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                 build_actions(dp, flow.actions)))
+    if flow.goto is not None:
+        inst.append(parser.OFPInstructionGotoTable(flow.goto))
+    deleting = command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
+    return parser.OFPFlowMod(
+        dp, cookie=flow.cookie(), cookie_mask=COOKIE_ALL_ONES if deleting else 0,
+        table_id=flow.table, command=command, idle_timeout=0, hard_timeout=0,
+        priority=flow.priority, buffer_id=ofp.OFP_NO_BUFFER,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, flags=0,
+        match=build_match(dp, flow.match), instructions=inst)
+
+
+def delete_cookie_msg(dp, cookie):
+    """OFPFlowMod deleting every flow whose cookie is exactly *cookie*, in all tables."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.OFPFlowMod(
+        dp, cookie=cookie, cookie_mask=COOKIE_ALL_ONES, table_id=ofp.OFPTT_ALL,
+        command=ofp.OFPFC_DELETE, idle_timeout=0, hard_timeout=0, priority=0,
+        buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        flags=0, match=parser.OFPMatch(), instructions=[])
+
+
+def our_flow_stats_request(dp):
+    """OFPFlowStatsRequest for every flow carrying our cookie prefix, all tables."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.OFPFlowStatsRequest(
+        dp, flags=0, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY, cookie=COOKIE_PREFIX << 32,
+        cookie_mask=COOKIE_MASK_OURS, match=parser.OFPMatch())
+
+
+def bundle_flags(dp):
+    return dp.ofproto.ONF_BF_ATOMIC | dp.ofproto.ONF_BF_ORDERED
+
+
+def bundle_ctrl(dp, bundle_id, ctrl_type):
+    """ONFBundleCtrlMsg (OF1.3 ONF extension EXT-230); ctrl_type is ONF_BCT_*."""
+    return dp.ofproto_parser.ONFBundleCtrlMsg(dp, bundle_id, ctrl_type,
+                                              bundle_flags(dp), [])
+
+
+def bundle_add(dp, bundle_id, msg):
+    """ONFBundleAddMsg wrapping *msg* (os-ken copies the outer xid into the inner one)."""
+    return dp.ofproto_parser.ONFBundleAddMsg(dp, bundle_id, bundle_flags(dp), msg, [])
+
+
+# -- sync plan -------------------------------------------------------------------------
+
+def plan_sync(desired_resolved_flows, installed_cookies):
+    """(to_add, to_delete_cookies) turning *installed_cookies* into the desired set.
+
+    to_add: desired flows whose cookie is not installed (duplicates dropped, input order
+    kept); to_delete_cookies: sorted installed cookies of ours that are not desired.
+    Installed cookies without our prefix are ignored (they are not ours).
+
+    Raises ValueError when two different desired flows share table+priority+match (the
+    switch would keep only one of them, and every sync would flap between them)."""
+    by_cookie = {}
+    by_key = {}
+    for flow in desired_resolved_flows:
+        c = flow.cookie()
+        prev = by_cookie.get(c)
+        if prev is not None:
+            if (prev.table, prev.priority, prev.match, prev.actions, prev.goto) != \
+                    (flow.table, flow.priority, flow.match, flow.actions, flow.goto):
+                raise ValueError(f"cookie collision between {prev} and {flow}")
+            continue
+        key = (flow.table, flow.priority, flow.match)
+        other = by_key.get(key)
+        if other is not None:
+            raise ValueError(f"conflicting desired flows with the same table, priority and "
+                             f"match: {other} ({other.rule or '?'}) vs {flow} "
+                             f"({flow.rule or '?'})")
+        by_key[key] = flow
+        by_cookie[c] = flow
+    ours = {c for c in installed_cookies if (c & COOKIE_MASK_OURS) == (COOKIE_PREFIX << 32)}
+    to_add = [f for c, f in by_cookie.items() if c not in ours]
+    to_delete = sorted(ours - set(by_cookie))
+    return to_add, to_delete
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def _const_name(ofp, prefix, value):
+    for name in dir(ofp):
+        if name.startswith(prefix) and getattr(ofp, name) == value:
+            return name
+    return None
+
+
+def describe_error(msg):
+    """One line for an OFPErrorMsg (standard or ONF/Nicira experimenter error)."""
+    ofp = msg.datapath.ofproto
+    if msg.type == ofp.OFPET_EXPERIMENTER:
+        exp_type = getattr(msg, "exp_type", None)
+        experimenter = getattr(msg, "experimenter", None)
+        name = _const_name(ofp, "ONFERR_", exp_type) or f"exp_type={exp_type}"
+        text = f"experimenter error {name} (experimenter=0x{experimenter or 0:x})"
+    else:
+        try:
+            text = f"{ofp.ofp_error_type_to_str(msg.type)} " \
+                   f"{ofp.ofp_error_code_to_str(msg.type, msg.code)}"
+        except Exception:           # unknown numbers: still say them
+            text = f"type={msg.type} code={msg.code}"
+    data = bytes(msg.data or b"")
+    if msg.type != ofp.OFPET_HELLO_FAILED and len(data) >= 8:
+        _ver, mtype, _len, xid = struct.unpack_from("!BBHI", data)
+        try:
+            what = ofp.ofp_msg_type_to_str(mtype)
+        except Exception:
+            what = str(mtype)
+        text += f" for {what} xid={xid}"
+    return text

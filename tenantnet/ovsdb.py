@@ -1,0 +1,288 @@
+"""OVSDB southbound: make a node's Open vSwitch match its desired NodeState.
+
+One ovsdbapp connection per node (active: the controller connects to the node's
+ovsdb-server). `reconcile` reads what the node holds, computes the difference and
+commits it as one transaction; running it again with the same desired state commits
+nothing. Only records marked with external_ids tenantnet-owner=tenantnet are ever
+removed. After the transaction every port we want is checked for ofport/error."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ovsdbapp.backend.ovs_idl import command as ovs_command
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from tenantnet import naming
+from tenantnet.desired import KIND_KEY, OWNER, OWNER_KEY
+from tenantnet.errors import SouthboundError
+
+LOG = logging.getLogger(__name__)
+OF_PROTOCOLS = ["OpenFlow13"]  # the ONF bundle extension we use rides on OpenFlow 1.3
+
+
+def _plain(value):
+    """IDL column values -> plain Python (single-element optional columns unwrapped)."""
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else (None if not value else value)
+    return value
+
+
+class _Snapshot(ovs_command.BaseCommand):
+    """Read Bridge/Port/Interface into plain dicts inside the connection thread."""
+
+    def run_idl(self, txn):
+        tables = self.api.tables
+        ifaces = {}
+        for row in tables["Interface"].rows.values():
+            ifaces[row.uuid] = {
+                "name": row.name, "type": row.type, "options": dict(row.options),
+                "external_ids": dict(row.external_ids), "ofport": _plain(row.ofport),
+                "error": _plain(row.error)}
+        ports = {}
+        for row in tables["Port"].rows.values():
+            ports[row.uuid] = {
+                "name": row.name, "tag": _plain(row.tag), "external_ids": dict(row.external_ids),
+                "interfaces": [ifaces[i.uuid]["name"] for i in row.interfaces if i.uuid in ifaces]}
+        bridges = {}
+        for row in tables["Bridge"].rows.values():
+            bridges[row.name] = {
+                "name": row.name, "external_ids": dict(row.external_ids),
+                "fail_mode": _plain(row.fail_mode), "protocols": list(row.protocols),
+                "other_config": dict(row.other_config), "datapath_type": row.datapath_type,
+                "controller": sorted(c.target for c in row.controller),
+                "ports": sorted(ports[p.uuid]["name"] for p in row.ports if p.uuid in ports)}
+        self.result = {
+            "bridges": bridges,
+            "ports": {p["name"]: p for p in ports.values()},
+            "interfaces": {i["name"]: i for i in ifaces.values()},
+        }
+
+
+@dataclass
+class ReconcileResult:
+    node: str
+    commands: list = field(default_factory=list)   # human-readable description of each change
+    seconds: float = 0.0
+    portmaps: dict = field(default_factory=dict)   # bridge -> {port name: ofport}
+
+    @property
+    def changed(self):
+        return bool(self.commands)
+
+
+class NodeOvsdb:
+    """An active OVSDB connection to one node."""
+
+    def __init__(self, node, remote, timeout=20):
+        self.node = node
+        self.remote = remote
+        self.timeout = timeout
+        self.api = None
+
+    def connect(self, retry_for=30.0):
+        deadline = time.time() + retry_for
+        last = None
+        while time.time() < deadline:
+            try:
+                idl = connection.OvsdbIdl.from_server(self.remote, "Open_vSwitch")
+                conn = connection.Connection(idl=idl, timeout=self.timeout)
+                self.api = impl_idl.OvsdbIdl(conn)
+                return self
+            except Exception as exc:  # schema fetch / connect failures are retried
+                last = exc
+                time.sleep(0.2)
+        raise SouthboundError(f"node {self.node}: cannot reach OVSDB at {self.remote}: {last}")
+
+    def close(self):
+        if self.api is not None:
+            try:
+                self.api.ovsdb_connection.stop()
+            except Exception:  # closing a dead connection is not worth reporting
+                pass
+            self.api = None
+
+    def snapshot(self):
+        return _Snapshot(self.api).execute(check_error=True)
+
+    def portmap(self, bridge, snap=None):
+        snap = snap or self.snapshot()
+        br = snap["bridges"].get(bridge)
+        if not br:
+            return {}
+        out = {}
+        for pname in br["ports"]:
+            for iname in snap["ports"][pname]["interfaces"]:
+                ofport = snap["interfaces"][iname]["ofport"]
+                if isinstance(ofport, int) and ofport > 0:
+                    out[iname] = ofport
+        return out
+
+    def owned(self, snap=None):
+        """What this node holds that is ours: {bridges: [...], ports: {name: external_ids}}."""
+        snap = snap or self.snapshot()
+        return {
+            "bridges": sorted(n for n, b in snap["bridges"].items()
+                              if b["external_ids"].get(OWNER_KEY) == OWNER),
+            "ports": {n: p["external_ids"] for n, p in snap["ports"].items()
+                      if p["external_ids"].get(OWNER_KEY) == OWNER},
+        }
+
+    # -- reconcile -----------------------------------------------------------------
+    def plan(self, desired, snap):
+        """(list of ovsdbapp commands, list of descriptions) turning *snap* into *desired*."""
+        api = self.api
+        cmds, notes = [], []
+
+        def add(cmd, note):
+            cmds.append(cmd)
+            notes.append(note)
+
+        actual_br = snap["bridges"]
+        actual_ports = snap["ports"]
+        actual_ifaces = snap["interfaces"]
+        for br in desired.bridges.values():
+            have = actual_br.get(br.name)
+            if br.common:
+                if have is None:
+                    raise SouthboundError(
+                        f"node {self.node} has no common bridge {br.name}: bootstrap the node "
+                        "first (it creates br-int, br-tun with the transport interface, br-ex)")
+            else:
+                if have is None:
+                    add(api.add_br(br.name, may_exist=True, datapath_type="netdev"),
+                        f"add bridge {br.name}")
+                    have = {"external_ids": {}, "fail_mode": None, "protocols": [],
+                            "other_config": {}, "controller": [], "ports": [],
+                            "datapath_type": "netdev"}
+                want_other = {"datapath-id": naming.dpid_str(br.dpid), "disable-in-band": "true"}
+                cols = []
+                if have["fail_mode"] != "secure":
+                    cols.append(("fail_mode", "secure"))
+                if have["protocols"] != OF_PROTOCOLS:
+                    cols.append(("protocols", OF_PROTOCOLS))
+                if any(have["other_config"].get(k) != v for k, v in want_other.items()):
+                    cols.append(("other_config", want_other))
+                if any(have["external_ids"].get(k) != v for k, v in br.external_ids.items()):
+                    cols.append(("external_ids", br.external_ids))
+                if have.get("datapath_type") != "netdev":
+                    cols.append(("datapath_type", "netdev"))
+                if cols:
+                    add(api.db_set("Bridge", br.name, *cols),
+                        f"set bridge {br.name} " + ",".join(c for c, _ in cols))
+                want_ctl = [br.controller] if br.controller else []
+                if have["controller"] != want_ctl:
+                    add(api.set_controller(br.name, want_ctl),
+                        f"set controller of {br.name} to {want_ctl}")
+            for port in br.ports.values():
+                self._plan_port(br, port, actual_ports, actual_ifaces, snap, add)
+            # Our ports that should no longer be on this bridge.
+            for pname in (have or {}).get("ports", []):
+                ids = actual_ports[pname]["external_ids"]
+                if ids.get(OWNER_KEY) == OWNER and pname not in br.ports:
+                    add(api.del_port(pname, bridge=br.name, if_exists=True),
+                        f"delete port {pname} from {br.name}")
+        for name, have in actual_br.items():
+            if have["external_ids"].get(OWNER_KEY) == OWNER and name not in desired.bridges:
+                add(api.del_br(name, if_exists=True), f"delete bridge {name}")
+        return cmds, notes
+
+    def _plan_port(self, br, port, actual_ports, actual_ifaces, snap, add):
+        api = self.api
+        have = actual_ports.get(port.name)
+        on_bridge = have is not None and port.name in snap["bridges"].get(br.name, {}).get(
+            "ports", [])
+        if have is not None and not on_bridge:
+            add(api.del_port(port.name, if_exists=True), f"move port {port.name} to {br.name}")
+            have = None
+        iface_cols = {}
+        if have is None:
+            attrs = {"external_ids": port.external_ids}
+            if port.type:
+                attrs["type"] = port.type
+            if port.options:
+                attrs["options"] = port.options
+            add(api.add_port(br.name, port.name, may_exist=False, **attrs),
+                f"add port {port.name} to {br.name}")
+            iface = {"type": port.type, "options": port.options, "external_ids": port.external_ids}
+            have = {"tag": None, "external_ids": {}}
+        else:
+            iface = actual_ifaces.get(port.name, {"type": "", "options": {}, "external_ids": {}})
+        if iface["type"] != port.type:
+            iface_cols["type"] = port.type
+        if iface["options"] != port.options:
+            iface_cols["options"] = port.options
+        if any(iface["external_ids"].get(k) != v for k, v in port.external_ids.items()):
+            iface_cols["external_ids"] = port.external_ids
+        if iface_cols:
+            if "options" in iface_cols:
+                # db_set merges maps; options must be exactly ours (e.g. a changed remote_ip).
+                add(api.db_clear("Interface", port.name, "options"), f"clear options of {port.name}")
+            add(api.db_set("Interface", port.name, *iface_cols.items()),
+                f"set interface {port.name} " + ",".join(iface_cols))
+        port_cols = []
+        if have["tag"] != port.tag:
+            if port.tag is None:
+                add(api.db_clear("Port", port.name, "tag"), f"clear tag of {port.name}")
+            else:
+                port_cols.append(("tag", port.tag))
+        if any(have["external_ids"].get(k) != v for k, v in port.external_ids.items()):
+            port_cols.append(("external_ids", port.external_ids))
+        if port_cols:
+            add(api.db_set("Port", port.name, *port_cols),
+                f"set port {port.name} " + ",".join(c for c, _ in port_cols))
+
+    def reconcile(self, desired, wait_ofport=10.0):
+        """Make the node match *desired* (a NodeState). Returns ReconcileResult."""
+        start = time.perf_counter()
+        snap = self.snapshot()
+        cmds, notes = self.plan(desired, snap)
+        if cmds:
+            try:
+                with self.api.transaction(check_error=True) as txn:
+                    for cmd in cmds:
+                        txn.add(cmd)
+            except Exception as exc:
+                raise SouthboundError(f"node {self.node}: OVSDB transaction failed: {exc}") from exc
+        result = ReconcileResult(node=self.node, commands=notes)
+        result.portmaps = self._wait_ports(desired, wait_ofport if cmds else 0.0)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _wait_ports(self, desired, timeout):
+        """Wait until every wanted port has an ofport; raise on an interface error."""
+        deadline = time.time() + timeout
+        while True:
+            snap = self.snapshot()
+            missing, errors = [], []
+            for br in desired.bridges.values():
+                for name in br.ports:
+                    iface = snap["interfaces"].get(name)
+                    if iface is None:
+                        missing.append(name)
+                    elif iface["error"]:
+                        errors.append(f"{name}: {iface['error']}")
+                    elif not isinstance(iface["ofport"], int) or iface["ofport"] <= 0:
+                        missing.append(name)
+            if not missing and not errors:
+                return {b: self.portmap(b, snap) for b in desired.bridges}
+            if time.time() >= deadline:
+                if errors:
+                    raise SouthboundError(f"node {self.node}: port errors: {'; '.join(errors)}")
+                raise SouthboundError(f"node {self.node}: ports without an OpenFlow port number "
+                                      f"after {timeout:.0f}s: {', '.join(sorted(missing))}")
+            time.sleep(0.02)
+
+
+def recovered_vms(owned_ports):
+    """VM records found in our ports' external_ids (how a restarted controller relearns
+    runtime placements): name -> dict(network, node?, mac, ip, source)."""
+    out = {}
+    for ids in owned_ports.values():
+        if ids.get(KIND_KEY) == "vm":
+            out[ids.get("tenantnet-vm")] = {
+                "name": ids.get("tenantnet-vm"), "network": ids.get("tenantnet-network"),
+                "mac": ids.get("tenantnet-mac"), "ip": ids.get("tenantnet-ip"),
+                "source": ids.get("tenantnet-source", "api")}
+    return out

@@ -1,0 +1,161 @@
+"""Model, names, desired state, flows and equations (pure logic: no switch involved)."""
+
+import textwrap
+
+from tenantnet import config, equations, naming
+from tenantnet.desired import desired_state
+from tenantnet.flows import (RULE_EGRESS, RULE_FLOOD, RULE_INGRESS, T_CLASSIFY, T_EGRESS,
+                             all_flows, node_flows)
+
+CFG = textwrap.dedent("""\
+    nodes:
+      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
+      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
+      - {name: compute3, role: compute, management_ip: 198.18.0.13, transport_ip: 198.19.0.13}
+      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
+    tenants:
+      - name: acme
+        networks:
+          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
+      - name: globex
+        networks:
+          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
+    vms:
+      - {name: web1, network: acme/web, node: compute1}
+      - {name: web2, network: acme/web, node: compute2}
+      - {name: app1, network: globex/app, node: compute1}
+    """)
+
+
+def topo():
+    return config.load_text(CFG, "t.yaml")
+
+
+def test_short_names_fit_and_are_deterministic():
+    long = "a-very-long-tenant.with-a-long-network"
+    n1 = naming.short_name("brint", long)
+    assert len(n1) <= 15 and n1 == naming.short_name("brint", long)
+    assert n1 != naming.short_name("brint", long + "x")
+    assert naming.short_name("brint", "acme.web") == "brint-acme.web"
+    for fn in (naming.brint_name, naming.brtun_name, naming.ex_port_name, naming.patch_int_name,
+               naming.patch_tun_name, naming.probe_port_name):
+        assert len(fn("some-tenant-name/some-network-name")) <= 15
+    assert len(naming.gre_port_name("t/n", "compute-node-with-long-name")) <= 15
+    assert naming.datapath_id("compute1", "brint-x") != naming.datapath_id("compute2", "brint-x")
+
+
+def test_hosting_nodes_and_probes():
+    t = topo()
+    assert t.hosting_nodes("acme/web") == ["compute1", "compute2", "net1"]
+    assert t.hosting_nodes("globex/app") == ["compute1", "net1"]
+    assert t.networks_on("compute3") == []
+    assert [p.node for p in t.probes("acme/web")] == ["net1"]
+
+
+def test_desired_state_bridges_ports_and_tunnels():
+    state = desired_state(topo())
+    c1 = state["compute1"]
+    assert set(c1.bridges) == {"br-int", "br-tun", "brint-acme.web", "brtun-acme.web",
+                               naming.brint_name("globex/app"), naming.brtun_name("globex/app")}
+    brint = c1.bridges["brint-acme.web"]
+    assert brint.ports["pi-acme.web"].options == {"peer": "pt-acme.web"}
+    tap = brint.ports["tap-web1"]
+    assert tap.tag == 100 and tap.external_ids["tenantnet-vm"] == "web1"
+    brtun = c1.bridges["brtun-acme.web"]
+    gre = {p.options["remote_ip"]: p for p in brtun.ports.values() if p.type == "gre"}
+    assert set(gre) == {"198.19.100.12", "198.19.100.2"}        # compute2 and net1 only
+    assert all(p.options["local_ip"] == "198.19.100.11" and p.options["key"] == "flow"
+               for p in gre.values())
+    assert c1.addresses == {"ex-acme.web": "198.19.100.11/24",
+                            naming.ex_port_name("globex/app"): "198.19.200.11/24"}
+    assert set(state["compute3"].bridges) == {"br-int", "br-tun"}   # hosts nothing
+    net1 = state["net1"]
+    assert "br-ex" in net1.bridges and "prb-acme.web" in net1.bridges["brint-acme.web"].ports
+    assert brint.controller == "tcp:198.18.0.1:6653"
+
+
+def test_equations_match_desired_state():
+    t = topo()
+    state = desired_state(t)
+    for c in t.compute_nodes():
+        assert equations.bridges_on_compute(t, c.name) == len(state[c.name].bridges)
+    assert equations.total_bridges(t) == sum(len(s.bridges) for s in state.values())
+    gre_ports = sum(1 for s in state.values() for b in s.bridges.values()
+                    for p in b.ports.values() if p.type == "gre")
+    assert gre_ports == 2 * equations.total_tunnels(t)   # one port at each end
+    for key in t.active_networks():
+        assert equations.tunnels_of_network(t, key) <= equations.tunnel_bound_per_network(t)
+    assert equations.total_tunnels(t) <= equations.total_tunnel_bound(t)
+    assert equations.total_tunnels(t) == 3 + 1   # acme/web: 3 nodes -> 3; globex/app: 2 -> 1
+
+
+def _by_rule(flows, rule):
+    return [f for f in flows if f.rule == rule]
+
+
+def test_four_rule_types():
+    t = topo()
+    fl = node_flows(t, "compute1")["brtun-acme.web"].flows
+    gre_c2 = naming.gre_port_name("acme/web", "compute2")
+    gre_n1 = naming.gre_port_name("acme/web", "net1")
+    ingress = _by_rule(fl, RULE_INGRESS)
+    assert {f.match_dict["in_port"] for f in ingress} == {gre_c2, gre_n1}
+    for f in ingress:
+        assert f.table == T_CLASSIFY and f.match_dict["tunnel_id"] == 100
+        assert f.actions == (("push_vlan",), ("set_field", "vlan_vid", 100),
+                             ("output", "pt-acme.web"))
+    egress = {f.match_dict["eth_dst"]: f for f in _by_rule(fl, RULE_EGRESS)}
+    web2, probe = t.vm("web2"), t.probes("acme/web")[0]
+    assert set(egress) == {web2.mac, probe.mac}     # never the local VM's own MAC
+    assert egress[web2.mac].actions == (("pop_vlan",), ("set_field", "tunnel_id", 100),
+                                        ("output", gre_c2))
+    assert egress[web2.mac].table == T_EGRESS and egress[web2.mac].match_dict["vlan_vid"] == 100
+    (flood,) = _by_rule(fl, RULE_FLOOD)
+    assert {a[1] for a in flood.actions if a[0] == "output"} == {gre_c2, gre_n1}
+    # remote egress: the other nodes learned web1's MAC with a rule to compute1's tunnel
+    web1 = t.vm("web1")
+    for node in ("compute2", "net1"):
+        rem = [f for f in _by_rule(node_flows(t, node)["brtun-acme.web"].flows, RULE_EGRESS)
+               if f.match_dict["eth_dst"] == web1.mac]
+        assert len(rem) == 1
+        assert rem[0].actions[-1] == ("output", naming.gre_port_name("acme/web", "compute1"))
+
+
+def test_split_horizon_and_default_drop():
+    t = topo()
+    for bf in all_flows(t).values():
+        if not bf.bridge.startswith("brtun"):
+            continue
+        patch = [f for f in bf.flows if f.rule == "classify-from-int"][0].match_dict["in_port"]
+        for f in bf.flows:
+            outs = [a[1] for a in f.actions if a[0] == "output"]
+            assert "NORMAL" not in outs
+            if isinstance(f.match_dict.get("in_port"), str) and f.match_dict["in_port"] != patch:
+                assert outs == [patch]           # from a tunnel: only to the patch port
+        drops = [f for f in bf.flows if f.priority == 0]
+        assert {f.table for f in drops} == {T_CLASSIFY, T_EGRESS}
+        assert all(f.actions == () and f.goto is None for f in drops)
+
+
+def test_removing_last_vm_removes_bridges_and_remote_rules():
+    t = topo()
+    before = node_flows(t, "compute2")["brtun-acme.web"].flows
+    web1_mac = t.vm("web1").mac
+    assert any(f.match_dict.get("eth_dst") == web1_mac for f in before)
+    t.remove_vm("web1")
+    state = desired_state(t)
+    assert "brint-acme.web" not in state["compute1"].bridges
+    assert naming.brint_name("globex/app") in state["compute1"].bridges
+    after = node_flows(t, "compute2")["brtun-acme.web"].flows
+    assert not any(f.match_dict.get("eth_dst") == web1_mac for f in after)
+    assert not any(naming.gre_port_name("acme/web", "compute1") in f.port_names() for f in after)
+
+
+def test_flow_cookies_are_ours_and_stable():
+    t = topo()
+    fl = node_flows(t, "compute1")["brtun-acme.web"].flows
+    pm = {p: i + 1 for i, p in enumerate(sorted({p for f in fl for p in f.port_names()}))}
+    cookies = [f.resolve(pm).cookie() for f in fl]
+    assert len(set(cookies)) == len(cookies)
+    assert all(c >> 32 == 0x544E4E54 for c in cookies)
+    assert cookies == [f.resolve(pm).cookie() for f in fl]
