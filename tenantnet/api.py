@@ -400,6 +400,8 @@ class ApiServer:
     refuse it: 401 when the request carried no Authorization header, else 403 (an
     exception attribute `status` of 401 or 403 takes precedence)."""
 
+    poll_interval = 0.05    # seconds; how soon stop() is noticed by the accept loops
+
     def __init__(self, service, tcp=None, unix_path=None, authorizer=None):
         if tcp is None and unix_path is None:
             raise ValueError("ApiServer needs tcp=(host, port) and/or unix_path")
@@ -427,7 +429,7 @@ class ApiServer:
             for kind, server in self._servers:
                 server.api = self
                 thread = threading.Thread(target=server.serve_forever,
-                                          kwargs={"poll_interval": 0.2},
+                                          kwargs={"poll_interval": self.poll_interval},
                                           name=f"tenantnet-api-{kind}", daemon=True)
                 thread.start()
                 self._threads.append(thread)

@@ -88,7 +88,11 @@ class NodeOvsdb:
             try:
                 idl = connection.OvsdbIdl.from_server(self.remote, "Open_vSwitch")
                 conn = connection.Connection(idl=idl, timeout=self.timeout)
-                self.api = impl_idl.OvsdbIdl(conn)
+                # ovsdbapp keeps the connection in a *class* attribute, shared by every
+                # instance: a class of our own per node keeps each node's connection apart.
+                per_node = type(f"NodeOvsdbIdl_{self.node}", (impl_idl.OvsdbIdl,),
+                                {"_ovsdb_connection": None})
+                self.api = per_node(conn)
                 return self
             except Exception as exc:  # schema fetch / connect failures are retried
                 last = exc

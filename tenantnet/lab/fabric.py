@@ -1,0 +1,691 @@
+"""The one-machine lab: a fabric of network namespaces and private Open vSwitch instances.
+
+Pure mechanics, no knowledge of tenants. Layout (names for prefix "tn"):
+
+    tn-fabric      Linux bridges `mgmt` and `transport` (the physical networks)
+    tn-ctl         a controller namespace with `mgmt` on the management network
+    tn-<node>      one emulated node: `mgmt` (management IP, OVSDB listens here),
+                   `eth1` on the transport network, attached to the OVS bridge br-tun whose
+                   LOCAL port carries the node's transport IP; br-int on every node, br-ex
+                   on role=network nodes; its own ovsdb-server + ovs-vswitchd (netdev)
+    tn-v-<name>    an endpoint ("VM"; tn-p-<name> for probes): `eth0`, whose veth peer
+                   (named by the caller) sits in the node namespace
+
+Everything created is recorded in <state_dir>/state.json *before* it is created, so that
+down() -- from this process or another one, after a crash too -- removes exactly that.
+"""
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from tenantnet.errors import LabError
+from tenantnet.lab import netns as ns
+from tenantnet.lab import ovs as ovsmod
+from tenantnet.lab.ovs import OvsInstance
+
+STATE_VERSION = 1
+DEFAULT_STATE_ROOT = "/run/tenantnet"
+IFNAMSIZ_MAX = 15
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+# Unix socket paths (OVS db.sock, <bridge>.mgmt, *.ctl) must fit in sun_path (108 bytes).
+_MAX_RUNDIR = 80
+
+# Node namespaces: the transport veth, br-tun LOCAL and every ex-xy endpoint share one L2
+# segment. With Linux defaults the kernel answers ARP for any local address on any of them
+# ("ARP flux"), the remote OVS then caches the wrong MAC for a tunnel endpoint and its GRE
+# packets are not terminated (OVS terminates native tunnels on exact (MAC, IP) pairs).
+NODE_SYSCTLS = ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.default.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.default.arp_announce=2")
+
+REQUIRED_TOOLS = ("ip", "ethtool", "ping", "sysctl")
+
+
+def check_host():
+    """Raise LabError with a clear message when this host cannot run the lab."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veths, Open vSwitch): "
+                       "run it as root, e.g. with sudo")
+    for tool in REQUIRED_TOOLS:
+        if not shutil.which(tool):
+            pkg = {"ip": "iproute2", "ping": "iputils-ping", "sysctl": "procps"}.get(tool, tool)
+            raise LabError(f"'{tool}' not found: install the '{pkg}' package")
+    ovsmod.check_prerequisites()
+
+
+def _short_hash(text, n=8):
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def _proc_start_time(pid):
+    """Kernel start time of *pid* (clock ticks since boot), or None when it is gone/zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # comm may contain spaces/parentheses: split after the last ')'.
+    fields = data[data.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _proc_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid, start_time=None):
+    if not pid:
+        return False
+    st = _proc_start_time(pid)
+    if st is None:
+        return False
+    return start_time is None or st == start_time
+
+
+class LabFabric:
+    """Builder and janitor of one lab, identified by *prefix* (namespace name prefix)."""
+
+    def __init__(self, prefix="tn", state_dir=None):
+        if not _PREFIX_RE.match(prefix or ""):
+            raise LabError(f"lab prefix {prefix!r}: use 1-8 lowercase letters/digits, "
+                           "starting with a letter")
+        self.prefix = prefix
+        self.state_dir = os.path.abspath(state_dir or os.path.join(DEFAULT_STATE_ROOT, prefix))
+        self.state_file = os.path.join(self.state_dir, "state.json")
+        self._popen = {}           # process name -> Popen (only for processes we started)
+        self.state = self._load()
+
+    # -- state -------------------------------------------------------------------------
+    def _empty_state(self):
+        return {"version": STATE_VERSION, "prefix": self.prefix, "owns_state_dir": False,
+                "namespaces": [], "fabric": None, "controller": None,
+                "nodes": {}, "endpoints": {}, "processes": {}}
+
+    def _load(self):
+        try:
+            with open(self.state_file) as fh:
+                state = json.load(fh)
+        except FileNotFoundError:
+            return self._empty_state()
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{self.state_file}: unreadable lab state ({exc}); "
+                           "remove it by hand after checking `ip netns list`") from exc
+        if state.get("prefix") != self.prefix:
+            raise LabError(f"{self.state_file} belongs to lab prefix {state.get('prefix')!r}, "
+                           f"not {self.prefix!r}")
+        base = self._empty_state()
+        base.update(state)
+        return base
+
+    def _save(self):
+        if not os.path.isdir(self.state_dir):
+            os.makedirs(self.state_dir, exist_ok=True)
+            self.state["owns_state_dir"] = True
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.state, fh, indent=2, sort_keys=True)
+        os.replace(tmp, self.state_file)
+
+    def _record_ns(self, name):
+        """Record namespace *name* (before it is created)."""
+        if name not in self.state["namespaces"]:
+            self.state["namespaces"].append(name)
+        self._save()
+
+    def _forget_ns(self, name):
+        if name in self.state["namespaces"]:
+            self.state["namespaces"].remove(name)
+
+    def _check_free(self, name):
+        if ns.exists(name) and name not in self.state["namespaces"]:
+            raise LabError(f"network namespace {name} already exists (left over from another "
+                           f"lab?): remove it with `ip netns del {name}`")
+
+    def _add_ns(self, name):
+        """Create namespace *name*, recorded first; refuse one that is not ours."""
+        self._check_free(name)
+        self._record_ns(name)
+        ns.add(name)
+
+    # -- naming --------------------------------------------------------------------------
+    @staticmethod
+    def _check_name(what, name):
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise LabError(f"{what} name {name!r}: use 1-40 characters from [A-Za-z0-9_.-], "
+                           "starting with a letter or digit")
+
+    @staticmethod
+    def _check_ifname(name):
+        if not isinstance(name, str) or not _IFNAME_RE.match(name):
+            raise LabError(f"interface name {name!r}: use 1-{IFNAMSIZ_MAX} characters from "
+                           "[A-Za-z0-9_.-] (Linux limit)")
+
+    @property
+    def fabric_netns(self):
+        return f"{self.prefix}-fabric"
+
+    @property
+    def controller_netns(self):
+        return f"{self.prefix}-ctl"
+
+    def node_netns(self, node):
+        rec = self.state["nodes"].get(node)
+        return rec["netns"] if rec else f"{self.prefix}-{node}"
+
+    def _fabric_peer(self, kind, owner):
+        """Deterministic <=15-char name for the fabric side of a veth (m=mgmt, t=transport)."""
+        return f"{kind}-{_short_hash(self.prefix + ':' + owner)}"
+
+    def _require_fabric(self):
+        if not self.state["fabric"]:
+            raise LabError("the fabric is not up: call up_fabric() first")
+
+    def _node(self, node):
+        rec = self.state["nodes"].get(node)
+        if not rec:
+            raise LabError(f"unknown node {node!r} (known: {sorted(self.state['nodes'])})")
+        return rec
+
+    def _endpoint(self, name):
+        rec = self.state["endpoints"].get(name)
+        if not rec:
+            raise LabError(f"unknown endpoint {name!r} (known: {sorted(self.state['endpoints'])})")
+        return rec
+
+    def ovs(self, node):
+        """The OvsInstance of *node* (for vsctl/ofctl/appctl)."""
+        rec = self._node(node)
+        return OvsInstance(rec["base_dir"], netns=rec["netns"],
+                           ovsdb_tcp=(rec["management_ip"], rec["ovsdb_port"]),
+                           system_id=node)
+
+    # -- fabric --------------------------------------------------------------------------
+    def up_fabric(self, management_cidr="198.18.0.0/24", transport_cidr="198.19.0.0/16"):
+        """Create <prefix>-fabric with Linux bridges `mgmt` and `transport` (idempotent)."""
+        try:
+            mgmt = str(ipaddress.ip_network(management_cidr, strict=False))
+            transport = str(ipaddress.ip_network(transport_cidr, strict=False))
+        except ValueError as exc:
+            raise LabError(f"up_fabric: {exc}") from exc
+        fab = self.fabric_netns
+        if self.state["fabric"] and ns.exists(fab):
+            return fab
+        self._check_free(fab)
+        self.state["fabric"] = {"netns": fab, "management_cidr": mgmt,
+                                "transport_cidr": transport, "bridges": ["mgmt", "transport"]}
+        self._add_ns(fab)
+        for br in ("mgmt", "transport"):
+            if not ns.link_exists(br, netns=fab):
+                ns.run(["ip", "link", "add", br, "type", "bridge", "stp_state", "0"], netns=fab)
+            ns.run(["ip", "link", "set", br, "up"], netns=fab)
+        return fab
+
+    def _check_in(self, ip, cidr_key, what):
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError as exc:
+            raise LabError(f"{what}: {exc}") from exc
+        net = ipaddress.ip_network(self.state["fabric"][cidr_key])
+        if addr not in net:
+            raise LabError(f"{what} {ip} is outside the fabric's {cidr_key} {net}")
+
+    def _veth_to_fabric(self, netns, ifname, bridge, peer):
+        """veth *ifname* inside *netns*, its *peer* in the fabric, enslaved to *bridge*."""
+        fab = self.fabric_netns
+        if ns.link_exists(peer, netns=fab):
+            ns.run(["ip", "link", "del", peer], netns=fab, check=False)
+        ns.run(["ip", "link", "add", ifname, "netns", netns, "type", "veth",
+                "peer", "name", peer], netns=fab)
+        ns.run(["ip", "link", "set", peer, "master", bridge, "up"], netns=fab)
+        ns.run(["ip", "link", "set", ifname, "up"], netns=netns)
+
+    # -- controller ------------------------------------------------------------------------
+    def add_controller(self, management_ip, prefix_len=24):
+        """Namespace <prefix>-ctl with `mgmt` on the management bridge. Returns its name."""
+        self._require_fabric()
+        self._check_in(management_ip, "management_cidr", "controller management_ip")
+        ctl = self.controller_netns
+        if self.state["controller"]:
+            raise LabError(f"the controller namespace {ctl} already exists in this lab")
+        peer = self._fabric_peer("m", "ctl")
+        self._check_free(ctl)
+        self.state["controller"] = {"netns": ctl, "management_ip": management_ip,
+                                    "prefix_len": int(prefix_len), "fabric_peer": peer}
+        self._add_ns(ctl)
+        self._veth_to_fabric(ctl, "mgmt", "mgmt", peer)
+        ns.run(["ip", "addr", "replace", f"{management_ip}/{prefix_len}", "dev", "mgmt"],
+               netns=ctl)
+        return ctl
+
+    # -- nodes -----------------------------------------------------------------------------
+    def add_node(self, name, role, management_ip, transport_ip, mgmt_prefix_len=24,
+                 transport_prefix_len=16, ovsdb_port=6640):
+        """Create node *name* (role "compute" or "network") with its own Open vSwitch.
+
+        Returns {netns, ovsdb_remote, unix_remote, base_dir}."""
+        self._require_fabric()
+        self._check_name("node", name)
+        if role not in ("compute", "network"):
+            raise LabError(f"node {name}: role {role!r} must be 'compute' or 'network'")
+        if name in self.state["nodes"]:
+            raise LabError(f"node {name!r} already exists in this lab")
+        self._check_in(management_ip, "management_cidr", f"node {name} management_ip")
+        self._check_in(transport_ip, "transport_cidr", f"node {name} transport_ip")
+        for other, rec in self.state["nodes"].items():
+            if rec["management_ip"] == management_ip or rec["transport_ip"] == transport_ip:
+                raise LabError(f"node {name}: address already used by node {other}")
+        netns = f"{self.prefix}-{name}"
+        base_dir = os.path.join(self.state_dir, "nodes", name)
+        if len(os.path.join(base_dir, "run")) > _MAX_RUNDIR:
+            raise LabError(f"state dir {self.state_dir} is too long for OVS unix sockets "
+                           "(choose a shorter state_dir)")
+        rec = {"netns": netns, "role": role, "management_ip": management_ip,
+               "transport_ip": transport_ip, "mgmt_prefix_len": int(mgmt_prefix_len),
+               "transport_prefix_len": int(transport_prefix_len),
+               "ovsdb_port": int(ovsdb_port), "base_dir": base_dir,
+               "ovsdb_remote": f"tcp:{management_ip}:{int(ovsdb_port)}",
+               "unix_remote": f"unix:{os.path.join(base_dir, 'run', 'db.sock')}",
+               "fabric_peers": {"mgmt": self._fabric_peer("m", name),
+                                "transport": self._fabric_peer("t", name)},
+               "pids": {}, "addresses": {}, "bridges": []}
+        self._check_free(netns)
+        self.state["nodes"][name] = rec
+        try:
+            self._add_ns(netns)
+            ns.run(["sysctl", "-q", "-w", *NODE_SYSCTLS], netns=netns)
+            self._veth_to_fabric(netns, "mgmt", "mgmt", rec["fabric_peers"]["mgmt"])
+            ns.run(["ip", "addr", "replace", f"{management_ip}/{mgmt_prefix_len}",
+                    "dev", "mgmt"], netns=netns)
+            self._veth_to_fabric(netns, "eth1", "transport", rec["fabric_peers"]["transport"])
+            # eth1 is only an OVS port: keep the kernel out of ARP on it.
+            ns.run(["ip", "link", "set", "eth1", "arp", "off"], netns=netns)
+
+            inst = self.ovs(name)
+            self._save()                      # base_dir recorded before OVS writes there
+            inst.start()
+            rec["pids"] = {d: inst.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")}
+            self._save()
+            self._bootstrap_bridges(name, inst, rec)
+        except Exception:
+            self._remove_node(name)
+            self._save()
+            raise
+        return {"netns": netns, "ovsdb_remote": rec["ovsdb_remote"],
+                "unix_remote": rec["unix_remote"], "base_dir": base_dir}
+
+    def _bootstrap_bridges(self, name, inst, rec):
+        common = [("br-tun", "common-tun"), ("br-int", "common-int")]
+        if rec["role"] == "network":
+            common.append(("br-ex", "common-ex"))
+        for br, kind in common:
+            args = ["--may-exist", "add-br", br, "--", "set", "bridge", br,
+                    "datapath_type=netdev",
+                    f"external_ids:tenantnet-kind={kind}",
+                    "external_ids:tenantnet-owner=bootstrap"]
+            if br == "br-tun":
+                args += ["fail_mode=standalone", "--", "--may-exist", "add-port", br, "eth1"]
+            inst.vsctl(*args)
+            rec["bridges"].append(br)
+        self._save()
+        # br-tun: an explicit NORMAL flow (the standalone default, kept even if a
+        # controller is ever set on it), and the transport IP on its LOCAL port.
+        inst.ofctl("add-flow", "br-tun", "table=0,priority=0,actions=NORMAL")
+        self._wait_link(rec["netns"], "br-tun")
+        ns.run(["ip", "addr", "replace",
+                f"{rec['transport_ip']}/{rec['transport_prefix_len']}", "dev", "br-tun"],
+               netns=rec["netns"])
+        ns.run(["ip", "link", "set", "br-tun", "up"], netns=rec["netns"])
+        rec["addresses"].setdefault("br-tun", []).append(
+            f"{rec['transport_ip']}/{rec['transport_prefix_len']}")
+        self._save()
+
+    @staticmethod
+    def _wait_link(netns, ifname, timeout=5.0):
+        deadline = time.time() + timeout
+        while True:
+            if ns.link_exists(ifname, netns=netns):
+                return
+            if time.time() >= deadline:
+                raise LabError(f"interface {ifname} did not appear in namespace {netns} "
+                               f"within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def _stop_ovs(self, rec):
+        """Stop a node's daemons by pid, only when the pid really is that node's daemon."""
+        inst = OvsInstance(rec["base_dir"], netns=rec.get("netns"))
+        for daemon in ("ovs-vswitchd", "ovsdb-server"):
+            pids = {inst.pid(daemon), (rec.get("pids") or {}).get(daemon)}
+            for pid in sorted(p for p in pids if p):
+                if _alive(pid) and rec["base_dir"] in _proc_cmdline(pid):
+                    ovsmod._terminate(pid)
+        shutil.rmtree(rec["base_dir"], ignore_errors=True)
+
+    def _remove_node(self, name):
+        rec = self.state["nodes"].get(name)
+        if not rec:
+            return
+        self._stop_ovs(rec)
+        if rec["netns"] in self.state["namespaces"]:
+            ns.delete(rec["netns"])
+        self._forget_ns(rec["netns"])
+        del self.state["nodes"][name]
+
+    def set_node_address(self, node, ifname, ip_cidr, timeout=5.0):
+        """`ip addr replace` *ip_cidr* on *ifname* in the node namespace and set it up.
+
+        Waits up to *timeout* s for the interface (OVS creates internal ports asynchronously)."""
+        rec = self._node(node)
+        self._check_ifname(ifname)
+        try:
+            ipaddress.ip_interface(ip_cidr)
+        except ValueError as exc:
+            raise LabError(f"set_node_address: {exc}") from exc
+        self._wait_link(rec["netns"], ifname, timeout)
+        ns.run(["ip", "addr", "replace", ip_cidr, "dev", ifname], netns=rec["netns"])
+        ns.run(["ip", "link", "set", ifname, "up"], netns=rec["netns"])
+        addrs = rec["addresses"].setdefault(ifname, [])
+        if ip_cidr not in addrs:
+            addrs.append(ip_cidr)
+        self._save()
+
+    def del_node_address(self, node, ifname, ip_cidr):
+        """Remove *ip_cidr* from *ifname* in the node namespace (fine when already gone)."""
+        rec = self._node(node)
+        if ns.link_exists(ifname, netns=rec["netns"]):
+            ns.run(["ip", "addr", "del", ip_cidr, "dev", ifname], netns=rec["netns"],
+                   check=False)
+        addrs = rec["addresses"].get(ifname, [])
+        if ip_cidr in addrs:
+            addrs.remove(ip_cidr)
+        if not addrs:
+            rec["addresses"].pop(ifname, None)
+        self._save()
+
+    # -- endpoints -------------------------------------------------------------------------
+    def add_endpoint(self, name, node, port_name, kind="vm"):
+        """Namespace <prefix>-v-<name> (<prefix>-p-<name> for kind="probe") with `eth0`;
+        its veth peer *port_name* is put in the node namespace and set up (not attached to
+        any bridge: that is the caller's business). Returns the namespace name."""
+        self._check_name("endpoint", name)
+        self._check_ifname(port_name)
+        if kind not in ("vm", "probe"):
+            raise LabError(f"endpoint {name}: kind {kind!r} must be 'vm' or 'probe'")
+        if name in self.state["endpoints"]:
+            raise LabError(f"endpoint {name!r} already exists in this lab")
+        nrec = self._node(node)
+        if ns.link_exists(port_name, netns=nrec["netns"]):
+            raise LabError(f"endpoint {name}: interface {port_name} already exists on node "
+                           f"{node}")
+        netns = f"{self.prefix}-{'v' if kind == 'vm' else 'p'}-{name}"
+        self._check_free(netns)
+        self.state["endpoints"][name] = {"netns": netns, "node": node, "port_name": port_name,
+                                         "kind": kind, "config": None}
+        try:
+            self._add_ns(netns)
+            ns.run(["ip", "link", "add", port_name, "type", "veth", "peer", "name", "eth0",
+                    "netns", netns], netns=nrec["netns"])
+            ns.run(["ip", "link", "set", port_name, "up"], netns=nrec["netns"])
+        except Exception:
+            self._remove_endpoint(name)
+            self._save()
+            raise
+        return netns
+
+    def configure_endpoint(self, name, mac, ip_cidr, mtu=1400, tx_offload=False,
+                           neigh_gc_thresh=None):
+        """Set MAC, MTU, IP and offloads of the endpoint's eth0 and bring it up.
+
+        tx_offload=False runs `ethtool -K eth0 tx off` (the userspace datapath does not
+        complete partial checksums of veth traffic). neigh_gc_thresh: None, an int N
+        (gc_thresh1/2/3 = N, 2N, 4N) or a 3-tuple. Returns a dict of what was applied."""
+        rec = self._endpoint(name)
+        netns = rec["netns"]
+        try:
+            iface = ipaddress.ip_interface(ip_cidr)
+        except ValueError as exc:
+            raise LabError(f"configure_endpoint {name}: {exc}") from exc
+        if not re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", mac or ""):
+            raise LabError(f"configure_endpoint {name}: bad MAC {mac!r}")
+        applied = {"endpoint": name, "netns": netns, "ifname": "eth0", "mac": mac.lower(),
+                   "ip": str(iface), "mtu": int(mtu), "tx_offload": bool(tx_offload)}
+        ns.run(["ip", "link", "set", "eth0", "down"], netns=netns)
+        ns.run(["ip", "link", "set", "eth0", "address", mac, "mtu", str(int(mtu))], netns=netns)
+        ns.run(["ip", "addr", "flush", "dev", "eth0"], netns=netns)
+        ns.run(["ip", "addr", "add", str(iface), "dev", "eth0"], netns=netns)
+        ns.run(["ethtool", "-K", "eth0", "tx", "on" if tx_offload else "off"], netns=netns)
+        if neigh_gc_thresh is not None:
+            if isinstance(neigh_gc_thresh, int):
+                t = (neigh_gc_thresh, 2 * neigh_gc_thresh, 4 * neigh_gc_thresh)
+            else:
+                t = tuple(int(x) for x in neigh_gc_thresh)
+                if len(t) != 3:
+                    raise LabError(f"configure_endpoint {name}: neigh_gc_thresh needs 3 values")
+            fam = "ipv6" if iface.version == 6 else "ipv4"
+            probe = ns.run(["test", "-e", f"/proc/sys/net/{fam}/neigh/default/gc_thresh1"],
+                           netns=netns, check=False)
+            if probe.returncode == 0:
+                ns.run(["sysctl", "-q", "-w"] + [f"net.{fam}.neigh.default.gc_thresh{i + 1}={v}"
+                                                  for i, v in enumerate(t)], netns=netns)
+                applied["neigh_gc_thresh"] = list(t)
+            else:
+                # Linux keeps the neighbour table (and its GC thresholds) global: outside the
+                # initial namespace net.*.neigh.default does not exist. We never change the
+                # host's own sysctls, so report instead of pretending.
+                applied["neigh_gc_thresh"] = None
+                applied["neigh_gc_thresh_skipped"] = (
+                    f"requested {list(t)}: this kernel has no net.{fam}.neigh.default.gc_thresh* "
+                    "inside network namespaces (the neighbour table is host-global); "
+                    "set them on the host if needed")
+        ns.run(["ip", "link", "set", "lo", "up"], netns=netns)
+        ns.run(["ip", "link", "set", "eth0", "up"], netns=netns)
+        rec["config"] = applied
+        self._save()
+        return dict(applied)
+
+    def _remove_endpoint(self, name):
+        rec = self.state["endpoints"].get(name)
+        if not rec:
+            return
+        if rec["netns"] in self.state["namespaces"]:
+            ns.delete(rec["netns"])       # the veth pair (and the node-side port) goes with it
+        self._forget_ns(rec["netns"])
+        del self.state["endpoints"][name]
+
+    def remove_endpoint(self, name):
+        """Delete the endpoint namespace (its veth pair disappears with it). OVS port records
+        referring to the node-side port are the caller's to remove."""
+        self._endpoint(name)
+        self._remove_endpoint(name)
+        self._save()
+
+    def endpoint_netns(self, name):
+        return self._endpoint(name)["netns"]
+
+    def exec(self, name, cmd_list, check=False, timeout=60):
+        """Run *cmd_list* inside endpoint *name*'s namespace; return the CompletedProcess."""
+        return ns.run(list(cmd_list), netns=self.endpoint_netns(name), check=check,
+                      timeout=timeout)
+
+    # -- processes -------------------------------------------------------------------------
+    def start_process(self, name, cmd_list, netns, log_path):
+        """Start *cmd_list* in namespace *netns* (None: this namespace) as a new session,
+        output to *log_path*; its pid is recorded. Returns the pid."""
+        self._check_name("process", name)
+        old = self.state["processes"].get(name)
+        if old and _alive(old["pid"], old.get("start_time")):
+            raise LabError(f"process {name!r} is already running (pid {old['pid']})")
+        if netns and not ns.exists(netns):
+            raise LabError(f"start_process {name}: no network namespace {netns}")
+        full = (["ip", "netns", "exec", netns] if netns else []) + list(cmd_list)
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        # Record the intent first: a crash between Popen and the save leaves at worst a
+        # record without pid, never an unrecorded process we started.
+        self.state["processes"][name] = {"pid": None, "start_time": None, "netns": netns,
+                                         "cmd": list(cmd_list), "log": log_path}
+        self._save()
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            del self.state["processes"][name]
+            self._save()
+            raise LabError(f"start_process {name}: {exc}") from exc
+        self._popen[name] = proc
+        self.state["processes"][name].update(pid=proc.pid, start_time=_proc_start_time(proc.pid))
+        self._save()
+        return proc.pid
+
+    def process_alive(self, name):
+        rec = self.state["processes"].get(name)
+        if not rec:
+            return False
+        proc = self._popen.get(name)
+        if proc is not None and proc.poll() is not None:
+            return False
+        return _alive(rec["pid"], rec.get("start_time"))
+
+    def stop_process(self, name, timeout=5.0):
+        """SIGTERM (then SIGKILL) the recorded pid and its process group; forget it."""
+        rec = self.state["processes"].get(name)
+        if not rec:
+            return
+        pid, st = rec.get("pid"), rec.get("start_time")
+        proc = self._popen.pop(name, None)
+
+        def gone():
+            if proc is not None:
+                return proc.poll() is not None
+            return not _alive(pid, st)
+
+        if pid and not gone():
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for target in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
+                    try:
+                        target()
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                deadline = time.time() + timeout
+                while time.time() < deadline and not gone():
+                    time.sleep(0.05)
+                if gone():
+                    break
+        if pid:
+            # Children left in the group (session leader already gone).
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if proc is not None:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        del self.state["processes"][name]
+        self._save()
+
+    # -- inspection ------------------------------------------------------------------------
+    def status(self):
+        """What this lab consists of, from the state file plus live checks."""
+        nodes = {}
+        for name, rec in self.state["nodes"].items():
+            inst = OvsInstance(rec["base_dir"], netns=rec["netns"])
+            running = inst.running() and ns.exists(rec["netns"])
+            bridges = []
+            if running:
+                out = inst.vsctl("list-br", check=False)
+                bridges = out.stdout.split() if out.returncode == 0 else []
+            nodes[name] = {"netns": rec["netns"], "role": rec["role"],
+                           "netns_exists": ns.exists(rec["netns"]),
+                           "management_ip": rec["management_ip"],
+                           "transport_ip": rec["transport_ip"],
+                           "ovsdb_remote": rec["ovsdb_remote"],
+                           "unix_remote": rec["unix_remote"], "base_dir": rec["base_dir"],
+                           "ovs_running": running, "bridges": bridges,
+                           "addresses": {k: list(v) for k, v in rec["addresses"].items()}}
+        endpoints = {name: {"netns": rec["netns"], "node": rec["node"],
+                            "port_name": rec["port_name"], "kind": rec["kind"],
+                            "netns_exists": ns.exists(rec["netns"]),
+                            "config": rec["config"]}
+                     for name, rec in self.state["endpoints"].items()}
+        processes = {name: {"pid": rec["pid"], "netns": rec["netns"], "log": rec["log"],
+                            "cmd": rec["cmd"], "alive": self.process_alive(name)}
+                     for name, rec in self.state["processes"].items()}
+        fab = self.state["fabric"]
+        ctl = self.state["controller"]
+        return {"prefix": self.prefix, "state_dir": self.state_dir,
+                "fabric": dict(fab, netns_exists=ns.exists(fab["netns"])) if fab else None,
+                "controller": dict(ctl, netns_exists=ns.exists(ctl["netns"])) if ctl else None,
+                "nodes": nodes, "endpoints": endpoints, "processes": processes}
+
+    # -- teardown --------------------------------------------------------------------------
+    def down(self):
+        """Remove everything the state records (safe to repeat, and after a crash)."""
+        problems = []
+        for name in list(self.state["processes"]):
+            try:
+                self.stop_process(name)
+            except Exception as exc:  # noqa: BLE001 -- keep tearing down
+                problems.append(f"process {name}: {exc}")
+                self.state["processes"].pop(name, None)
+        # OVS first (the daemons would keep a deleted namespace alive), also instances whose
+        # directory exists without a node record (crash between mkdir and save).
+        recs = list(self.state["nodes"].values())
+        nodes_dir = os.path.join(self.state_dir, "nodes")
+        known = {r["base_dir"] for r in recs}
+        if os.path.isdir(nodes_dir):
+            for entry in sorted(os.listdir(nodes_dir)):
+                base = os.path.join(nodes_dir, entry)
+                if base not in known:
+                    recs.append({"base_dir": base, "netns": None, "pids": {}})
+        for rec in recs:
+            try:
+                self._stop_ovs(rec)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"ovs {rec['base_dir']}: {exc}")
+
+        mine = self.prefix + "-"
+        order = [r["netns"] for r in self.state["endpoints"].values()]
+        order += [r["netns"] for r in self.state["nodes"].values()]
+        if self.state["controller"]:
+            order.append(self.state["controller"]["netns"])
+        if self.state["fabric"]:
+            order.append(self.state["fabric"]["netns"])
+        # fallback: anything else the state references with our prefix
+        order += [n for n in self.state["namespaces"] if n not in order]
+        for name in order:
+            if name and name.startswith(mine):
+                ns.delete(name)
+                if ns.exists(name):
+                    problems.append(f"namespace {name} could not be deleted")
+        if problems:
+            self._save()
+            raise LabError("lab down incomplete: " + "; ".join(problems))
+
+        owns = self.state.get("owns_state_dir") or \
+            self.state_dir == os.path.join(DEFAULT_STATE_ROOT, self.prefix)
+        if owns:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        else:
+            shutil.rmtree(nodes_dir, ignore_errors=True)
+            for f in (self.state_file, self.state_file + ".tmp"):
+                try:
+                    os.remove(f)
+                except FileNotFoundError:
+                    pass
+        self._popen.clear()
+        self.state = self._empty_state()

@@ -1,0 +1,315 @@
+"""Run os-ken apps without osken-manager (os-ken 4.x ships none), with clean shutdown.
+
+run_controller() is the foreground entry point (returns on SIGTERM/SIGINT);
+ControllerRuntime is the same thing startable in a background thread (tests, lab).
+
+os-ken pitfalls handled here (native hub):
+  * oslo CONF must be parsed exactly once, after every module that registers CLI options
+    is imported (os_ken.controller.controller does so at import) and with an explicit
+    empty argv -- CONF() with no args parses sys.argv (e.g. pytest's).
+  * maximum_unreplied_echo_requests defaults to 0 = no echo at all: a switch that hangs
+    or silently drops off is never declared DEAD. We always enable echo.
+  * The listening socket is private to OpenFlowController.server_loop and its accept
+    loop never ends; hub threads are non-daemon and hub.kill() is a no-op, so a plain
+    run_apps() can neither be stopped nor let the process exit. We install a tracked
+    StreamServer (os_ken.controller.controller.StreamServer) whose accept loop stops
+    when asked, and keep the Datapath objects so their sockets can be shut down.
+  * A connection's send thread sleeps in send_q.get() and is only woken by a message
+    to send: when the switch closes the TCP connection, serve() waits for that thread
+    forever (no DEAD event at all unless the echo loop happens to send something), and
+    after an echo timeout the send thread leaks. Our Datapath subclass wakes it.
+  * run_apps() ends with `t.kill()` on its service threads; native HubThread has no
+    kill(), so it raises AttributeError after everything was already closed.
+"""
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+
+LOG = logging.getLogger("tenantnet.ofrunner")
+
+DEFAULT_APPS = ("tenantnet.app",)
+CLONE_NEWNET = 0x40000000
+
+_ACTIVE = None                     # the ControllerRuntime whose apps are running
+_ACTIVE_LOCK = threading.Lock()
+
+
+def configure(listen_host="0.0.0.0", listen_port=6653, echo_interval=2,
+              echo_max_unreplied=3):
+    """Parse os-ken's CONF once (empty argv) and override the controller options."""
+    from os_ken import cfg
+    import os_ken.controller.controller  # noqa: F401  registers ofp-* CLI options
+    import os_ken.controller.ofp_handler  # noqa: F401
+    conf = cfg.CONF
+    if getattr(conf, "_namespace", None) is None:
+        conf([], project="os_ken", default_config_files=[])
+    conf.set_override("ofp_listen_host", listen_host)
+    conf.set_override("ofp_tcp_listen_port", int(listen_port))
+    conf.set_override("echo_request_interval", float(echo_interval))
+    conf.set_override("maximum_unreplied_echo_requests", int(echo_max_unreplied))
+    return conf
+
+
+def enter_netns(name):
+    """Move the *calling thread* into network namespace /run/netns/<name>.
+
+    Threads it creates afterwards inherit the namespace; other threads are unaffected."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+_DATAPATH_CLASS = None
+
+
+def _datapath_class():
+    """os-ken's Datapath whose send thread is woken when the connection ends."""
+    global _DATAPATH_CLASS
+    if _DATAPATH_CLASS is not None:
+        return _DATAPATH_CLASS
+    from os_ken.controller import controller
+    from os_ken.controller.handler import DEAD_DISPATCHER
+
+    class TenantnetDatapath(controller.Datapath):
+        def _wake_send_loop(self):
+            q = self.send_q
+            # take a queue slot like send() does, but never block for it: if the queue
+            # is full the send thread is awake anyway and will see DEAD / the error.
+            if q is not None and self._send_q_sem.acquire(blocking=False):
+                q.put((b"", True))
+
+        def _recv_loop(self):
+            try:
+                super()._recv_loop()
+            finally:
+                self._wake_send_loop()
+
+        def set_state(self, state):
+            super().set_state(state)
+            if state == DEAD_DISPATCHER:
+                self._wake_send_loop()
+
+    _DATAPATH_CLASS = TenantnetDatapath
+    return TenantnetDatapath
+
+
+def _install_stream_server():
+    from os_ken.controller import controller
+    from os_ken.lib import hub
+
+    if getattr(controller.StreamServer, "_tenantnet", False):
+        return
+
+    class TrackedStreamServer(hub.StreamServer):
+        """StreamServer whose accept loop the active ControllerRuntime can stop."""
+        _tenantnet = True
+
+        def __init__(self, listen_info, handle=None, *args, **kwargs):
+            runtime = _ACTIVE
+            try:
+                super().__init__(listen_info, handle, *args, **kwargs)
+            except Exception as exc:  # hub swallows it: keep it for the runtime to report
+                if runtime is not None:
+                    runtime._listen_failed(listen_info, exc)
+                raise
+            self.runtime = runtime
+            if runtime is not None:
+                self.handle = runtime._handle_connection
+                runtime._listening_on(self)
+
+        def serve_forever(self):
+            while not (self.runtime and self.runtime.stopping):
+                try:
+                    sock, addr = self.server.accept()
+                except OSError:
+                    if self.runtime and self.runtime.stopping:
+                        return
+                    raise
+                hub.spawn(self.handle, sock, addr)
+
+    controller.StreamServer = TrackedStreamServer
+
+
+class ControllerRuntime:
+    """os-ken AppManager.run_apps(app_modules) with start/stop.
+
+    start() runs it in a daemon thread (entering *netns* first when given) and returns
+    once the OpenFlow port listens; run() runs it in the calling thread; stop() (or
+    request_stop(), safe from a signal handler) ends it and closes switch connections."""
+
+    def __init__(self, app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=6653,
+                 echo_interval=2, echo_max_unreplied=3, netns=None):
+        self.app_modules = list(app_modules)
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.echo_interval = echo_interval
+        self.echo_max_unreplied = echo_max_unreplied
+        self.netns = netns
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._servers = []
+        self._datapaths = set()
+        self._listening = threading.Event()
+        self._finished = threading.Event()
+        self._error = None
+        self._thread = None
+
+    # -- hooks called from the tracked server -------------------------------------------
+    def _listening_on(self, server):
+        with self._lock:
+            self._servers.append(server)
+            stop_now = self.stopping
+        self._listening.set()
+        if stop_now:
+            self._shutdown_servers()
+
+    def _listen_failed(self, listen_info, exc):
+        self._error = f"cannot listen on {listen_info[0]}:{listen_info[1]}: {exc}"
+        LOG.error("%s", self._error)
+
+    def _handle_connection(self, sock, address):
+        # os_ken.controller.controller.datapath_connection_factory, keeping the Datapath.
+        dp = _datapath_class()(sock, address)
+        with self._lock:
+            self._datapaths.add(dp)
+        try:
+            with contextlib.closing(dp):
+                dp.serve()
+        except Exception:
+            LOG.exception("connection from %s failed", address)
+        finally:
+            with self._lock:
+                self._datapaths.discard(dp)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _prepare(self):
+        global _ACTIVE
+        with _ACTIVE_LOCK:
+            if _ACTIVE is not None and not _ACTIVE._finished.is_set():
+                raise RuntimeError("an os-ken controller is already running in this process")
+            _ACTIVE = self
+        configure(self.listen_host, self.listen_port, self.echo_interval,
+                  self.echo_max_unreplied)
+        _install_stream_server()
+
+    def run(self):
+        """Run the apps in this thread until request_stop()/stop()."""
+        from os_ken.base.app_manager import AppManager
+        if _ACTIVE is not self:
+            self._prepare()
+        try:
+            if self.netns:
+                enter_netns(self.netns)
+            AppManager.run_apps(self.app_modules)
+        except AttributeError as exc:
+            if "kill" not in str(exc):   # native HubThread has no kill(): see module doc
+                raise
+        except Exception as exc:
+            self._error = self._error or f"controller failed: {exc}"
+            LOG.exception("controller failed")
+            raise
+        finally:
+            if self._error is None and not self._listening.is_set():
+                self._error = "controller stopped before listening"
+            self._close_datapaths()
+            self._finished.set()
+            self._listening.set()
+
+    def start(self, timeout=10):
+        """Run in a background thread; return once listening (RuntimeError if it fails)."""
+        self._prepare()
+        self._thread = threading.Thread(target=self._run_quietly, name="tenantnet-of",
+                                        daemon=True)
+        self._thread.start()
+        if not self._listening.wait(timeout):
+            self.stop()
+            raise RuntimeError("controller did not start listening in time")
+        if self._error:
+            self.stop()
+            raise RuntimeError(self._error)
+        return self
+
+    def _run_quietly(self):
+        try:
+            self.run()
+        except Exception:
+            pass                      # already logged and kept in self._error
+
+    def request_stop(self):
+        """Ask the controller to stop (non-blocking; safe from a signal handler)."""
+        self.stopping = True
+        self._shutdown_servers()
+
+    def _shutdown_servers(self):
+        with self._lock:
+            servers = list(self._servers)
+        for server in servers:
+            with contextlib.suppress(OSError):
+                server.server.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
+            with contextlib.suppress(OSError):
+                server.server.close()
+
+    def _close_datapaths(self):
+        with self._lock:
+            dps = list(self._datapaths)
+        for dp in dps:
+            with contextlib.suppress(OSError):
+                dp.socket.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):
+                dp._wake_send_loop()
+
+    def stop(self, timeout=10):
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._close_datapaths()
+
+    @property
+    def running(self):
+        return self._listening.is_set() and not self._finished.is_set()
+
+    @staticmethod
+    def app(name):
+        """The running app instance by class name, e.g. "TenantnetApp"."""
+        from os_ken.base.app_manager import AppManager
+        return AppManager.get_instance().applications.get(name)
+
+    def connections(self):
+        with self._lock:
+            return len(self._datapaths)
+
+
+def run_controller(app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=6653,
+                   echo_interval=2, echo_max_unreplied=3, log_level="INFO"):
+    """Run the os-ken apps in the foreground; return after SIGTERM or SIGINT.
+
+    A switch that stops answering echo requests is declared DEAD after about
+    echo_interval * (echo_max_unreplied + 1) seconds."""
+    logging.basicConfig(level=getattr(logging, str(log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = ControllerRuntime(app_modules, listen_host, listen_port, echo_interval,
+                                echo_max_unreplied)
+
+    def on_signal(signum, _frame):
+        LOG.info("signal %s: stopping", signal.Signals(signum).name)
+        runtime.request_stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        runtime.run()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if runtime._error:
+        raise RuntimeError(runtime._error)
+    return runtime

@@ -1,0 +1,138 @@
+"""OVSDB reconcile against one real Open vSwitch (ovsdb-server + ovs-vswitchd in a netns)."""
+
+import textwrap
+
+import pytest
+
+from conftest import lab_prerequisites
+from tenantnet import config, naming
+from tenantnet.desired import node_state
+from tenantnet.lab import netns as ns
+from tenantnet.lab.ovs import OvsInstance
+from tenantnet.ovsdb import NodeOvsdb
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
+
+NETNS = "tnt-ovsdb"
+CFG = textwrap.dedent("""\
+    nodes:
+      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
+      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
+      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
+    tenants:
+      - name: acme
+        networks:
+          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
+      - name: globex
+        networks:
+          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
+    vms:
+      - {name: web1, network: acme/web, node: compute1}
+      - {name: web2, network: acme/web, node: compute2}
+      - {name: app1, network: globex/app, node: compute1}
+    """)
+
+
+@pytest.fixture
+def node(tmp_path):
+    ns.delete(NETNS)
+    ns.add(NETNS)
+    ovs = OvsInstance(str(tmp_path / "ovs"), netns=NETNS, system_id="compute1")
+    try:
+        ovs.start()
+        for br in ("br-int", "br-tun"):
+            ovs.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+        # the VMs' host-side links, as the hypervisor (here: the test) creates them
+        for i, tap in enumerate((naming.vm_port_name("web1"), naming.vm_port_name("app1"))):
+            ns.run(["ip", "link", "add", tap, "type", "veth", "peer", "name", f"tnt-vmside{i}"],
+                   netns=NETNS)
+            ns.run(["ip", "link", "set", tap, "up"], netns=NETNS)
+        conn = NodeOvsdb("compute1", ovs.unix_remote).connect()
+        yield ovs, conn
+        conn.close()
+    finally:
+        ovs.stop()
+        ns.delete(NETNS)
+
+
+def test_reconcile_builds_what_was_computed_and_is_idempotent(node):
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    desired = node_state(topo, "compute1")
+    result = conn.reconcile(desired)
+    assert result.changed
+    snap = conn.snapshot()
+    for br in desired.bridges.values():
+        have = snap["bridges"][br.name]
+        assert set(br.ports) <= set(have["ports"])
+        if br.common:
+            continue
+        # ours: exactly the computed ports plus the bridge's own local port
+        assert set(have["ports"]) == set(br.ports) | {br.name}
+        assert have["fail_mode"] == "secure"
+        assert have["protocols"] == ["OpenFlow13"]
+        assert have["other_config"]["datapath-id"] == naming.dpid_str(br.dpid)
+        assert have["controller"] == ["tcp:198.18.0.1:6653"]
+        assert have["datapath_type"] == "netdev"
+        for port in br.ports.values():
+            iface = snap["interfaces"][port.name]
+            assert iface["type"] == port.type
+            assert iface["options"] == port.options
+            assert iface["ofport"] > 0 and not iface["error"]
+            assert snap["ports"][port.name]["tag"] == port.tag
+    # what ovs-vsctl itself says, independently of our IDL reading
+    gre = naming.gre_port_name("acme/web", "compute2")
+    assert ovs.vsctl("get", "Interface", gre, "options:remote_ip").stdout.strip() == '"198.19.100.12"'
+    assert ovs.vsctl("get", "Interface", gre, "options:key").stdout.strip() == "flow"
+    assert ovs.vsctl("get", "Port", naming.vm_port_name("web1"), "tag").stdout.strip() == "100"
+    assert ovs.vsctl("port-to-br", naming.ex_port_name("acme/web")).stdout.strip() == "br-tun"
+
+    again = conn.reconcile(desired)
+    assert again.commands == []
+    assert conn.snapshot()["bridges"].keys() == snap["bridges"].keys()
+
+
+def test_removing_last_vm_removes_tenant_bridges(node):
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    conn.reconcile(node_state(topo, "compute1"))
+    topo.remove_vm("web1")
+    result = conn.reconcile(node_state(topo, "compute1"))
+    assert f"delete bridge {naming.brint_name('acme/web')}" in result.commands
+    bridges = set(ovs.vsctl("list-br").stdout.split())
+    assert naming.brint_name("acme/web") not in bridges
+    assert naming.brtun_name("acme/web") not in bridges
+    assert naming.brint_name("globex/app") in bridges          # the other network stays
+    assert ovs.vsctl("--if-exists", "port-to-br", naming.ex_port_name("acme/web"),
+                     check=False).stdout.strip() == ""
+    assert not ns.link_exists(naming.ex_port_name("acme/web"), NETNS)
+    assert {"br-int", "br-tun"} <= bridges                    # common bridges are never removed
+
+
+def test_foreign_records_are_left_alone(node):
+    ovs, conn = node
+    ovs.vsctl("add-br", "tnt-foreign", "--", "set", "Bridge", "tnt-foreign", "datapath_type=netdev")
+    ovs.vsctl("add-port", "br-tun", "tnt-fport", "--", "set", "Interface", "tnt-fport",
+              "type=internal")
+    topo = config.load_text(CFG, "t.yaml")
+    conn.reconcile(node_state(topo, "compute1"))
+    topo.remove_vm("web1")
+    topo.remove_vm("app1")
+    conn.reconcile(node_state(topo, "compute1"))
+    bridges = set(ovs.vsctl("list-br").stdout.split())
+    assert bridges == {"br-int", "br-tun", "tnt-foreign"}
+    assert "tnt-fport" in ovs.vsctl("list-ports", "br-tun").stdout.split()
+
+
+def test_changed_tunnel_endpoint_is_updated_in_place(node):
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    conn.reconcile(node_state(topo, "compute1"))
+    moved = config.load_text(CFG.replace("transport_ip: 198.19.0.12", "transport_ip: 198.19.0.22"),
+                             "t.yaml")
+    result = conn.reconcile(node_state(moved, "compute1"))
+    gre = naming.gre_port_name("acme/web", "compute2")
+    assert any(gre in c for c in result.commands)
+    assert ovs.vsctl("get", "Interface", gre, "options:remote_ip").stdout.strip() == '"198.19.100.22"'
+    assert conn.reconcile(node_state(moved, "compute1")).commands == []
