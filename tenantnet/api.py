@@ -215,15 +215,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """After an error answer given before the body was read (404, 405, 401, 413, ...):
         read and drop a not-too-large body, so that closing the connection with unread
         data does not reset it before the client has read the answer."""
-        if getattr(self, "_body_consumed", True) or self.headers.get("Transfer-Encoding"):
+        if getattr(self, "_body_consumed", True):
             return
         self._body_consumed = True
-        try:
-            remaining = self._content_length()
-        except HttpError:
-            return
-        if not remaining or remaining > _DRAIN_LIMIT:
-            return
+        if self.headers.get("Transfer-Encoding"):
+            # Unknown length: end our side, then read until the client closes (bounded).
+            remaining = _DRAIN_LIMIT
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                return
+        else:
+            try:
+                remaining = self._content_length()
+            except HttpError:
+                return
+            if not remaining or remaining > _DRAIN_LIMIT:
+                return
         try:
             self.connection.settimeout(2.0)
             while remaining > 0:

@@ -260,10 +260,9 @@ def build_core(pusher, app=None):
         node, _, remote = item.partition("=")
         remotes[node] = remote
     hosts = {}
-    lab_prefix = os.environ.get("TENANTNET_LAB_PREFIX")
-    if lab_prefix:
-        from tenantnet.lab.fabric import node_netns_name
-        hosts = {n.name: NetnsHost(node_netns_name(lab_prefix, n.name)) for n in topo.nodes()}
+    for item in filter(None, os.environ.get("TENANTNET_NODE_NETNS", "").split(",")):
+        node, _, netns = item.partition("=")
+        hosts[node] = NetnsHost(netns)
     core = Core(topo, pusher, ovsdb_remotes=remotes, hosts=hosts, source=path)
     sock = os.environ.get("TENANTNET_API_SOCKET")
     listen = os.environ.get("TENANTNET_API_LISTEN")

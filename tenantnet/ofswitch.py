@@ -308,8 +308,6 @@ class FlowPusher:
             if errors:
                 raise self._bundle_error(name, errors, labels, len(msgs), "commit failed")
             return True
-        except SouthboundError:
-            raise
         finally:
             self._forget(dp, xids)
 
@@ -322,11 +320,13 @@ class FlowPusher:
     @staticmethod
     def _bundle_error(name, errors, labels, count, how):
         # The first error names the culprit message; the commit error only says "failed".
-        first = errors[0]
-        what = labels.get(first.xid, f"xid {first.xid}")
-        more = f" (+{len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        def one(err):
+            return f"{labels.get(err.xid, f'xid {err.xid}')}: {ofctl.describe_error(err)}"
+        text = one(errors[0])
+        if len(errors) > 1:
+            text += f" (then {len(errors) - 1} more; last: {one(errors[-1])})"
         return SouthboundError(f"switch {name}: bundle of {count} messages {how}, nothing "
-                               f"changed: {what}: {ofctl.describe_error(first)}{more}")
+                               f"changed: {text}")
 
     def _discard(self, dp, bundle_id, deadline):
         waiter = _Waiter("bundle discard")

@@ -96,6 +96,21 @@ def _alive(pid, start_time=None):
     return start_time is None or st == start_time
 
 
+def _terminate(pid, timeout=5.0):
+    """SIGTERM, then SIGKILL after *timeout*; a zombie counts as gone (our PID 1 may reap
+    detached daemons late, which would make a plain kill(pid, 0) loop wait for nothing)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _alive(pid):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + timeout
+        while time.time() < deadline and _alive(pid):
+            time.sleep(0.02)
+
+
 class LabFabric:
     """Builder and janitor of one lab, identified by *prefix* (namespace name prefix)."""
 
@@ -371,7 +386,7 @@ class LabFabric:
             pids = {inst.pid(daemon), (rec.get("pids") or {}).get(daemon)}
             for pid in sorted(p for p in pids if p):
                 if _alive(pid) and rec["base_dir"] in _proc_cmdline(pid):
-                    ovsmod._terminate(pid)
+                    _terminate(pid)
         shutil.rmtree(rec["base_dir"], ignore_errors=True)
 
     def _remove_node(self, name):

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..")))
 
 from tenantnet.errors import LabError  # noqa: E402
 from tenantnet.lab import netns as ns  # noqa: E402
+from tenantnet.lab.fabric import _alive, _proc_cmdline, _terminate  # noqa: E402
 from tenantnet.lab.ovs import OvsInstance  # noqa: E402
 
 PREFIX = "tnx-a"
@@ -81,8 +82,14 @@ def ovs_for(n):
 
 # ---------------------------------------------------------------------------------------
 def cleanup():
+    # Stop our daemons by pid (zombie-aware: OvsInstance.stop() would wait 5 s per daemon
+    # here because PID 1 reaps detached daemons late).
     for n in NODES:
-        ovs_for(n).stop(remove=False)
+        inst = ovs_for(n)
+        for daemon in ("ovs-vswitchd", "ovsdb-server"):
+            pid = inst.pid(daemon)
+            if _alive(pid) and inst.base_dir in _proc_cmdline(pid):
+                _terminate(pid)
     for n in NODES:
         ns.delete(vm_ns(n))
     for n in NODES:

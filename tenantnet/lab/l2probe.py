@@ -1,0 +1,75 @@
+"""Raw Ethernet reachability probe, run inside an endpoint namespace.
+
+IP pings cannot tell tenants with overlapping CIDRs apart (10.0.0.2 exists in both), so
+isolation is checked at layer 2: every endpoint sends one unicast frame to every other
+endpoint's MAC, plus one broadcast, with a local experimental EtherType, and every
+endpoint reports which senders it heard. Usage (inside a namespace):
+  python -m tenantnet.lab.l2probe recv IFACE SECONDS
+  python -m tenantnet.lab.l2probe send IFACE DSTMAC[,DSTMAC...]
+"""
+
+import json
+import select
+import socket
+import struct
+import sys
+import time
+
+ETHERTYPE = 0x88B5          # IEEE 802 local experimental EtherType
+MAGIC = b"tenantnet-l2probe"
+
+
+def _mac_bytes(mac):
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def _mac_str(raw):
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def recv(iface, seconds):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
+    sock.bind((iface, 0))
+    heard = {}
+    print("ready", flush=True)          # the caller starts senders only after this line
+    deadline = time.time() + seconds
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            continue
+        frame = sock.recv(2048)
+        if len(frame) < 14 or frame[14:14 + len(MAGIC)] != MAGIC:
+            continue
+        dst, src = _mac_str(frame[0:6]), _mac_str(frame[6:12])
+        kind = "broadcast" if dst == "ff:ff:ff:ff:ff:ff" else "unicast"
+        heard.setdefault(src, set()).add(kind)
+    print(json.dumps({src: sorted(kinds) for src, kinds in heard.items()}), flush=True)
+
+
+def send(iface, dsts, repeat=3):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((iface, 0))
+    src = sock.getsockname()[4][:6]
+    for _ in range(repeat):      # a few copies: the first may race MAC learning
+        for dst in dsts + ["ff:ff:ff:ff:ff:ff"]:
+            sock.send(_mac_bytes(dst) + src + struct.pack("!H", ETHERTYPE) + MAGIC
+                      + b"\0" * 30)
+        time.sleep(0.05)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "recv":
+        recv(argv[1], float(argv[2]))
+    elif len(argv) >= 2 and argv[0] == "send":
+        send(argv[1], [m for m in (argv[2] if len(argv) > 2 else "").split(",") if m])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

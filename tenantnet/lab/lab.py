@@ -1,0 +1,339 @@
+"""The one-machine lab: a tenantnet config made real on emulated nodes.
+
+LabFabric (fabric.py) knows namespaces, veths and Open vSwitch processes; this module
+knows tenants. `up` builds the fabric and the nodes, creates the VM and probe namespaces
+(the hypervisor's part), starts the controller as a process of its own in the controller
+namespace, configures the VMs with their addresses and the section III.G tuning, and
+returns once every VM answers a ping from its network's probe."""
+
+import concurrent.futures
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+
+from tenantnet import config as config_mod
+from tenantnet import naming
+from tenantnet.client import ApiClient
+from tenantnet.errors import ApiError, LabError
+from tenantnet.lab import netns as ns
+from tenantnet.lab.fabric import LabFabric, check_host
+from tenantnet.model import probe_name
+
+META = "lab.json"
+
+
+def _say(progress, text):
+    if progress:
+        progress(text)
+
+
+class Lab:
+    def __init__(self, prefix="tn", state_dir=None):
+        self.fabric = LabFabric(prefix=prefix, state_dir=state_dir)
+        self.prefix = prefix
+
+    # -- metadata ------------------------------------------------------------------
+    @property
+    def meta_path(self):
+        return os.path.join(self.fabric.state_dir, META)
+
+    def meta(self):
+        try:
+            with open(self.meta_path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            raise LabError(f"no lab is up with prefix {self.prefix!r} (no {self.meta_path}); "
+                           "run `tenantnet lab up -c FILE`") from None
+
+    def is_up(self):
+        return os.path.exists(self.meta_path)
+
+    @property
+    def api_socket(self):
+        return os.path.join(self.fabric.state_dir, "api.sock")
+
+    def api(self, timeout=120):
+        return ApiClient(f"unix:{self.api_socket}", timeout=timeout)
+
+    def topology(self):
+        return config_mod.load_file(self.meta()["config"])
+
+    # -- up ------------------------------------------------------------------------
+    def up(self, config_path, timeout=90.0, progress=None, controller_args=()):
+        topo = config_mod.load_file(config_path)   # bad config: nothing is created
+        check_host()
+        if self.is_up() or self.fabric.state.get("fabric"):
+            raise LabError(f"a lab with prefix {self.prefix!r} is already up "
+                           f"(state in {self.fabric.state_dir}); run `tenantnet lab down` first")
+        t0 = time.perf_counter()
+        os.makedirs(self.fabric.state_dir, exist_ok=True)
+        with open(self.meta_path, "w") as fh:
+            json.dump({"config": os.path.abspath(config_path), "prefix": self.prefix,
+                       "api_socket": self.api_socket}, fh)
+        mgmt = ipaddress.ip_network(topo.lab.management_cidr)
+        trans = ipaddress.ip_network(topo.lab.transport_cidr)
+        _say(progress, f"fabric {self.fabric.fabric_netns}: management {mgmt}, transport {trans}")
+        self.fabric.up_fabric(str(mgmt), str(trans))
+        self.fabric.add_controller(topo.controller.management_ip, mgmt.prefixlen)
+        for node in topo.nodes():
+            _say(progress, f"node {node.name} ({node.role}): own ovsdb-server + ovs-vswitchd")
+            self.fabric.add_node(node.name, node.role, node.management_ip, node.transport_ip,
+                                 mgmt_prefix_len=mgmt.prefixlen,
+                                 transport_prefix_len=trans.prefixlen,
+                                 ovsdb_port=topo.controller.ovsdb_port)
+        for vm in topo.vms().values():
+            self.fabric.add_endpoint(vm.name, vm.node, vm.port, kind="vm")
+        for key in topo.active_networks():
+            for probe in topo.probes(key):
+                self.fabric.add_endpoint(probe.name, probe.node, probe.port, kind="probe")
+        _say(progress, "controller: starting in " + self.fabric.controller_netns)
+        self._start_controller(topo, config_path, controller_args)
+        self._wait_api(timeout)
+        for key in topo.active_networks():
+            for att in topo.attachments(key):
+                self._configure(topo, att)
+        _say(progress, f"waiting until every VM answers its probe (timeout {timeout:.0f}s)")
+        result = self.wait_reachable(topo, list(topo.vms()), timeout=max(5.0, timeout -
+                                     (time.perf_counter() - t0)))
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        return result
+
+    def _controller_cmd(self, topo, config_path, extra=()):
+        nodes = ",".join(f"{n.name}={self.fabric.node_netns(n.name)}" for n in topo.nodes())
+        return [sys.executable, "-m", "tenantnet.cli", "controller", "-c",
+                os.path.abspath(config_path), "--listen-host", topo.controller.management_ip,
+                "--listen-port", str(topo.controller.openflow_port),
+                "--api-socket", self.api_socket, "--node-netns", nodes, *extra]
+
+    def _start_controller(self, topo, config_path, extra=()):
+        log = os.path.join(self.fabric.state_dir, "controller.log")
+        self.fabric.start_process("controller", self._controller_cmd(topo, config_path, extra),
+                                  self.fabric.controller_netns, log)
+
+    def controller_log(self):
+        return os.path.join(self.fabric.state_dir, "controller.log")
+
+    def _wait_api(self, timeout):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            if not self.fabric.process_alive("controller"):
+                raise LabError("the controller exited during start-up; last lines of "
+                               f"{self.controller_log()}:\n{self._log_tail()}")
+            try:
+                if self.api(timeout=5).health().get("status") == "ok":
+                    return
+            except ApiError as exc:
+                last = exc
+            time.sleep(0.1)
+        raise LabError(f"the controller's API did not answer within {timeout:.0f}s ({last}); "
+                       f"see {self.controller_log()}")
+
+    def _log_tail(self, lines=15):
+        try:
+            with open(self.controller_log()) as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _configure(self, topo, att):
+        net = topo.network(att.network)
+        prefix = ipaddress.ip_network(net.cidr).prefixlen
+        t = topo.tuning
+        return self.fabric.configure_endpoint(att.name, att.mac, f"{att.ip}/{prefix}",
+                                              mtu=t.vm_mtu, tx_offload=t.tx_checksum_offload,
+                                              neigh_gc_thresh=t.neigh_gc_thresh)
+
+    # -- reachability --------------------------------------------------------------
+    def _probe_of(self, topo_dict, net_key):
+        for net in topo_dict["networks"]:
+            if net["key"] == net_key and net["probes"]:
+                return net["probes"][0]["name"]
+        raise LabError(f"network {net_key} has no probe")
+
+    def ping(self, src_endpoint, ip, count=1, wait=1.0):
+        proc = self.fabric.exec(src_endpoint, ["ping", "-n", "-q", "-c", str(count), "-W",
+                                               str(max(1, int(wait))), ip], timeout=wait + 10)
+        return proc.returncode == 0
+
+    def wait_reachable(self, topo, vm_names, timeout=60.0, interval=0.01):
+        """Ping each VM from its network's probe until it answers. Returns per-VM seconds."""
+        deadline = time.time() + timeout
+        start = time.perf_counter()
+
+        def one(name):
+            vm = topo.vm(name)
+            probe = topo.probes(vm.network)[0].name
+            while time.time() < deadline:
+                proc = self.fabric.exec(probe, ["ping", "-n", "-q", "-c", "1", "-W", "1", vm.ip],
+                                        timeout=10)
+                if proc.returncode == 0:
+                    return round(time.perf_counter() - start, 3)
+                time.sleep(interval)
+            return None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            times = dict(zip(vm_names, pool.map(one, vm_names)))
+        failed = sorted(n for n, t in times.items() if t is None)
+        if failed:
+            raise LabError(f"not reachable from their probes within {timeout:.0f}s: "
+                           f"{', '.join(failed)}; see {self.controller_log()}")
+        return {"reachable_after_s": times}
+
+    def matrix(self, listen=2.0):
+        """Layer-2 reachability between every pair of endpoints (VMs and probes), plus an
+        IP ping for every same-network pair. Returns {rows: [...], names: [...]}."""
+        topo_dict = self.api().topology()
+        atts = {v["name"]: v for v in topo_dict["vms"]}
+        for net in topo_dict["networks"]:
+            for p in net["probes"]:
+                atts[p["name"]] = p
+        names = sorted(atts, key=lambda n: (atts[n]["network"], atts[n]["kind"] != "vm", n))
+        receivers = {}
+        for name in names:
+            receivers[name] = subprocess.Popen(
+                ["ip", "netns", "exec", self.fabric.endpoint_netns(name), sys.executable, "-m",
+                 "tenantnet.lab.l2probe", "recv", "eth0", str(listen)],
+                stdout=subprocess.PIPE, text=True)
+        for proc in receivers.values():
+            proc.stdout.readline()          # "ready"
+        senders = []
+        for name in names:
+            dsts = ",".join(atts[o]["mac"] for o in names if o != name)
+            senders.append(subprocess.Popen(
+                ["ip", "netns", "exec", self.fabric.endpoint_netns(name), sys.executable, "-m",
+                 "tenantnet.lab.l2probe", "send", "eth0", dsts]))
+        for proc in senders:
+            proc.wait(timeout=30)
+        heard = {}
+        for name, proc in receivers.items():
+            out, _ = proc.communicate(timeout=listen + 30)
+            heard[name] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        by_mac = {atts[n]["mac"]: n for n in names}
+
+        pairs = [(a, b) for a in names for b in names if a != b
+                 and atts[a]["network"] == atts[b]["network"]]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            pings = dict(zip(pairs, pool.map(lambda p: self.ping(p[0], atts[p[1]]["ip"]), pairs)))
+        rows = []
+        for a in names:
+            for b in names:
+                if a == b:
+                    continue
+                got = heard[b].get(atts[a]["mac"], [])
+                rows.append({"src": a, "dst": b, "same_network": atts[a]["network"] ==
+                             atts[b]["network"], "unicast": "unicast" in got,
+                             "broadcast": "broadcast" in got, "ping": pings.get((a, b)),
+                             "src_network": atts[a]["network"], "dst_network": atts[b]["network"]})
+        del by_mac
+        return {"names": names, "networks": {n: atts[n]["network"] for n in names},
+                "rows": rows}
+
+    # -- runtime placement (the hypervisor's side of `vm add` / `vm del`) -------------
+    def add_vm(self, name, network, node, mac=None, ip=None):
+        topo_before = self.api().topology()
+        net = next((n for n in topo_before["networks"] if n["key"] == network), None)
+        created = []
+        # Create namespaces only for names the controller will accept; it validates again.
+        if net is not None and naming.valid_name(name) and node in self.fabric.state["nodes"]:
+            try:
+                if name not in self.fabric.state["endpoints"]:
+                    self.fabric.add_endpoint(name, node, naming.vm_port_name(name), kind="vm")
+                    created.append(name)
+                if not net["probes"]:
+                    for n in topo_before["nodes"]:
+                        if n["role"] == "network":
+                            pname = probe_name(network, n["name"])
+                            self.fabric.add_endpoint(pname, n["name"],
+                                                     naming.probe_port_name(network), "probe")
+                            created.append(pname)
+            except LabError:
+                for c in created:
+                    self.fabric.remove_endpoint(c)
+                raise
+        try:
+            rec = self.api().add_vm(name, network, node, mac=mac, ip=ip)
+        except Exception:
+            for c in created:
+                self.fabric.remove_endpoint(c)
+            raise
+        topo = self.topology_from_api()
+        applied = self._configure(topo, topo.vm(name))
+        for probe in topo.probes(network):
+            if probe.name in created:
+                self._configure(topo, probe)
+        rec["tuning_applied"] = applied
+        return rec
+
+    def del_vm(self, name):
+        rec = self.api().del_vm(name)
+        if name in self.fabric.state["endpoints"]:
+            self.fabric.remove_endpoint(name)
+        topo = self.api().topology()
+        net = next(n for n in topo["networks"] if n["key"] == rec["network"])
+        if not net["probes"]:          # the network has no VM left: its probes go too
+            for n in topo["nodes"]:
+                pname = probe_name(rec["network"], n["name"])
+                if pname in self.fabric.state["endpoints"]:
+                    self.fabric.remove_endpoint(pname)
+        return rec
+
+    def topology_from_api(self):
+        """The controller's current model (config VMs plus API placements) as a Topology."""
+        topo = self.topology()
+        live = {v["name"]: v for v in self.api().list_vms()}
+        for name in list(topo.vms()):
+            if name not in live:
+                topo.remove_vm(name)
+        for name, v in live.items():
+            if topo.vm(name) is None:
+                topo.add_vm(config_mod.vm_from_spec(
+                    topo, {k: v[k] for k in ("name", "network", "node", "mac", "ip")},
+                    "controller", "", vm_source=v.get("source", "api")))
+        return topo
+
+    # -- status / exec / down ------------------------------------------------------
+    def status(self):
+        st = self.fabric.status()
+        vms = {}
+        try:
+            live = {v["name"]: v for v in self.api(timeout=10).list_vms()}
+            api_ok = True
+        except ApiError:
+            live, api_ok = {}, False
+        for name, ep in st["endpoints"].items():
+            entry = {"namespace": ep["netns"], "node": ep["node"], "kind": ep["kind"],
+                     "port": ep["port_name"]}
+            cfg = ep.get("config") or {}
+            v = live.get(name, {})
+            entry.update(network=v.get("network"), mac=v.get("mac") or cfg.get("mac"),
+                         ip=v.get("ip") or (cfg.get("ip", "").split("/")[0] or None),
+                         tuning={k: cfg.get(k) for k in ("mtu", "tx_offload", "neigh_gc_thresh")
+                                 if k in cfg})
+            vms[name] = entry
+        nodes = {name: {"namespace": n["netns"], "role": n["role"],
+                        "ovsdb_remote": n["ovsdb_remote"], "ovsdb_unix": n["unix_remote"],
+                        "management_ip": n["management_ip"], "transport_ip": n["transport_ip"],
+                        "ovs_running": n["ovs_running"], "bridges": n["bridges"]}
+                 for name, n in st["nodes"].items()}
+        ctl = st["processes"].get("controller", {})
+        return {"prefix": self.prefix, "state_dir": st["state_dir"],
+                "controller": {"namespace": (st["controller"] or {}).get("netns"),
+                               "pid": ctl.get("pid"), "alive": ctl.get("alive", False),
+                               "api": f"unix:{self.api_socket}", "api_ok": api_ok,
+                               "log": self.controller_log()},
+                "nodes": nodes,
+                "vms": {k: v for k, v in vms.items() if v["kind"] == "vm"},
+                "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"}}
+
+    def exec(self, vm, cmd, capture=False):
+        netns = self.fabric.endpoint_netns(vm)
+        return ns.run(list(cmd), netns=netns, check=False, capture=capture, timeout=None)
+
+    def down(self):
+        self.fabric.down()
+        if os.path.exists(self.meta_path):
+            os.remove(self.meta_path)
