@@ -305,7 +305,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 message = f"internal error ({type(exc).__name__}: {_one_line(exc, 200)}); " \
                           "see the controller log"
             else:
-                message = str(exc)
+                message = _one_line(exc, 2000) or type(exc).__name__
             self._send_json(status, {"error": message})
             self._drain()
         finally:

@@ -17,7 +17,9 @@ from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, _alive, check_host
 
-PREFIX = "tnt"
+# Another lab already using "tnt" on this machine would make the tests fail (they never touch
+# namespaces they did not create): pick another prefix with TENANTNET_TEST_PREFIX then.
+PREFIX = os.environ.get("TENANTNET_TEST_PREFIX", "tnt")
 
 
 def _host_problem():
@@ -40,7 +42,7 @@ def _ours():
 @pytest.fixture
 def state_dir():
     # Short path: OVS unix sockets live under it.
-    d = tempfile.mkdtemp(prefix="tnt-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix=f"{PREFIX}-", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -72,7 +74,7 @@ def _build(fab, endpoints=True):
 @pytest.fixture(scope="class")
 def lab():
     before = _ours()
-    d = tempfile.mkdtemp(prefix="tnt-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix=f"{PREFIX}-", dir="/tmp")
     fab = LabFabric(PREFIX, state_dir=d)
     try:
         info = _build(fab)
@@ -126,7 +128,8 @@ class TestSharedLab:
             == "common-tun"
         assert ovs.vsctl("get", "bridge", "br-int", "external_ids:tenantnet-owner").stdout.strip() \
             == "bootstrap"
-        assert ovs.vsctl("get", "open_vswitch", ".", "external_ids:system-id").stdout.strip() == "n1"
+        sysid = ovs.vsctl("get", "open_vswitch", ".", "external_ids:system-id").stdout.strip()
+        assert sysid == "n1"
 
 
     def test_ovsdb_reachable_from_controller(self, lab):
@@ -142,10 +145,12 @@ class TestSharedLab:
         fab.ovs("n1").vsctl("add-port", "br-tun", "ex-tt", "--", "set", "interface", "ex-tt",
                             "type=internal")
         fab.set_node_address("n1", "ex-tt", "198.19.100.21/24")   # waits for the OVS port
-        out = ns.run(["ip", "-o", "addr", "show", "dev", "ex-tt"], netns=fab.node_netns("n1")).stdout
+        out = ns.run(["ip", "-o", "addr", "show", "dev", "ex-tt"],
+                     netns=fab.node_netns("n1")).stdout
         assert "198.19.100.21/24" in out
         fab.del_node_address("n1", "ex-tt", "198.19.100.21/24")
-        out = ns.run(["ip", "-o", "addr", "show", "dev", "ex-tt"], netns=fab.node_netns("n1")).stdout
+        out = ns.run(["ip", "-o", "addr", "show", "dev", "ex-tt"],
+                     netns=fab.node_netns("n1")).stdout
         assert "198.19.100.21" not in out
 
         log = os.path.join(fab.state_dir, "sleeper.log")

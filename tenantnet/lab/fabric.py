@@ -13,8 +13,14 @@ Pure mechanics, no knowledge of tenants. Layout (names for prefix "tn"):
 
 Everything created is recorded in <state_dir>/state.json *before* it is created, so that
 down() -- from this process or another one, after a crash too -- removes exactly that.
+Several processes may share one lab (CLI, controller, tests): every mutating method holds an
+flock on <state_dir>/.lock and re-reads the state file first, and every reading method
+re-reads it, so no process ever saves a stale copy over another's changes.
 """
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import ipaddress
 import json
@@ -35,7 +41,7 @@ DEFAULT_STATE_ROOT = "/run/tenantnet"
 IFNAMSIZ_MAX = 15
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,6}[a-z0-9])?$")
 # Unix socket paths (OVS db.sock, <bridge>.mgmt, *.ctl) must fit in sun_path (108 bytes).
 _MAX_RUNDIR = 80
 
@@ -87,6 +93,25 @@ def _proc_cmdline(pid):
         return ""
 
 
+def _group_members(pgid, min_start):
+    """Live processes of process group *pgid* started no earlier than *min_start*."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(")") + 2:].split()
+        if fields[0] in ("Z", "X") or int(fields[2]) != pgid:
+            continue
+        if int(fields[19]) >= min_start:
+            found.append(int(entry))
+    return found
+
+
 def _alive(pid, start_time=None):
     if not pid:
         return False
@@ -111,17 +136,36 @@ def _terminate(pid, timeout=5.0):
             time.sleep(0.02)
 
 
+def _mutating(method):
+    """Run *method* under the state lock, on freshly loaded state."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._txn():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _reading(method):
+    """Run *method* on freshly loaded state (unless already inside a transaction)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        self._refresh()
+        return method(self, *args, **kwargs)
+    return wrapper
+
+
 class LabFabric:
     """Builder and janitor of one lab, identified by *prefix* (namespace name prefix)."""
 
     def __init__(self, prefix="tn", state_dir=None):
         if not _PREFIX_RE.match(prefix or ""):
-            raise LabError(f"lab prefix {prefix!r}: use 1-8 lowercase letters/digits, "
-                           "starting with a letter")
+            raise LabError(f"lab prefix {prefix!r}: use 1-8 lowercase letters, digits or '-', "
+                           "starting with a letter and not ending with '-'")
         self.prefix = prefix
         self.state_dir = os.path.abspath(state_dir or os.path.join(DEFAULT_STATE_ROOT, prefix))
         self.state_file = os.path.join(self.state_dir, "state.json")
         self._popen = {}           # process name -> Popen (only for processes we started)
+        self._depth = 0            # _txn nesting
         self.state = self._load()
 
     # -- state -------------------------------------------------------------------------
@@ -146,10 +190,38 @@ class LabFabric:
         base.update(state)
         return base
 
+    def _refresh(self):
+        if not self._depth:
+            self.state = self._load()
+
+    @contextlib.contextmanager
+    def _txn(self):
+        """Hold the lab's state lock with freshly loaded state (re-entrant)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        created = not os.path.isdir(self.state_dir)
+        os.makedirs(self.state_dir, exist_ok=True)
+        fh = open(os.path.join(self.state_dir, ".lock"), "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            self.state = self._load()
+            if created and not os.path.exists(self.state_file):
+                self.state["owns_state_dir"] = True
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+        finally:
+            fh.close()                   # releases the flock
+
     def _save(self):
-        if not os.path.isdir(self.state_dir):
-            os.makedirs(self.state_dir, exist_ok=True)
-            self.state["owns_state_dir"] = True
+        os.makedirs(self.state_dir, exist_ok=True)
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as fh:
             json.dump(self.state, fh, indent=2, sort_keys=True)
@@ -197,6 +269,7 @@ class LabFabric:
     def controller_netns(self):
         return f"{self.prefix}-ctl"
 
+    @_reading
     def node_netns(self, node):
         rec = self.state["nodes"].get(node)
         return rec["netns"] if rec else f"{self.prefix}-{node}"
@@ -221,6 +294,7 @@ class LabFabric:
             raise LabError(f"unknown endpoint {name!r} (known: {sorted(self.state['endpoints'])})")
         return rec
 
+    @_reading
     def ovs(self, node):
         """The OvsInstance of *node* (for vsctl/ofctl/appctl)."""
         rec = self._node(node)
@@ -229,6 +303,7 @@ class LabFabric:
                            system_id=node)
 
     # -- fabric --------------------------------------------------------------------------
+    @_mutating
     def up_fabric(self, management_cidr="198.18.0.0/24", transport_cidr="198.19.0.0/16"):
         """Create <prefix>-fabric with Linux bridges `mgmt` and `transport` (idempotent)."""
         try:
@@ -269,6 +344,7 @@ class LabFabric:
         ns.run(["ip", "link", "set", ifname, "up"], netns=netns)
 
     # -- controller ------------------------------------------------------------------------
+    @_mutating
     def add_controller(self, management_ip, prefix_len=24):
         """Namespace <prefix>-ctl with `mgmt` on the management bridge. Returns its name."""
         self._require_fabric()
@@ -287,6 +363,7 @@ class LabFabric:
         return ctl
 
     # -- nodes -----------------------------------------------------------------------------
+    @_mutating
     def add_node(self, name, role, management_ip, transport_ip, mgmt_prefix_len=24,
                  transport_prefix_len=16, ovsdb_port=6640):
         """Create node *name* (role "compute" or "network") with its own Open vSwitch.
@@ -294,6 +371,8 @@ class LabFabric:
         Returns {netns, ovsdb_remote, unix_remote, base_dir}."""
         self._require_fabric()
         self._check_name("node", name)
+        if name in ("fabric", "ctl") or name.startswith(("v-", "p-")):
+            raise LabError(f"node name {name!r} would collide with the lab's own namespaces")
         if role not in ("compute", "network"):
             raise LabError(f"node {name}: role {role!r} must be 'compute' or 'network'")
         if name in self.state["nodes"]:
@@ -399,6 +478,7 @@ class LabFabric:
         self._forget_ns(rec["netns"])
         del self.state["nodes"][name]
 
+    @_mutating
     def set_node_address(self, node, ifname, ip_cidr, timeout=5.0):
         """`ip addr replace` *ip_cidr* on *ifname* in the node namespace and set it up.
 
@@ -417,6 +497,7 @@ class LabFabric:
             addrs.append(ip_cidr)
         self._save()
 
+    @_mutating
     def del_node_address(self, node, ifname, ip_cidr):
         """Remove *ip_cidr* from *ifname* in the node namespace (fine when already gone)."""
         rec = self._node(node)
@@ -431,6 +512,7 @@ class LabFabric:
         self._save()
 
     # -- endpoints -------------------------------------------------------------------------
+    @_mutating
     def add_endpoint(self, name, node, port_name, kind="vm"):
         """Namespace <prefix>-v-<name> (<prefix>-p-<name> for kind="probe") with `eth0`;
         its veth peer *port_name* is put in the node namespace and set up (not attached to
@@ -460,6 +542,7 @@ class LabFabric:
             raise
         return netns
 
+    @_mutating
     def configure_endpoint(self, name, mac, ip_cidr, mtu=1400, tx_offload=False,
                            neigh_gc_thresh=None):
         """Set MAC, MTU, IP and offloads of the endpoint's eth0 and bring it up.
@@ -520,6 +603,7 @@ class LabFabric:
         self._forget_ns(rec["netns"])
         del self.state["endpoints"][name]
 
+    @_mutating
     def remove_endpoint(self, name):
         """Delete the endpoint namespace (its veth pair disappears with it). OVS port records
         referring to the node-side port are the caller's to remove."""
@@ -527,15 +611,18 @@ class LabFabric:
         self._remove_endpoint(name)
         self._save()
 
+    @_reading
     def endpoint_netns(self, name):
         return self._endpoint(name)["netns"]
 
+    @_reading
     def exec(self, name, cmd_list, check=False, timeout=60):
         """Run *cmd_list* inside endpoint *name*'s namespace; return the CompletedProcess."""
         return ns.run(list(cmd_list), netns=self.endpoint_netns(name), check=check,
                       timeout=timeout)
 
     # -- processes -------------------------------------------------------------------------
+    @_mutating
     def start_process(self, name, cmd_list, netns, log_path):
         """Start *cmd_list* in namespace *netns* (None: this namespace) as a new session,
         output to *log_path*; its pid is recorded. Returns the pid."""
@@ -565,6 +652,7 @@ class LabFabric:
         self._save()
         return proc.pid
 
+    @_reading
     def process_alive(self, name):
         rec = self.state["processes"].get(name)
         if not rec:
@@ -574,37 +662,34 @@ class LabFabric:
             return False
         return _alive(rec["pid"], rec.get("start_time"))
 
+    @_mutating
     def stop_process(self, name, timeout=5.0):
-        """SIGTERM (then SIGKILL) the recorded pid and its process group; forget it."""
+        """SIGTERM (then SIGKILL) the recorded process and the rest of its process group
+        (only members started after it, so a reused pid is never hit); forget it."""
         rec = self.state["processes"].get(name)
         if not rec:
             return
         pid, st = rec.get("pid"), rec.get("start_time")
         proc = self._popen.pop(name, None)
-
-        def gone():
-            if proc is not None:
-                return proc.poll() is not None
-            return not _alive(pid, st)
-
-        if pid and not gone():
+        if proc is not None:
+            proc.poll()                       # reap it if it already ended
+        if pid and st is not None:
             for sig in (signal.SIGTERM, signal.SIGKILL):
-                for target in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
+                members = _group_members(pid, st)
+                if not members:
+                    break
+                for member in members:
                     try:
-                        target()
-                    except (ProcessLookupError, PermissionError):
+                        os.kill(member, sig)
+                    except ProcessLookupError:
                         pass
                 deadline = time.time() + timeout
-                while time.time() < deadline and not gone():
+                while time.time() < deadline:
+                    if proc is not None:
+                        proc.poll()
+                    if not _group_members(pid, st):
+                        break
                     time.sleep(0.05)
-                if gone():
-                    break
-        if pid:
-            # Children left in the group (session leader already gone).
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if proc is not None:
             try:
                 proc.wait(timeout=1)
@@ -614,6 +699,7 @@ class LabFabric:
         self._save()
 
     # -- inspection ------------------------------------------------------------------------
+    @_reading
     def status(self):
         """What this lab consists of, from the state file plus live checks."""
         nodes = {}
@@ -648,6 +734,7 @@ class LabFabric:
                 "nodes": nodes, "endpoints": endpoints, "processes": processes}
 
     # -- teardown --------------------------------------------------------------------------
+    @_mutating
     def down(self):
         """Remove everything the state records (safe to repeat, and after a crash)."""
         problems = []
@@ -696,11 +783,17 @@ class LabFabric:
         if owns:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         else:
+            # a directory the caller made: remove our files, and the directory if then empty
             shutil.rmtree(nodes_dir, ignore_errors=True)
-            for f in (self.state_file, self.state_file + ".tmp"):
+            for f in (self.state_file, self.state_file + ".tmp",
+                      os.path.join(self.state_dir, ".lock")):
                 try:
                     os.remove(f)
                 except FileNotFoundError:
                     pass
+            try:
+                os.rmdir(self.state_dir)
+            except OSError:
+                pass
         self._popen.clear()
         self.state = self._empty_state()

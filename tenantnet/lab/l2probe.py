@@ -6,6 +6,7 @@ endpoint's MAC, plus one broadcast, with a local experimental EtherType, and eve
 endpoint reports which senders it heard. Usage (inside a namespace):
   python -m tenantnet.lab.l2probe recv IFACE SECONDS
   python -m tenantnet.lab.l2probe send IFACE DSTMAC[,DSTMAC...]
+  python -m tenantnet.lab.l2probe garp IFACE IP     (gratuitous ARP, as a booting VM sends)
 """
 
 import json
@@ -60,11 +61,25 @@ def send(iface, dsts, repeat=3):
         time.sleep(0.05)
 
 
+def garp(iface, ip):
+    """Announce IP at this interface's MAC, so neighbours drop a stale entry for the address
+    (an address reused by a new VM with a new MAC would otherwise stay unreachable for
+    seconds, until the neighbours' cache entries time out)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((iface, 0))
+    mac = sock.getsockname()[4][:6]
+    addr = socket.inet_aton(ip)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + addr + b"\0" * 6 + addr
+    sock.send(b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp)
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "recv":
         recv(argv[1], float(argv[2]))
     elif len(argv) >= 2 and argv[0] == "send":
         send(argv[1], [m for m in (argv[2] if len(argv) > 2 else "").split(",") if m])
+    elif len(argv) == 3 and argv[0] == "garp":
+        garp(argv[1], argv[2])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -32,8 +32,14 @@ def _say(progress, text):
 
 class Lab:
     def __init__(self, prefix="tn", state_dir=None):
-        self.fabric = LabFabric(prefix=prefix, state_dir=state_dir)
         self.prefix = prefix
+        self.state_dir = state_dir
+
+    @property
+    def fabric(self):
+        # Read afresh on every use: the CLI, the controller's lab and tests are separate
+        # processes sharing one state file, and a stale copy must never be saved over it.
+        return LabFabric(prefix=self.prefix, state_dir=self.state_dir)
 
     # -- metadata ------------------------------------------------------------------
     @property
@@ -143,9 +149,12 @@ class Lab:
         net = topo.network(att.network)
         prefix = ipaddress.ip_network(net.cidr).prefixlen
         t = topo.tuning
-        return self.fabric.configure_endpoint(att.name, att.mac, f"{att.ip}/{prefix}",
-                                              mtu=t.vm_mtu, tx_offload=t.tx_checksum_offload,
-                                              neigh_gc_thresh=t.neigh_gc_thresh)
+        applied = self.fabric.configure_endpoint(att.name, att.mac, f"{att.ip}/{prefix}",
+                                                 mtu=t.vm_mtu, tx_offload=t.tx_checksum_offload,
+                                                 neigh_gc_thresh=t.neigh_gc_thresh)
+        self.fabric.exec(att.name, [sys.executable, "-m", "tenantnet.lab.l2probe", "garp", "eth0",
+                                    att.ip])
+        return applied
 
     # -- reachability --------------------------------------------------------------
     def _probe_of(self, topo_dict, net_key):

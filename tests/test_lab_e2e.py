@@ -1,0 +1,184 @@
+"""End to end on the one-machine lab: 3 compute nodes, a network node, 2 tenants whose
+networks use the same CIDR. Real namespaces, real Open vSwitch, real packets."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CONFIGS, ROOT, lab_prerequisites
+from tenantnet import equations, naming
+from tenantnet.lab.lab import Lab
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
+
+PREFIX = "tnt"
+CONFIG = os.path.join(CONFIGS, "two-tenants.yaml")
+
+
+def cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TENANTNET_LAB_PREFIX=PREFIX))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab(prefix=PREFIX)
+    lab.down()                                   # a leftover from an interrupted run
+    proc = cli("lab", "up", "-c", CONFIG, "--timeout", "120", check=False)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    yield lab
+    lab.down()
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+
+
+def brtun_flows(lab, node, net_key):
+    out = lab.fabric.ovs(node).ofctl("dump-flows", naming.brtun_name(net_key)).stdout
+    return [line for line in out.splitlines() if "cookie=" in line]
+
+
+def test_same_network_pairs_ping_across_nodes_and_tenants_are_isolated(lab):
+    m = lab.matrix()
+    rows = m["rows"]
+    same = [r for r in rows if r["same_network"]]
+    cross = [r for r in rows if not r["same_network"]]
+    assert len(same) == 4 * 3 + 3 * 2 and len(cross) == 2 * 4 * 3
+    for r in same:
+        assert r["ping"] and r["unicast"] and r["broadcast"], r
+    for r in cross:
+        assert not r["unicast"] and not r["broadcast"], r
+    # the two tenants really do use the same addresses
+    vms = {v["name"]: v for v in lab.api().list_vms()}
+    assert vms["web1"]["ip"] == vms["app1"]["ip"]
+
+
+def test_overlapping_address_reaches_own_tenant_only(lab):
+    vms = {v["name"]: v for v in lab.api().list_vms()}
+    ip = vms["web2"]["ip"]
+    assert ip == vms["app2"]["ip"]
+    lab.exec("web1", ["ip", "neigh", "flush", "dev", "eth0"])
+    proc = lab.exec("web1", ["ping", "-c", "1", "-W", "2", ip], capture=True)
+    assert proc.returncode == 0
+    neigh = lab.exec("web1", ["ip", "neigh", "show", ip], capture=True).stdout
+    assert vms["web2"]["mac"] in neigh and vms["app2"]["mac"] not in neigh
+
+
+def test_remote_mac_leaves_through_right_gre_tunnel_with_key(lab):
+    vms = {v["name"]: v for v in lab.api().list_vms()}
+    ovs = lab.fabric.ovs("compute1")
+    out = ovs.appctl("ofproto/trace", naming.brtun_name("acme/web"),
+                     f"in_port={naming.patch_tun_name('acme/web')},dl_vlan=100,"
+                     f"dl_src={vms['web1']['mac']},dl_dst={vms['web2']['mac']}").stdout
+    # the egress rule, then GRE to compute2's endpoint of this network with key 100
+    assert "set_field:0x64->tun_id" in out
+    assert "tunneling to 198.19.100.12 via " + naming.ex_port_name("acme/web") in out
+    assert re.search(r"gre\(\(flags=0x2000,proto=0x6558\),key=0x64\)", out), out
+    # and globex traffic on the same node uses its own tunnel and key
+    out = ovs.appctl("ofproto/trace", naming.brtun_name("globex/app"),
+                     f"in_port={naming.patch_tun_name('globex/app')},dl_vlan=200,"
+                     f"dl_src={vms['app1']['mac']},dl_dst={vms['app2']['mac']}").stdout
+    assert "key=0xc8" in out and "tunneling to 198.19.200.12" in out
+
+
+def test_equations_match_live_lab(lab):
+    topo = lab.topology_from_api()
+    total = 0
+    gre_ports = 0
+    for node in topo.nodes():
+        ovs = lab.fabric.ovs(node.name)
+        bridges = ovs.vsctl("list-br").stdout.split()
+        total += len(bridges)
+        if node.role == "compute":
+            assert len(bridges) == equations.bridges_on_compute(topo, node.name), node.name
+        for br in bridges:
+            for port in ovs.vsctl("list-ports", br).stdout.split():
+                if ovs.vsctl("get", "Interface", port, "type").stdout.strip() == "gre":
+                    gre_ports += 1
+    assert total == equations.total_bridges(topo)
+    assert gre_ports == 2 * equations.total_tunnels(topo)
+    assert equations.total_tunnels(topo) <= equations.total_tunnel_bound(topo)
+
+
+def test_runtime_add_is_reachable_and_delete_removes_its_flows(lab):
+    t0 = time.perf_counter()
+    proc = cli("vm", "add", "web9", "--network", "acme/web", "--node", "compute3", "--json")
+    import json
+    rec = json.loads(proc.stdout)
+    assert rec["node"] == "compute3" and rec["bridges_created"] is False
+    topo = lab.topology_from_api()
+    lab.wait_reachable(topo, ["web9"], timeout=30)
+    elapsed = time.perf_counter() - t0
+    assert lab.ping("web1", rec["ip"])
+    for node in ("compute1", "compute2", "net1"):       # remote egress everywhere
+        assert any(f"dl_dst={rec['mac']}" in f for f in brtun_flows(lab, node, "acme/web")), node
+    st = cli("lab", "status", "--json").stdout
+    assert '"web9"' in st
+    print(f"web9 reachable {elapsed * 1000:.0f} ms after the request")
+
+    cli("vm", "del", "web9")
+    for node in ("compute1", "compute2", "compute3", "net1"):
+        assert not any(rec["mac"] in f for f in brtun_flows(lab, node, "acme/web")), node
+    assert not os.path.exists(f"/run/netns/{PREFIX}-v-web9")
+    assert "web9" not in {v["name"] for v in lab.api().list_vms()}
+
+
+def test_first_vm_of_network_on_node_creates_bridges_and_last_removes_them(lab):
+    ovs = lab.fabric.ovs("compute3")
+    brint = naming.brint_name("globex/app")
+    assert brint not in ovs.vsctl("list-br").stdout.split()
+    rec = lab.add_vm("app9", "globex/app", "compute3")
+    assert rec["bridges_created"] is True
+    assert brint in ovs.vsctl("list-br").stdout.split()
+    lab.wait_reachable(lab.topology_from_api(), ["app9"], timeout=30)
+    gre_to_c3 = naming.gre_port_name("globex/app", "compute3")
+    assert gre_to_c3 in lab.fabric.ovs("compute1").vsctl(
+        "list-ports", naming.brtun_name("globex/app")).stdout.split()
+    lab.del_vm("app9")
+    assert brint not in ovs.vsctl("list-br").stdout.split()
+    assert naming.ex_port_name("globex/app") not in ovs.vsctl("list-ports", "br-tun").stdout
+    assert gre_to_c3 not in lab.fabric.ovs("compute1").vsctl(
+        "list-ports", naming.brtun_name("globex/app")).stdout.split()
+
+
+def test_bad_placement_is_refused_and_changes_nothing(lab):
+    before = lab.api().list_vms()
+    proc = cli("vm", "add", "web8", "--network", "acme/web", "--node", "compute7", check=False)
+    assert proc.returncode == 1
+    assert "node: unknown node 'compute7'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cli("vm", "add", "web8", "--network", "acme/web", "--node", "compute1",
+               "--ip", lab.api().get_vm("web2")["ip"], check=False)
+    assert proc.returncode == 1 and "already used by web2" in proc.stderr
+    assert lab.api().list_vms() == before
+    assert not os.path.exists(f"/run/netns/{PREFIX}-v-web8")
+
+
+def test_controller_restart_loses_no_packet_and_relearns_api_placements(lab):
+    lab.add_vm("web7", "acme/web", "compute2")
+    topo = lab.topology_from_api()
+    lab.wait_reachable(topo, ["web7"], timeout=30)
+    before = {n: sorted(f.split(",")[0] for f in brtun_flows(lab, n, "acme/web"))
+              for n in ("compute1", "compute2")}
+    pinger = subprocess.Popen(["ip", "netns", "exec", lab.fabric.endpoint_netns("web1"),
+                               "ping", "-n", "-q", "-i", "0.01", "-c", "400",
+                               topo.vm("web7").ip], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    lab.fabric.stop_process("controller")
+    time.sleep(1.0)
+    lab._start_controller(topo, lab.meta()["config"])
+    lab._wait_api(60)
+    out, _ = pinger.communicate(timeout=60)
+    assert " 0% packet loss" in out, out
+    assert "web7" in {v["name"] for v in lab.api().list_vms()}    # relearned from OVSDB
+    after = {n: sorted(f.split(",")[0] for f in brtun_flows(lab, n, "acme/web"))
+             for n in ("compute1", "compute2")}
+    assert after == before                                         # same cookies, kept
+    lab.del_vm("web7")
