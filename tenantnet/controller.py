@@ -110,8 +110,8 @@ class Core:
             host = self.hosts.get(name)
             for ifname, cidr in state.addresses.items():
                 # A new ex- port is a new kernel device: it needs its address (again).
-                if host is not None and (force_addresses or f"add port {ifname} to br-tun"
-                                         in result.commands):
+                if host is not None and (force_addresses or
+                                         f"add port {ifname} to br-tun" in result.commands):
                     host.set_address(ifname, cidr)
             if result.changed:
                 LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
@@ -120,8 +120,7 @@ class Core:
         t1 = time.perf_counter()
         for name in node_names:
             for bridge, bf in node_flows(topo, name).items():
-                br_net = node_state(topo, name).bridges[bridge].network
-                if nets is not None and br_net not in nets:
+                if nets is not None and bf.network not in nets:
                     continue
                 if not wait_flows and not self.pusher.connected(bf.dpid):
                     continue  # it will be synced when it connects
@@ -139,13 +138,14 @@ class Core:
             self.portmaps[(node, bridge)] = pm
         return self.pusher.sync(bf.dpid, bf.flows, pm)
 
-    def _locate(self, dpid, topo=None):
-        topo = topo or self.topo
-        for n in topo.nodes():
-            for bridge, bf in node_flows(topo, n.name).items():
-                if bf.dpid == dpid:
-                    return n.name, bridge, bf
-        return None
+    def _locate(self, dpid):
+        """(node, bridge, BridgeFlows) of *dpid* in the current model, or None."""
+        topo = self.topo
+        node_bridge = naming.dpid_owner(topo, dpid)
+        if node_bridge is None:
+            return None
+        node, bridge = node_bridge
+        return node, bridge, node_flows(topo, node)[bridge]
 
     # -- OpenFlow events (called by tenantnet.app) --------------------------------
     def switch_connected(self, dpid):

@@ -79,7 +79,8 @@ def node_flows(topo, node_name):
             flows = brtun_flows(topo, br.network, node_name)
         else:
             continue
-        out[name] = BridgeFlows(node=node_name, bridge=name, dpid=br.dpid, flows=flows)
+        out[name] = BridgeFlows(node=node_name, bridge=name, dpid=br.dpid, flows=flows,
+                                network=br.network)
     return out
 
 

@@ -88,3 +88,4 @@ class BridgeFlows:
     bridge: str
     dpid: int
     flows: list = field(default_factory=list)
+    network: str = None

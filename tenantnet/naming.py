@@ -83,6 +83,16 @@ def datapath_id(node, bridge):
     return value or 1
 
 
+def dpid_owner(topo, dpid):
+    """(node, bridge) whose datapath id is *dpid* among the model's tenant bridges, or None."""
+    for node in topo.nodes():
+        for key in topo.networks_on(node.name):
+            for bridge in (brint_name(key), brtun_name(key)):
+                if datapath_id(node.name, bridge) == dpid:
+                    return node.name, bridge
+    return None
+
+
 def dpid_str(dpid):
     return f"{dpid:016x}"
 

@@ -16,8 +16,10 @@ os-ken pitfalls handled here (native hub):
     when asked, and keep the Datapath objects so their sockets can be shut down.
   * A connection's send thread sleeps in send_q.get() and is only woken by a message
     to send: when the switch closes the TCP connection, serve() waits for that thread
-    forever (no DEAD event at all unless the echo loop happens to send something), and
-    after an echo timeout the send thread leaks. Our Datapath subclass wakes it.
+    forever before declaring DEAD (no DEAD event at all with echo off; with echo on, up
+    to two echo intervals late), and after an echo timeout the send and receive threads
+    of the dead connection leak. Our Datapath subclass declares DEAD as soon as the
+    receive loop ends and wakes the send thread.
   * run_apps() ends with `t.kill()` on its service threads; native HubThread has no
     kill(), so it raises AttributeError after everything was already closed.
 """
@@ -92,6 +94,9 @@ def _datapath_class():
             try:
                 super()._recv_loop()
             finally:
+                # the peer is gone: say so now (stock os-ken only does after joining the
+                # send and echo threads, i.e. up to an echo interval later, or never)
+                self.set_state(DEAD_DISPATCHER)
                 self._wake_send_loop()
 
         def set_state(self, state):
@@ -293,8 +298,9 @@ def run_controller(app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=
                    echo_interval=2, echo_max_unreplied=3, log_level="INFO"):
     """Run the os-ken apps in the foreground; return after SIGTERM or SIGINT.
 
-    A switch that stops answering echo requests is declared DEAD after about
-    echo_interval * (echo_max_unreplied + 1) seconds."""
+    A switch that stops answering echo requests is declared DEAD after
+    echo_interval * (echo_max_unreplied + 1) to echo_interval * (echo_max_unreplied + 2)
+    seconds; a closed TCP connection is seen at once."""
     logging.basicConfig(level=getattr(logging, str(log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = ControllerRuntime(app_modules, listen_host, listen_port, echo_interval,

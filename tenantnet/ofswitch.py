@@ -292,7 +292,11 @@ class FlowPusher:
                 labels[xid] = label
             bar_xid = self._send(dp, parser.OFPBarrierRequest(dp), waiter)
             xids.append(bar_xid)
-            got = waiter.wait_for(lambda ms: any(m.xid == bar_xid for m in ms), deadline)
+            try:
+                got = waiter.wait_for(lambda ms: any(m.xid == bar_xid for m in ms), deadline)
+            except SouthboundError as exc:
+                self._discard(dp, bundle_id, time.monotonic() + 2)
+                raise SouthboundError(f"{exc} (bundle not committed: nothing changed)") from None
             errors = [m for m in got if _is_error(m)]
             if errors:
                 if any(m.xid == open_xid for m in errors) and self._unsupported(errors[0]):
@@ -303,7 +307,12 @@ class FlowPusher:
                 dp, ofctl.bundle_ctrl(dp, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST), waiter)
             xids.append(commit_xid)
             labels[commit_xid] = "bundle commit"
-            got = waiter.wait_for(lambda ms: any(m.xid == commit_xid for m in ms), deadline)
+            try:
+                got = waiter.wait_for(lambda ms: any(m.xid == commit_xid for m in ms),
+                                      deadline)
+            except SouthboundError as exc:
+                raise SouthboundError(f"{exc} (commit sent: all or nothing of it may be "
+                                      f"applied; the next sync reconciles)") from None
             errors = [m for m in got if _is_error(m)]
             if errors:
                 raise self._bundle_error(name, errors, labels, len(msgs), "commit failed")

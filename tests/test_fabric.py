@@ -172,6 +172,18 @@ class TestSharedLab:
             fab.endpoint_netns("tmp")
 
 
+    def test_instances_sharing_one_state_never_lose_changes(self, lab):
+        fab, _, _ = lab
+        other = LabFabric(PREFIX, state_dir=fab.state_dir)     # as another process would
+        other.add_endpoint("x1", "n1", "tap-x1", kind="probe")
+        fab.add_endpoint("x2", "n2", "tap-x2", kind="probe")   # fab's copy was stale
+        third = LabFabric(PREFIX, state_dir=fab.state_dir)
+        assert {"x1", "x2"} <= set(third.status()["endpoints"])
+        fab.remove_endpoint("x1")
+        other.remove_endpoint("x2")
+        assert not {"x1", "x2"} & set(third.status()["endpoints"])
+
+
 def _pids(fab):
     pids = []
     for rec in fab.state["nodes"].values():

@@ -41,10 +41,10 @@ DPID = 0x00000000000000B1
 PORTS = {"tnx-b-p1": 1, "tnx-b-p2": 2}
 ECHO_INTERVAL, ECHO_MAX = 1, 2
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     os.geteuid() != 0 or (not shutil.which("ovs-vswitchd") and
                           not os.path.exists("/usr/sbin/ovs-vswitchd")),
-    reason="needs root and Open vSwitch")
+    reason="needs root and Open vSwitch")]
 
 
 # -- stub core ----------------------------------------------------------------------------
@@ -455,5 +455,5 @@ def test_killed_switch_detected_quickly(lab):
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     down = lab.core.wait_event("down", n, 10)
-    assert down is not None and down - t0 < ECHO_INTERVAL + 0.5, down and down - t0
+    assert down is not None and down - t0 < 1.0, down and down - t0
     # last test of the module: the fixture's teardown cleans up the remaining ovsdb-server

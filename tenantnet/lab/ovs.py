@@ -147,15 +147,16 @@ class OvsInstance:
 
 
 def _alive(pid):
+    """True while *pid* runs. A zombie counts as gone: daemons detach, so their parent is
+    PID 1, which may reap them late, and waiting for that would only stall shutdown."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
+    return state not in ("Z", "X")
 
 
 def _terminate(pid, timeout=5.0):
