@@ -55,8 +55,19 @@ class TenantnetApp(app_manager.OSKenApp):
 
     def start(self):
         thread = super().start()
-        self.core.start()
+        hub.spawn(self._start_core)
         return thread
+
+    def _start_core(self):
+        # The core creates bridges that connect to us at once: if the OpenFlow port did not
+        # listen yet, Open vSwitch would back off for a second before trying again.
+        from tenantnet import ofrunner
+        ofrunner.wait_listening(10.0)
+        try:
+            self.core.start()
+        except Exception as exc:  # noqa: BLE001 -- any start-up failure ends the controller
+            LOG.error("controller start failed: %s", exc)
+            ofrunner.fail(f"start-up failed: {exc}")
 
     def stop(self):
         try:

@@ -294,6 +294,24 @@ class ControllerRuntime:
             return len(self._datapaths)
 
 
+def wait_listening(timeout=10.0):
+    """Block until the OpenFlow port of the running controller listens (True), or return
+    False after *timeout*. Without our runtime (another manager loaded the app): True."""
+    runtime = _ACTIVE
+    if runtime is None:
+        return True
+    return runtime._listening.wait(timeout) and not runtime._finished.is_set()
+
+
+def fail(error):
+    """Stop the running controller because of *error* (reported by run_controller)."""
+    runtime = _ACTIVE
+    if runtime is None:
+        return
+    runtime._error = runtime._error or error
+    runtime.request_stop()
+
+
 def run_controller(app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=6653,
                    echo_interval=2, echo_max_unreplied=3, log_level="INFO"):
     """Run the os-ken apps in the foreground; return after SIGTERM or SIGINT.

@@ -16,7 +16,7 @@ from tenantnet.lab.lab import Lab
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
 
-PREFIX = "tnt"
+PREFIX = "tne"   # test_fabric.py uses "tnt"
 CONFIG = os.path.join(CONFIGS, "two-tenants.yaml")
 
 
