@@ -44,13 +44,16 @@ class NetnsHost:
 
 
 class Core:
-    def __init__(self, topo, pusher, ovsdb_remotes=None, hosts=None, source="config"):
+    def __init__(self, topo, pusher, ovsdb_remotes=None, hosts=None, source="config",
+                 managed_nodes=None):
+        """*managed_nodes*: names of the nodes this controller programs (default: all)."""
         self.topo = topo
         self.pusher = pusher
         self.source = source
         remotes = ovsdb_remotes or {}
         self.nodes = {n.name: NodeOvsdb(n.name, remotes.get(
-            n.name, f"tcp:{n.management_ip}:{topo.controller.ovsdb_port}")) for n in topo.nodes()}
+            n.name, f"tcp:{n.management_ip}:{topo.controller.ovsdb_port}")) for n in topo.nodes()
+            if managed_nodes is None or n.name in managed_nodes}
         self.hosts = hosts or {}
         self.lock = threading.RLock()
         self.portmaps = {}          # (node, bridge) -> {port name: ofport}
@@ -102,6 +105,7 @@ class Core:
         """Push *topo*'s desired state to *node_names*; return timings."""
         timings = {}
         t0 = time.perf_counter()
+        node_names = [n for n in node_names if n in self.nodes]
         for name in node_names:
             state = node_state(topo, name)
             result = self.nodes[name].reconcile(state)

@@ -19,6 +19,8 @@ from tenantnet.desired import KIND_KEY, OWNER, OWNER_KEY
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
+# ovsdbapp logs every failed schema fetch at INFO; connect() retries and reports once.
+logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.WARNING)
 OF_PROTOCOLS = ["OpenFlow13"]  # the ONF bundle extension we use rides on OpenFlow 1.3
 
 
@@ -84,6 +86,7 @@ class NodeOvsdb:
     def connect(self, retry_for=30.0):
         deadline = time.time() + retry_for
         last = None
+        LOG.info("node %s: connecting to OVSDB at %s", self.node, self.remote)
         while time.time() < deadline:
             try:
                 idl = connection.OvsdbIdl.from_server(self.remote, "Open_vSwitch")

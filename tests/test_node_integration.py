@@ -1,0 +1,166 @@
+"""The controller core against one real Open vSwitch node: bridges, ports, tunnels AND
+flows appear exactly as computed; a second pass changes nothing; placements through the
+core add and remove bridges and flows. The os-ken controller runs in this process."""
+
+import textwrap
+
+import pytest
+
+from conftest import lab_prerequisites
+from tenantnet import app as tapp
+from tenantnet import config, naming, ofrunner
+from tenantnet.controller import Core
+from tenantnet.flowspec import COOKIE_PREFIX
+from tenantnet.flows import node_flows
+from tenantnet.lab import netns as ns
+from tenantnet.lab.ovs import OvsInstance
+
+pytestmark = [pytest.mark.lab, pytest.mark.integration,
+              pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
+
+NETNS = "tnt-node"
+CFG = textwrap.dedent("""\
+    controller: {management_ip: 127.0.0.1, openflow_port: PORT}
+    nodes:
+      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
+      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
+      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
+    tenants:
+      - name: acme
+        networks:
+          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
+      - name: globex
+        networks:
+          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
+    vms:
+      - {name: web1, network: acme/web, node: compute1}
+      - {name: web2, network: acme/web, node: compute2}
+      - {name: app1, network: globex/app, node: compute1}
+    """)
+
+
+def _free_port():
+    import socket
+    import threading
+    out = {}
+
+    def probe():
+        ofrunner.enter_netns(NETNS)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            out["port"] = s.getsockname()[1]
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return out["port"]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    ns.delete(NETNS)
+    ns.add(NETNS)
+    ovs = OvsInstance(str(tmp_path_factory.mktemp("node") / "ovs"), netns=NETNS,
+                      system_id="compute1")
+    runtime = None
+    try:
+        ovs.start()
+        for br in ("br-int", "br-tun"):
+            ovs.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+        for vm in ("web1", "app1", "web5"):
+            tap = naming.vm_port_name(vm)
+            ns.run(["ip", "link", "add", tap, "type", "veth", "peer", "name", f"tnt-x{vm}"],
+                   netns=NETNS)
+            ns.run(["ip", "link", "set", tap, "up"], netns=NETNS)
+        port = _free_port()
+        topo = config.load_text(CFG.replace("PORT", str(port)), "t.yaml")
+        cores = []
+        tapp.CORE_FACTORY = lambda pusher, app: cores.append(
+            Core(topo, pusher, ovsdb_remotes={"compute1": ovs.unix_remote},
+                 managed_nodes={"compute1"})) or cores[-1]
+        runtime = ofrunner.ControllerRuntime(listen_host="127.0.0.1", listen_port=port,
+                                             echo_interval=1, echo_max_unreplied=3,
+                                             netns=NETNS).start()
+        core = cores[0]
+        assert core.ready.wait(60), "controller core did not start"
+        yield ovs, core
+    finally:
+        if runtime is not None:
+            runtime.stop()
+        tapp.CORE_FACTORY = None
+        ovs.stop()
+        ns.delete(NETNS)
+
+
+def installed(ovs, bridge):
+    """Our cookies on *bridge*, read with ovs-ofctl (independent of the controller)."""
+    out = ovs.ofctl("dump-flows", bridge).stdout
+    cookies = set()
+    for line in out.splitlines():
+        if "cookie=" in line:
+            c = int(line.split("cookie=")[1].split(",")[0], 16)
+            if c >> 32 == COOKIE_PREFIX:
+                cookies.add(c)
+    return cookies
+
+
+def computed(core, bridge):
+    bf = node_flows(core.topo, "compute1")[bridge]
+    pm = core.nodes["compute1"].portmap(bridge)
+    return {f.resolve(pm).cookie() for f in bf.flows}
+
+
+def wait_flows(ovs, core, bridge, timeout=20):
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if installed(ovs, bridge) == computed(core, bridge):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_flows_on_every_tenant_bridge_are_exactly_the_computed_ones(node):
+    ovs, core = node
+    bridges = node_flows(core.topo, "compute1")
+    assert set(bridges) == {naming.brint_name(k) for k in ("acme/web", "globex/app")} | \
+        {naming.brtun_name(k) for k in ("acme/web", "globex/app")}
+    for bridge in bridges:
+        assert wait_flows(ovs, core, bridge), bridge
+    # the egress rule for web2 (on compute2) goes out of the GRE port to compute2
+    gre = naming.gre_port_name("acme/web", "compute2")
+    ofport = core.nodes["compute1"].portmap(naming.brtun_name("acme/web"))[gre]
+    dump = ovs.ofctl("dump-flows", naming.brtun_name("acme/web")).stdout
+    web2 = core.topo.vm("web2")
+    assert any(f"dl_dst={web2.mac}" in line and f"output:{ofport}" in line
+               and "set_field:0x64->tun_id" in line for line in dump.splitlines())
+
+
+def test_second_pass_changes_nothing(node):
+    ovs, core = node
+    result = core.nodes["compute1"].reconcile(
+        __import__("tenantnet.desired", fromlist=["node_state"]).node_state(core.topo, "compute1"))
+    assert result.commands == []
+    for bridge, bf in node_flows(core.topo, "compute1").items():
+        res = core.pusher.sync(bf.dpid, bf.flows, core.nodes["compute1"].portmap(bridge))
+        assert (res["added"], res["removed"]) == (0, 0)
+
+
+def test_placements_add_and_remove_bridges_and_flows(node):
+    ovs, core = node
+    rec = core.add_vm({"name": "web5", "network": "acme/web", "node": "compute1"})
+    assert rec["bridges_created"] is False and rec["timings"]["total_ms"] > 0
+    brint = naming.brint_name("acme/web")
+    assert "tap-web5" in ovs.vsctl("list-ports", brint).stdout.split()
+    # remote egress for a VM placed on compute2 appears on compute1's tunnel bridge
+    core.add_vm({"name": "web6", "network": "acme/web", "node": "compute2"})
+    assert wait_flows(ovs, core, naming.brtun_name("acme/web"))
+    mac6 = core.topo.vm("web6").mac
+    assert mac6 in ovs.ofctl("dump-flows", naming.brtun_name("acme/web")).stdout
+    core.del_vm("web6")
+    assert mac6 not in ovs.ofctl("dump-flows", naming.brtun_name("acme/web")).stdout
+    core.del_vm("web5")
+    core.del_vm("web1")                  # the last acme VM on compute1: its bridges go
+    bridges = ovs.vsctl("list-br").stdout.split()
+    assert brint not in bridges and naming.brtun_name("acme/web") not in bridges
+    assert naming.brint_name("globex/app") in bridges
+    assert naming.ex_port_name("acme/web") not in ovs.vsctl("list-ports", "br-tun").stdout.split()
