@@ -4,25 +4,11 @@ import textwrap
 
 import pytest
 
+from conftest import two_tenant_config
 from tenantnet import config
 from tenantnet.errors import ConfigError
 
-BASE = """\
-mode: dnb
-nodes:
-  - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-  - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-  - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
-tenants:
-  - name: acme
-    networks:
-      - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
-  - name: globex
-    networks:
-      - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
-vms:
-  - {name: web1, network: acme/web, node: compute1}
-"""
+BASE = two_tenant_config()
 
 
 def load(text, source="test.yaml"):
@@ -142,7 +128,7 @@ def test_boolean_is_not_an_integer():
 
 
 def test_unsupported_mode():
-    err = error_of(BASE.replace("mode: dnb", "mode: magic"))
+    err = error_of("mode: magic\n" + BASE)
     assert err.key == "mode" and "unknown mode" in err.problem
 
 

@@ -1,30 +1,12 @@
 """Model, names, desired state, flows and equations (pure logic: no switch involved)."""
 
-import textwrap
-
+from conftest import two_tenant_config
 from tenantnet import config, equations, naming
 from tenantnet.desired import desired_state
 from tenantnet.flows import (RULE_EGRESS, RULE_FLOOD, RULE_INGRESS, T_CLASSIFY, T_EGRESS,
                              all_flows, node_flows)
 
-CFG = textwrap.dedent("""\
-    nodes:
-      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-      - {name: compute3, role: compute, management_ip: 198.18.0.13, transport_ip: 198.19.0.13}
-      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
-    tenants:
-      - name: acme
-        networks:
-          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
-      - name: globex
-        networks:
-          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
-    vms:
-      - {name: web1, network: acme/web, node: compute1}
-      - {name: web2, network: acme/web, node: compute2}
-      - {name: app1, network: globex/app, node: compute1}
-    """)
+CFG = two_tenant_config(3, ("web1@compute1", "web2@compute2", "app1@compute1"))
 
 
 def topo():

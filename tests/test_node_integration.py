@@ -2,11 +2,9 @@
 flows appear exactly as computed; a second pass changes nothing; placements through the
 core add and remove bridges and flows. The os-ken controller runs in this process."""
 
-import textwrap
-
 import pytest
 
-from conftest import lab_prerequisites
+from conftest import lab_prerequisites, two_tenant_config
 from tenantnet import app as tapp
 from tenantnet import config, naming, ofrunner
 from tenantnet.controller import Core
@@ -19,24 +17,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.integration,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
 
 NETNS = "tnt-node"
-CFG = textwrap.dedent("""\
-    controller: {management_ip: 127.0.0.1, openflow_port: PORT}
-    nodes:
-      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
-    tenants:
-      - name: acme
-        networks:
-          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
-      - name: globex
-        networks:
-          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
-    vms:
-      - {name: web1, network: acme/web, node: compute1}
-      - {name: web2, network: acme/web, node: compute2}
-      - {name: app1, network: globex/app, node: compute1}
-    """)
+CFG = two_tenant_config(2, ("web1@compute1", "web2@compute2", "app1@compute1"),
+                        header="controller: {management_ip: 127.0.0.1, openflow_port: PORT}")
 
 
 def _free_port():

@@ -1,10 +1,8 @@
 """OVSDB reconcile against one real Open vSwitch (ovsdb-server + ovs-vswitchd in a netns)."""
 
-import textwrap
-
 import pytest
 
-from conftest import lab_prerequisites
+from conftest import lab_prerequisites, two_tenant_config
 from tenantnet import config, naming
 from tenantnet.desired import node_state
 from tenantnet.lab import netns as ns
@@ -15,23 +13,7 @@ pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
 
 NETNS = "tnt-ovsdb"
-CFG = textwrap.dedent("""\
-    nodes:
-      - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-      - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-      - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
-    tenants:
-      - name: acme
-        networks:
-          - {name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24}
-      - name: globex
-        networks:
-          - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24}
-    vms:
-      - {name: web1, network: acme/web, node: compute1}
-      - {name: web2, network: acme/web, node: compute2}
-      - {name: app1, network: globex/app, node: compute1}
-    """)
+CFG = two_tenant_config(2, ("web1@compute1", "web2@compute2", "app1@compute1"))
 
 
 @pytest.fixture
