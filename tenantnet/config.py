@@ -6,6 +6,7 @@ and a config with a problem changes nothing. The same checks serve runtime place
 requests (source "API request"), so the API and the file speak the same language."""
 
 import ipaddress
+import re
 
 import yaml
 
@@ -14,9 +15,10 @@ from tenantnet.errors import ConfigError
 from tenantnet.model import (Attachment, ControllerSettings, LabSettings, Network, Node,
                              Topology, Tuning, ex_ip, reserved_probe_ips)
 
-MODES = ("dnb",)
+MODES = ("dnb", "cnb")
 ROLES = ("compute", "network")
 MAX_SEGMENTATION_ID = 2 ** 32 - 1  # GRE keys are 32 bits
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 
 class _Section:
@@ -200,6 +202,10 @@ def _nodes(source, topo, raw_nodes):
                               f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
         mgmt = _ip(source, sec.key("management_ip"), sec.take("management_ip", str, required=True))
         trans = _ip(source, sec.key("transport_ip"), sec.take("transport_ip", str, required=True))
+        uplink = sec.take("transport_interface", str, default="eth1")
+        if not IFNAME_RE.match(uplink):
+            raise ConfigError(source, sec.key("transport_interface"),
+                              f"{uplink!r} is not a valid interface name (at most 15 characters)")
         sec.done()
         if ipaddress.ip_address(mgmt) not in mgmt_net:
             raise ConfigError(source, sec.key("management_ip"),
@@ -215,7 +221,7 @@ def _nodes(source, topo, raw_nodes):
                 raise ConfigError(source, sec.key(what),
                                   f"duplicate {what} {value!r} (also {seen[(what, value)]})")
             seen[(what, value)] = path
-        topo.add_node(Node(name, role, mgmt, trans))
+        topo.add_node(Node(name, role, mgmt, trans, uplink))
     if not topo.network_nodes():
         raise ConfigError(source, "nodes", "no node has role 'network': one is needed to host "
                                            "each tenant network's probe")

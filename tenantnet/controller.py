@@ -124,7 +124,9 @@ class Core:
         t1 = time.perf_counter()
         for name in node_names:
             for bridge, bf in node_flows(topo, name).items():
-                if nets is not None and bf.network not in nets:
+                # Tenant bridges of other networks are untouched by this change; the common
+                # bridges may carry any network (CNB) or endpoint (underlay): always synced.
+                if nets is not None and bf.network is not None and bf.network not in nets:
                     continue
                 if not wait_flows and not self.pusher.connected(bf.dpid):
                     continue  # it will be synced when it connects
@@ -201,11 +203,14 @@ class Core:
             new = self.topo.copy()
             vm = config_mod.vm_from_spec(new, spec, API_SOURCE, "", vm_source="api")
             new.add_vm(vm)
-            created = vm.node not in self.topo.hosting_nodes(vm.network)
+            new_on_node = vm.node not in self.topo.hosting_nodes(vm.network)
+            created = new_on_node and new.mode_of(vm.network) == "dnb"
             affected, timings = self._change(new, vm.network)
         timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         out = vm.as_dict()
-        out.update(nodes_updated=affected, bridges_created=created, timings=timings)
+        out.update(nodes_updated=affected, bridges_created=created,
+                   network_new_on_node=new_on_node, mode=new.mode_of(vm.network),
+                   timings=timings)
         LOG.info("placed %s on %s in %.1f ms", vm.name, vm.node, timings["total_ms"])
         return out
 

@@ -65,13 +65,31 @@ def _ids(kind, **extra):
     return ids
 
 
+# Common bridges the controller programs over OpenFlow. br-tun carries the transport
+# underlay (uplink, LOCAL, ex- endpoints) in both modes and the CNB tunnels; br-int the CNB
+# VM ports. br-ex is left to the node.
+MANAGED_COMMON = ("br-int", "br-tun")
+
+
+def _attachment_port(att, net, vid):
+    ids = _ids(att.kind, network=net.key, vm=att.name, mac=att.mac, ip=att.ip,
+               source=att.source if att.kind == "vm" else None)
+    ids.update({"iface-id": att.name, "attached-mac": att.mac})
+    return PortSpec(att.port, "", {}, vid, ids)
+
+
 def node_state(topo, node_name):
     node = topo.node(node_name)
     state = NodeState(node=node_name)
-    for name in COMMON_BRIDGES[node.role]:
-        state.bridges[name] = BridgeSpec(name=name, kind=COMMON_KINDS[name])
     target = topo.controller.openflow_target
-    for key in topo.networks_on(node_name):
+    for name in COMMON_BRIDGES[node.role]:
+        managed = name in MANAGED_COMMON
+        state.bridges[name] = BridgeSpec(
+            name=name, kind=COMMON_KINDS[name],
+            dpid=naming.datapath_id(node_name, name) if managed else None,
+            controller=target if managed else None)
+    _cnb_state(topo, node_name, state)
+    for key in topo.dnb_networks_on(node_name):
         net = topo.network(key)
         brint, brtun = naming.brint_name(key), naming.brtun_name(key)
         pi, pt = naming.patch_int_name(key), naming.patch_tun_name(key)
@@ -84,12 +102,8 @@ def node_state(topo, node_name):
         int_br.ports[pi] = PortSpec(pi, "patch", {"peer": pt}, None, _ids("patch", network=key))
         tun_br.ports[pt] = PortSpec(pt, "patch", {"peer": pi}, None, _ids("patch", network=key))
         for att in topo.attachments(key):
-            if att.node != node_name:
-                continue
-            ids = _ids(att.kind, network=key, vm=att.name, mac=att.mac, ip=att.ip,
-                       source=att.source if att.kind == "vm" else None)
-            ids.update({"iface-id": att.name, "attached-mac": att.mac})
-            int_br.ports[att.port] = PortSpec(att.port, "", {}, net.local_vid, ids)
+            if att.node == node_name:
+                int_br.ports[att.port] = _attachment_port(att, net, net.local_vid)
         local_ip = topo.ex_ip(key, node_name)
         for peer in topo.hosting_nodes(key):
             if peer == node_name:
@@ -107,6 +121,30 @@ def node_state(topo, node_name):
         state.bridges[brint] = int_br
         state.bridges[brtun] = tun_br
     return state
+
+
+def _cnb_state(topo, node_name, state):
+    """CNB (the OpenStack model): every CNB network's VMs on the common br-int, tagged with
+    the network's VLAN; br-tun with one GRE port per peer node, the key set per flow."""
+    nets = topo.cnb_networks_on(node_name)
+    if not nets:
+        return
+    br_int, br_tun = state.bridges["br-int"], state.bridges["br-tun"]
+    br_int.ports[naming.CNB_PATCH_INT] = PortSpec(
+        naming.CNB_PATCH_INT, "patch", {"peer": naming.CNB_PATCH_TUN}, None, _ids("patch"))
+    br_tun.ports[naming.CNB_PATCH_TUN] = PortSpec(
+        naming.CNB_PATCH_TUN, "patch", {"peer": naming.CNB_PATCH_INT}, None, _ids("patch"))
+    for key in nets:
+        net = topo.network(key)
+        for att in topo.attachments(key):
+            if att.node == node_name:
+                br_int.ports[att.port] = _attachment_port(att, net, topo.cnb_vid(key))
+    local_ip = topo.node(node_name).transport_ip
+    for peer in topo.cnb_peers(node_name):
+        gre = naming.cnb_gre_port_name(peer)
+        br_tun.ports[gre] = PortSpec(
+            gre, "gre", {"remote_ip": topo.node(peer).transport_ip, "local_ip": local_ip,
+                         "key": "flow"}, None, _ids("gre", peer=peer))
 
 
 def desired_state(topo):

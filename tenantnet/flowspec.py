@@ -49,7 +49,7 @@ class Flow:
         """Every port name this flow refers to (for resolution to ofport numbers)."""
         names = set()
         m = self.match_dict
-        if isinstance(m.get("in_port"), str):
+        if isinstance(m.get("in_port"), str) and m["in_port"] not in RESERVED_PORTS:
             names.add(m["in_port"])
         for act in self.actions:
             if act[0] == "output" and isinstance(act[1], str) and act[1] not in RESERVED_PORTS:

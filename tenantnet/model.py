@@ -19,6 +19,7 @@ class Node:
     role: str                 # "compute" or "network"
     management_ip: str
     transport_ip: str
+    transport_interface: str = "eth1"   # the uplink on br-tun (bootstrap attaches it)
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,35 @@ class Topology:
 
     def ex_ip(self, net_key, node_name):
         return ex_ip(self.network(net_key), self.node(node_name))
+
+    # -- modes -----------------------------------------------------------------------
+    def mode_of(self, net_key):
+        return self.network(net_key).mode
+
+    def dnb_networks_on(self, node_name):
+        return [k for k in self.networks_on(node_name) if self.mode_of(k) == "dnb"]
+
+    def cnb_networks_on(self, node_name):
+        return [k for k in self.networks_on(node_name) if self.mode_of(k) == "cnb"]
+
+    def cnb_vid(self, net_key):
+        """The VLAN of a CNB network on the common br-int / br-tun.
+
+        One map for every node: 1 + the network's rank among the configured CNB networks by
+        segmentation id. Networks come from the config only, so the map never changes while
+        the controller runs, and it is recomputed (not stored) after a restart."""
+        cnb = sorted((n.segmentation_id, k) for k, n in self.networks().items()
+                     if n.mode == "cnb")
+        return 1 + [k for _, k in cnb].index(net_key)
+
+    def cnb_peers(self, node_name):
+        """Nodes that share at least one active CNB network with *node_name*: the common
+        br-tun has one GRE port to each (OpenStack's tunnel mesh, pruned as l2pop does)."""
+        peers = set()
+        for key in self.cnb_networks_on(node_name):
+            peers.update(self.hosting_nodes(key))
+        peers.discard(node_name)
+        return sorted(peers)
 
 
 def probe_name(net_key, node_name):

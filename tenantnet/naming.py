@@ -67,6 +67,15 @@ def gre_port_name(net_key, peer_node):
     return short_name("gr", f"{peer_node}.{_net_body(net_key)}")
 
 
+# CNB: the common bridges' patch pair (OpenStack's names) and GRE ports to peer nodes.
+CNB_PATCH_INT = "patch-tun"   # on br-int, peer of CNB_PATCH_TUN
+CNB_PATCH_TUN = "patch-int"   # on br-tun
+
+
+def cnb_gre_port_name(peer_node):
+    return short_name("gre", peer_node)
+
+
 def vm_port_name(vm_name):
     """Host side of a VM's link, attached to brint-xy (the VM's 'tap')."""
     return short_name("tap", vm_name)
@@ -86,10 +95,11 @@ def datapath_id(node, bridge):
 def dpid_owner(topo, dpid):
     """(node, bridge) whose datapath id is *dpid* among the model's tenant bridges, or None."""
     for node in topo.nodes():
-        for key in topo.networks_on(node.name):
-            for bridge in (brint_name(key), brtun_name(key)):
-                if datapath_id(node.name, bridge) == dpid:
-                    return node.name, bridge
+        names = [b for key in topo.dnb_networks_on(node.name)
+                 for b in (brint_name(key), brtun_name(key))] + ["br-int", "br-tun"]
+        for bridge in names:
+            if datapath_id(node.name, bridge) == dpid:
+                return node.name, bridge
     return None
 
 

@@ -151,37 +151,18 @@ class NodeOvsdb:
         actual_ifaces = snap["interfaces"]
         for br in desired.bridges.values():
             have = actual_br.get(br.name)
-            if br.common:
-                if have is None:
-                    raise SouthboundError(
-                        f"node {self.node} has no common bridge {br.name}: bootstrap the node "
-                        "first (it creates br-int, br-tun with the transport interface, br-ex)")
-            else:
-                if have is None:
-                    add(api.add_br(br.name, may_exist=True, datapath_type="netdev"),
-                        f"add bridge {br.name}")
-                    have = {"external_ids": {}, "fail_mode": None, "protocols": [],
-                            "other_config": {}, "controller": [], "ports": [],
-                            "datapath_type": "netdev"}
-                want_other = {"datapath-id": naming.dpid_str(br.dpid), "disable-in-band": "true"}
-                cols = []
-                if have["fail_mode"] != "secure":
-                    cols.append(("fail_mode", "secure"))
-                if have["protocols"] != OF_PROTOCOLS:
-                    cols.append(("protocols", OF_PROTOCOLS))
-                if any(have["other_config"].get(k) != v for k, v in want_other.items()):
-                    cols.append(("other_config", want_other))
-                if any(have["external_ids"].get(k) != v for k, v in br.external_ids.items()):
-                    cols.append(("external_ids", br.external_ids))
-                if have.get("datapath_type") != "netdev":
-                    cols.append(("datapath_type", "netdev"))
-                if cols:
-                    add(api.db_set("Bridge", br.name, *cols),
-                        f"set bridge {br.name} " + ",".join(c for c, _ in cols))
-                want_ctl = [br.controller] if br.controller else []
-                if have["controller"] != want_ctl:
-                    add(api.set_controller(br.name, want_ctl),
-                        f"set controller of {br.name} to {want_ctl}")
+            if have is None and br.common:
+                raise SouthboundError(
+                    f"node {self.node} has no common bridge {br.name}: bootstrap the node "
+                    "first (it creates br-int, br-tun with the transport interface, br-ex)")
+            if have is None:
+                add(api.add_br(br.name, may_exist=True, datapath_type="netdev"),
+                    f"add bridge {br.name}")
+                have = {"external_ids": {}, "fail_mode": None, "protocols": [],
+                        "other_config": {}, "controller": [], "ports": [],
+                        "datapath_type": "netdev"}
+            if br.dpid is not None:          # programmed by us over OpenFlow
+                self._plan_bridge(br, have, add)
             for port in br.ports.values():
                 self._plan_port(br, port, actual_ports, actual_ifaces, snap, add)
             # Our ports that should no longer be on this bridge.
@@ -194,6 +175,27 @@ class NodeOvsdb:
             if have["external_ids"].get(OWNER_KEY) == OWNER and name not in desired.bridges:
                 add(api.del_br(name, if_exists=True), f"delete bridge {name}")
         return cmds, notes
+
+    def _plan_bridge(self, br, have, add):
+        api = self.api
+        want_other = {"datapath-id": naming.dpid_str(br.dpid), "disable-in-band": "true"}
+        cols = []
+        if have["fail_mode"] != "secure":
+            cols.append(("fail_mode", "secure"))
+        if have["protocols"] != OF_PROTOCOLS:
+            cols.append(("protocols", OF_PROTOCOLS))
+        if any(have["other_config"].get(k) != v for k, v in want_other.items()):
+            cols.append(("other_config", want_other))
+        if any(have["external_ids"].get(k) != v for k, v in br.external_ids.items()):
+            cols.append(("external_ids", br.external_ids))
+        if have.get("datapath_type") != "netdev":
+            cols.append(("datapath_type", "netdev"))
+        if cols:
+            add(api.db_set("Bridge", br.name, *cols),
+                f"set bridge {br.name} " + ",".join(c for c, _ in cols))
+        want_ctl = [br.controller] if br.controller else []
+        if have["controller"] != want_ctl:
+            add(api.set_controller(br.name, want_ctl), f"set controller of {br.name} to {want_ctl}")
 
     def _plan_port(self, br, port, actual_ports, actual_ifaces, snap, add):
         api = self.api

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.lab,
 
 PREFIX = "tne"   # test_fabric.py uses "tnt"
 CONFIG = os.path.join(CONFIGS, "two-tenants.yaml")
+MODES = ("dnb", "cnb", "mixed")   # mixed: acme/web dedicated, globex/app common
 
 
 def cli(*args, check=True):
@@ -29,19 +30,42 @@ def cli(*args, check=True):
     return proc
 
 
-@pytest.fixture(scope="module")
-def lab():
+def config_for(mode, tmp_path):
+    with open(CONFIG) as fh:
+        text = fh.read()
+    if mode == "cnb":
+        text = text.replace("mode: dnb", "mode: cnb")
+    elif mode == "mixed":
+        text = text.replace("{name: app, segmentation_id: 200,",
+                            "{name: app, mode: cnb, segmentation_id: 200,")
+    path = tmp_path / f"two-tenants-{mode}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def lab(request, tmp_path_factory):
     lab = Lab(prefix=PREFIX)
     lab.down()                                   # a leftover from an interrupted run
-    proc = cli("lab", "up", "-c", CONFIG, "--timeout", "120", check=False)
+    cfg = config_for(request.param, tmp_path_factory.mktemp(request.param))
+    proc = cli("lab", "up", "-c", cfg, "--timeout", "120", check=False)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    lab.mode = request.param
     yield lab
     lab.down()
     assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
 
 
+def net_mode(lab, net_key):
+    return lab.topology_from_api().mode_of(net_key)
+
+
+def tunnel_bridge(lab, net_key):
+    return naming.brtun_name(net_key) if net_mode(lab, net_key) == "dnb" else "br-tun"
+
+
 def brtun_flows(lab, node, net_key):
-    out = lab.fabric.ovs(node).ofctl("dump-flows", naming.brtun_name(net_key)).stdout
+    out = lab.fabric.ovs(node).ofctl("dump-flows", tunnel_bridge(lab, net_key)).stdout
     return [line for line in out.splitlines() if "cookie=" in line]
 
 
@@ -71,21 +95,31 @@ def test_overlapping_address_reaches_own_tenant_only(lab):
     assert vms["web2"]["mac"] in neigh and vms["app2"]["mac"] not in neigh
 
 
+def trace_to(lab, node, net_key, src_mac, dst_mac):
+    """ofproto/trace of a frame from the integration side of *net_key*'s tunnel bridge."""
+    topo = lab.topology_from_api()
+    if topo.mode_of(net_key) == "dnb":
+        bridge, patch = naming.brtun_name(net_key), naming.patch_tun_name(net_key)
+        vid = topo.network(net_key).local_vid
+    else:
+        bridge, patch, vid = "br-tun", naming.CNB_PATCH_TUN, topo.cnb_vid(net_key)
+    return lab.fabric.ovs(node).appctl(
+        "ofproto/trace", bridge,
+        f"in_port={patch},dl_vlan={vid},dl_src={src_mac},dl_dst={dst_mac}").stdout
+
+
 def test_remote_mac_leaves_through_right_gre_tunnel_with_key(lab):
     vms = {v["name"]: v for v in lab.api().list_vms()}
-    ovs = lab.fabric.ovs("compute1")
-    out = ovs.appctl("ofproto/trace", naming.brtun_name("acme/web"),
-                     f"in_port={naming.patch_tun_name('acme/web')},dl_vlan=100,"
-                     f"dl_src={vms['web1']['mac']},dl_dst={vms['web2']['mac']}").stdout
-    # the egress rule, then GRE to compute2's endpoint of this network with key 100
-    assert "set_field:0x64->tun_id" in out
-    assert "tunneling to 198.19.100.12 via " + naming.ex_port_name("acme/web") in out
-    assert re.search(r"gre\(\(flags=0x2000,proto=0x6558\),key=0x64\)", out), out
-    # and globex traffic on the same node uses its own tunnel and key
-    out = ovs.appctl("ofproto/trace", naming.brtun_name("globex/app"),
-                     f"in_port={naming.patch_tun_name('globex/app')},dl_vlan=200,"
-                     f"dl_src={vms['app1']['mac']},dl_dst={vms['app2']['mac']}").stdout
-    assert "key=0xc8" in out and "tunneling to 198.19.200.12" in out
+    for net_key, a, b, key, dnb_ip in (("acme/web", "web1", "web2", 0x64, "198.19.100.12"),
+                                       ("globex/app", "app1", "app2", 0xc8, "198.19.200.12")):
+        out = trace_to(lab, "compute1", net_key, vms[a]["mac"], vms[b]["mac"])
+        # the egress rule, then GRE to compute2 with the network's key
+        assert f"set_field:{hex(key)}->tun_id" in out, out
+        assert re.search(r"gre\(\(flags=0x2000,proto=0x6558\),key=" + hex(key) + r"\)", out), out
+        if net_mode(lab, net_key) == "dnb":      # to compute2's endpoint of this network
+            assert f"tunneling to {dnb_ip} via {naming.ex_port_name(net_key)}" in out, out
+        else:                                    # to compute2's transport address
+            assert "tunneling to 198.19.0.12 via br-tun" in out, out
 
 
 def test_equations_match_live_lab(lab):
@@ -113,6 +147,7 @@ def test_runtime_add_is_reachable_and_delete_removes_its_flows(lab):
     import json
     rec = json.loads(proc.stdout)
     assert rec["node"] == "compute3" and rec["bridges_created"] is False
+    assert rec["network_new_on_node"] is False
     topo = lab.topology_from_api()
     lab.wait_reachable(topo, ["web9"], timeout=30)
     elapsed = time.perf_counter() - t0
@@ -135,17 +170,27 @@ def test_first_vm_of_network_on_node_creates_bridges_and_last_removes_them(lab):
     brint = naming.brint_name("globex/app")
     assert brint not in ovs.vsctl("list-br").stdout.split()
     rec = lab.add_vm("app9", "globex/app", "compute3")
-    assert rec["bridges_created"] is True
-    assert brint in ovs.vsctl("list-br").stdout.split()
     lab.wait_reachable(lab.topology_from_api(), ["app9"], timeout=30)
-    gre_to_c3 = naming.gre_port_name("globex/app", "compute3")
-    assert gre_to_c3 in lab.fabric.ovs("compute1").vsctl(
-        "list-ports", naming.brtun_name("globex/app")).stdout.split()
+    assert rec["network_new_on_node"] is True
+    if net_mode(lab, "globex/app") == "dnb":
+        assert rec["bridges_created"] is True
+        assert brint in ovs.vsctl("list-br").stdout.split()
+        gre_to_c3 = naming.gre_port_name("globex/app", "compute3")
+        assert gre_to_c3 in lab.fabric.ovs("compute1").vsctl(
+            "list-ports", naming.brtun_name("globex/app")).stdout.split()
+    else:                                        # CNB: the VM joins the common br-int
+        assert rec["bridges_created"] is False
+        assert brint not in ovs.vsctl("list-br").stdout.split()
+        tag = ovs.vsctl("get", "Port", naming.vm_port_name("app9"), "tag").stdout.strip()
+        assert int(tag) == lab.topology_from_api().cnb_vid("globex/app")
+        assert naming.vm_port_name("app9") in ovs.vsctl("list-ports", "br-int").stdout.split()
     lab.del_vm("app9")
     assert brint not in ovs.vsctl("list-br").stdout.split()
+    assert naming.vm_port_name("app9") not in ovs.vsctl("list-ports", "br-int").stdout.split()
     assert naming.ex_port_name("globex/app") not in ovs.vsctl("list-ports", "br-tun").stdout
-    assert gre_to_c3 not in lab.fabric.ovs("compute1").vsctl(
-        "list-ports", naming.brtun_name("globex/app")).stdout.split()
+    if net_mode(lab, "globex/app") == "dnb":
+        assert naming.gre_port_name("globex/app", "compute3") not in lab.fabric.ovs(
+            "compute1").vsctl("list-ports", naming.brtun_name("globex/app")).stdout.split()
 
 
 def test_bad_placement_is_refused_and_changes_nothing(lab):

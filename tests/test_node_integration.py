@@ -48,6 +48,11 @@ def node(tmp_path_factory):
         ovs.start()
         for br in ("br-int", "br-tun"):
             ovs.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+        # the transport uplink, as node bootstrap attaches it
+        ns.run(["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "tnt-uplink"],
+               netns=NETNS)
+        ns.run(["ip", "link", "set", "eth1", "up"], netns=NETNS)
+        ovs.vsctl("add-port", "br-tun", "eth1")
         for vm in ("web1", "app1", "web5"):
             tap = naming.vm_port_name(vm)
             ns.run(["ip", "link", "add", tap, "type", "veth", "peer", "name", f"tnt-x{vm}"],
@@ -105,7 +110,7 @@ def test_flows_on_every_tenant_bridge_are_exactly_the_computed_ones(node):
     ovs, core = node
     bridges = node_flows(core.topo, "compute1")
     assert set(bridges) == {naming.brint_name(k) for k in ("acme/web", "globex/app")} | \
-        {naming.brtun_name(k) for k in ("acme/web", "globex/app")}
+        {naming.brtun_name(k) for k in ("acme/web", "globex/app")} | {"br-int", "br-tun"}
     for bridge in bridges:
         assert wait_flows(ovs, core, bridge), bridge
     # the egress rule for web2 (on compute2) goes out of the GRE port to compute2
