@@ -258,26 +258,29 @@ def _tenants(source, topo, raw_tenants, mode):
             cidr = _cidr(source, nsec.key("cidr"), nsec.take("cidr", str, required=True))
             if cidr.num_addresses < 8:
                 raise ConfigError(source, nsec.key("cidr"), f"{cidr} is too small (at least /29)")
-            tcidr = _cidr(source, nsec.key("transport_cidr"),
-                          nsec.take("transport_cidr", str, required=True))
             net_mode = nsec.take("mode", str, default=mode)
             if net_mode not in MODES:
                 raise ConfigError(source, nsec.key("mode"), f"unknown mode {net_mode!r} "
                                                             f"(supported: {', '.join(MODES)})")
+            # A CNB network rides the common tunnels: its own transport network is optional.
+            raw_tcidr = nsec.take("transport_cidr", str, required=net_mode == "dnb")
+            tcidr = _cidr(source, nsec.key("transport_cidr"), raw_tcidr) if raw_tcidr else None
             nsec.done()
             # Every ex- endpoint of every network lives in the same kernel routing table of
             # a node, so transport networks must not overlap each other or the node fabric.
-            if tcidr.overlaps(lab_trans):
-                raise ConfigError(source, nsec.key("transport_cidr"),
-                                  f"{tcidr} overlaps the node transport network {lab_trans}")
-            for other, where in tcidrs.items():
-                if tcidr.overlaps(other):
+            if tcidr is not None:
+                if tcidr.overlaps(lab_trans):
                     raise ConfigError(source, nsec.key("transport_cidr"),
-                                      f"{tcidr} overlaps {other} of {where}")
-            net = Network(tname, nname, seg, str(cidr), str(tcidr), net_mode)
-            _check_ex_ips(topo, net, source, nsec.key("transport_cidr"))
+                                      f"{tcidr} overlaps the node transport network {lab_trans}")
+                for other, where in tcidrs.items():
+                    if tcidr.overlaps(other):
+                        raise ConfigError(source, nsec.key("transport_cidr"),
+                                          f"{tcidr} overlaps {other} of {where}")
+            net = Network(tname, nname, seg, str(cidr), str(tcidr) if tcidr else None, net_mode)
+            if tcidr is not None:
+                _check_ex_ips(topo, net, source, nsec.key("transport_cidr"))
+                tcidrs[tcidr] = net.key
             segs[seg] = net.key
-            tcidrs[tcidr] = net.key
             topo.add_network(net)
 
 

@@ -160,3 +160,14 @@ def test_api_spec_validation_uses_same_messages():
         config.vm_from_spec(topo, {"name": "x1", "network": "acme/web", "node": "nowhere"},
                             "API request", "")
     assert str(exc.value).startswith("API request: node: unknown node 'nowhere'")
+
+
+def test_cnb_network_needs_no_transport_cidr_but_dnb_does():
+    text = BASE.replace("{name: app, segmentation_id: 200, cidr: 10.0.0.0/24, "
+                        "transport_cidr: 198.19.200.0/24}",
+                        "{name: app, mode: cnb, segmentation_id: 200, cidr: 10.0.0.0/24}")
+    assert text != BASE
+    topo = load(text)
+    assert topo.mode_of("globex/app") == "cnb" and topo.mode_of("acme/web") == "dnb"
+    err = error_of(text.replace("mode: cnb, ", ""))
+    assert err.key == "tenants[1].networks[0].transport_cidr" and "missing" in err.problem

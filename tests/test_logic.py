@@ -141,3 +141,69 @@ def test_flow_cookies_are_ours_and_stable():
     assert len(set(cookies)) == len(cookies)
     assert all(c >> 32 == 0x544E4E54 for c in cookies)
     assert cookies == [f.resolve(pm).cookie() for f in fl]
+
+
+def cnb_topo(mixed=False):
+    text = CFG.replace("transport_cidr: 198.19.200.0/24}",
+                       "transport_cidr: 198.19.200.0/24, mode: cnb}")
+    if not mixed:
+        text = "mode: cnb\n" + text
+    return config.load_text(text, "t.yaml")
+
+
+def test_cnb_desired_state_uses_common_bridges_and_node_tunnels():
+    t = cnb_topo()
+    c1 = desired_state(t)["compute1"]
+    assert set(c1.bridges) == {"br-int", "br-tun"}
+    br_int, br_tun = c1.bridges["br-int"], c1.bridges["br-tun"]
+    vids = {t.cnb_vid("acme/web"), t.cnb_vid("globex/app")}
+    assert len(vids) == 2                        # one VLAN per network on the shared br-int
+    assert br_int.ports["tap-web1"].tag == t.cnb_vid("acme/web")
+    assert br_int.ports["tap-app1"].tag == t.cnb_vid("globex/app")
+    gre = {p.options["remote_ip"] for p in br_tun.ports.values() if p.type == "gre"}
+    assert gre == {"198.19.0.12", "198.19.0.2"}  # one per peer node, not per network
+    assert c1.addresses == {}                    # no ex- endpoints in CNB
+    assert equations.total_bridges(t) == sum(len(s.bridges) for s in desired_state(t).values())
+    gre_ports = sum(1 for s in desired_state(t).values() for b in s.bridges.values()
+                    for p in b.ports.values() if p.type == "gre")
+    assert gre_ports == 2 * equations.total_tunnels(t)
+
+
+def test_cnb_flows_key_by_vlan_and_tunnel_id_and_keep_split_horizon():
+    t = cnb_topo()
+    fl = node_flows(t, "compute1")["br-tun"].flows
+    web = [f for f in fl if f.rule == RULE_INGRESS and f.match_dict["tunnel_id"] == 100]
+    assert {f.match_dict["in_port"] for f in web} == {naming.cnb_gre_port_name("compute2"),
+                                                      naming.cnb_gre_port_name("net1")}
+    assert all(f.actions == (("push_vlan",), ("set_field", "vlan_vid", t.cnb_vid("acme/web")),
+                             ("output", naming.CNB_PATCH_TUN)) for f in web)
+    app = [f for f in fl if f.rule == RULE_INGRESS and f.match_dict["tunnel_id"] == 200]
+    assert {f.match_dict["in_port"] for f in app} == {naming.cnb_gre_port_name("net1")}
+    egress = {f.match_dict["eth_dst"]: f for f in fl if f.rule == RULE_EGRESS}
+    assert egress[t.vm("web2").mac].actions[-1] == ("output", naming.cnb_gre_port_name("compute2"))
+    assert egress[t.vm("web2").mac].match_dict["vlan_vid"] == t.cnb_vid("acme/web")
+    for f in fl:
+        inp = f.match_dict.get("in_port")
+        if isinstance(inp, str) and inp.startswith("gre-"):
+            assert [a[1] for a in f.actions if a[0] == "output"] == [naming.CNB_PATCH_TUN]
+        assert ("output", "NORMAL") not in f.actions
+
+
+def test_underlay_rules_deliver_by_address_to_each_endpoint():
+    t = topo()
+    fl = [f for f in node_flows(t, "compute1")["br-tun"].flows if f.rule == "underlay"]
+    to_port = {(f.match_dict.get("arp_tpa") or f.match_dict.get("ipv4_dst")): f.actions
+               for f in fl if f.match_dict.get("in_port") == "eth1"}
+    assert to_port["198.19.0.11"] == (("output", "LOCAL"),)
+    assert to_port["198.19.100.11"] == (("output", naming.ex_port_name("acme/web")),)
+    outs = {f.match_dict["in_port"] for f in fl if f.actions == (("output", "eth1"),)}
+    assert outs == {"LOCAL", naming.ex_port_name("acme/web"), naming.ex_port_name("globex/app")}
+
+
+def test_mixed_modes_on_one_node():
+    t = cnb_topo(mixed=True)
+    c1 = desired_state(t)["compute1"]
+    assert naming.brint_name("acme/web") in c1.bridges              # DNB: dedicated
+    assert naming.brint_name("globex/app") not in c1.bridges        # CNB: common
+    assert "tap-app1" in c1.bridges["br-int"].ports
+    assert equations.bridges_on_compute(t, "compute1") == len(c1.bridges)
