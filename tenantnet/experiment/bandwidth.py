@@ -87,7 +87,8 @@ def settings(spec):
     out["protocols"] = protos
     for key in ("duration_s", "vms", "repeats"):
         try:
-            out[key] = int(out[key])
+            # iperf3 -t takes whole seconds: a fractional duration is rounded up
+            out[key] = int(math.ceil(float(out[key]))) if key == "duration_s" else int(out[key])
         except (TypeError, ValueError):
             raise BandwidthError(f"bandwidth.{key} {out[key]!r}: expected an integer") from None
         if out[key] < 1:
