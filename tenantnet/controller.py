@@ -8,6 +8,7 @@ Data flow for a placement request (and for start-up, and for a switch that conne
 Only when all of that succeeded does the new Topology replace the old one. A switch that
 (re)connects goes through the same sync as a placement: compute, install, remove stale."""
 
+import concurrent.futures
 import logging
 import os
 import threading
@@ -22,6 +23,18 @@ from tenantnet.ovsdb import NodeOvsdb, recovered_vms
 
 LOG = logging.getLogger("tenantnet.controller")
 API_SOURCE = "API request"
+
+
+def _parallel(func, items):
+    """func(item) for every item, concurrently; results in order. The first error is raised
+    once every call has finished (no work is left running behind the caller's back)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [func(i) for i in items]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        futures = [pool.submit(func, i) for i in items]
+        concurrent.futures.wait(futures)
+    return [f.result() for f in futures]
 
 
 class NetnsHost:
@@ -57,6 +70,7 @@ class Core:
         self.hosts = hosts or {}
         self.lock = threading.RLock()
         self.portmaps = {}          # (node, bridge) -> {port name: ofport}
+        self._in_sync = {}          # dpid -> cookies installed by our last sync (this connection)
         self.started = False
         self.ready = threading.Event()   # set once start() has connected and reconciled
         self.api_server = None
@@ -101,27 +115,43 @@ class Core:
                 LOG.info("recovered VM %s on %s from the node's OVSDB", name, node_name)
 
     # -- realising a topology ------------------------------------------------------
-    def _realise(self, topo, node_names, nets=None, wait_flows=True, force_addresses=False):
-        """Push *topo*'s desired state to *node_names*; return timings."""
+    def _reconcile_node(self, topo, name, force_addresses):
+        state = node_state(topo, name)
+        result = self.nodes[name].reconcile(state)
+        host = self.hosts.get(name)
+        for ifname, cidr in state.addresses.items():
+            # A new ex- port is a new kernel device: it needs its address (again).
+            if host is not None and (force_addresses or
+                                     f"add port {ifname} to br-tun" in result.commands):
+                host.set_address(ifname, cidr)
+        if result.changed:
+            LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
+                     result.seconds * 1000)
+        return result
+
+    def _realise(self, topo, node_names, nets=None, wait_flows=True, force_addresses=False,
+                 since=None):
+        """Push *topo*'s desired state to *node_names*; return timings.
+
+        Nodes are independent, so their OVSDB transactions run side by side, and so do the
+        flow syncs of all affected bridges: a placement costs about one node's round trips,
+        not the sum over the nodes hosting the network."""
         timings = {}
         t0 = time.perf_counter()
         node_names = [n for n in node_names if n in self.nodes]
-        for name in node_names:
-            state = node_state(topo, name)
-            result = self.nodes[name].reconcile(state)
+        # *since*: the topology the switches were last reconciled to. A node whose desired
+        # OVSDB state is the same under both (a VM placed elsewhere only changes its flows)
+        # needs no OVSDB round trip.
+        known = {node for node, _ in self.portmaps}
+        ovsdb_nodes = [n for n in node_names if since is None or n not in known
+                       or node_state(since, n) != node_state(topo, n)]
+        results = _parallel(lambda n: self._reconcile_node(topo, n, force_addresses), ovsdb_nodes)
+        for name, result in zip(ovsdb_nodes, results):
             for bridge, pm in result.portmaps.items():
                 self.portmaps[(name, bridge)] = pm
-            host = self.hosts.get(name)
-            for ifname, cidr in state.addresses.items():
-                # A new ex- port is a new kernel device: it needs its address (again).
-                if host is not None and (force_addresses or
-                                         f"add port {ifname} to br-tun" in result.commands):
-                    host.set_address(ifname, cidr)
-            if result.changed:
-                LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
-                         result.seconds * 1000)
         timings["ovsdb_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         t1 = time.perf_counter()
+        jobs = []
         for name in node_names:
             for bridge, bf in node_flows(topo, name).items():
                 # Tenant bridges of other networks are untouched by this change; the common
@@ -130,11 +160,12 @@ class Core:
                     continue
                 if not wait_flows and not self.pusher.connected(bf.dpid):
                     continue  # it will be synced when it connects
-                self._sync_bridge(name, bridge, bf, topo)
+                jobs.append((name, bridge, bf))
+        _parallel(lambda job: self._sync_bridge(*job), jobs)
         timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
         return timings
 
-    def _sync_bridge(self, node, bridge, bf, topo, connect_timeout=15.0):
+    def _sync_bridge(self, node, bridge, bf, connect_timeout=15.0):
         if not self.pusher.wait_connected(bf.dpid, connect_timeout):
             raise SouthboundError(f"{node}/{bridge} (dpid {naming.dpid_str(bf.dpid)}) did not "
                                   f"connect to the controller within {connect_timeout:.0f}s")
@@ -142,7 +173,19 @@ class Core:
         if pm is None or any(p not in pm for f in bf.flows for p in f.port_names()):
             pm = self.nodes[node].portmap(bridge)
             self.portmaps[(node, bridge)] = pm
-        return self.pusher.sync(bf.dpid, bf.flows, pm)
+        # What we last installed on this connection: an unchanged bridge costs no round trip.
+        # (A reconnect clears it, and then the switch's own flow table is read again.)
+        try:
+            want = frozenset(f.resolve(pm).cookie() for f in bf.flows)
+        except KeyError:
+            want = None                  # let sync() name the missing port
+        known = self._in_sync.get(bf.dpid)
+        if want is not None and known == want:
+            return {"added": 0, "removed": 0, "mode": None}
+        result = self.pusher.sync(bf.dpid, bf.flows, pm, installed=known)
+        if want is not None:
+            self._in_sync[bf.dpid] = want
+        return result
 
     def _locate(self, dpid):
         """(node, bridge, BridgeFlows) of *dpid* in the current model, or None."""
@@ -168,13 +211,15 @@ class Core:
                 return
             node, bridge, bf = found
             try:
-                res = self._sync_bridge(node, bridge, bf, self.topo)
+                self._in_sync.pop(dpid, None)
+                res = self._sync_bridge(node, bridge, bf)
                 LOG.info("%s/%s connected: +%d -%d flows", node, bridge, res["added"],
                          res["removed"])
             except TenantnetError as exc:
                 LOG.error("%s/%s: flow sync after connect failed: %s", node, bridge, exc)
 
     def switch_disconnected(self, dpid):
+        self._in_sync.pop(dpid, None)
         LOG.info("switch %s disconnected", naming.dpid_str(dpid))
 
     # -- placement service (used by tenantnet.api) --------------------------------
@@ -183,7 +228,7 @@ class Core:
         new_nodes = set(new_topo.hosting_nodes(net_key))
         affected = sorted(old_nodes | new_nodes)
         try:
-            timings = self._realise(new_topo, affected, nets={net_key})
+            timings = self._realise(new_topo, affected, nets={net_key}, since=self.topo)
         except TenantnetError:
             # Put the switches back the way the current model says.
             LOG.error("placement failed; restoring %s", ", ".join(affected))

@@ -223,7 +223,7 @@ class FlowPusher:
         with self._lock:
             return self._sync_locks.setdefault(dpid, threading.Lock())
 
-    def sync(self, dpid, flows, portmap, timeout=10, use_bundle=None):
+    def sync(self, dpid, flows, portmap, timeout=10, use_bundle=None, installed=None):
         """Make *dpid* hold exactly *flows* (ours; flows with other cookies are untouched).
 
         flows: Flow objects with port names; portmap: name -> ofport. Resolves, dumps our
@@ -231,7 +231,11 @@ class FlowPusher:
         deletes in ONE atomic+ordered ONF bundle and waits for the commit reply.
         Returns dict(added=n, removed=n, mode="bundle"|"flowmod"|None).
         Raises SouthboundError (switch refused, disconnected or timed out; with a bundle
-        nothing was changed) or a SouthboundError naming a port missing from *portmap*."""
+        nothing was changed) or a SouthboundError naming a port missing from *portmap*.
+        *installed*: our cookies the caller knows to be on the switch (it installed them on
+        this connection); the dump is then skipped. An ADD of a flow already there
+        overwrites it and a DELETE of a cookie not there matches nothing, so a stale belief
+        costs at most a redundant message."""
         name = _dpid_str(dpid)
         deadline = time.monotonic() + timeout
         resolved = []
@@ -243,7 +247,8 @@ class FlowPusher:
                                       f"{flow} is not on the bridge") from exc
         with self._sync_lock(dpid):
             dp = self.datapath(dpid)
-            installed = self._installed_cookies(dp, deadline, name)
+            if installed is None:
+                installed = self._installed_cookies(dp, deadline, name)
             try:
                 to_add, to_delete = ofctl.plan_sync(resolved, installed)
             except ValueError as exc:

@@ -17,9 +17,10 @@ are read from the same socket; the time of a reply is the kernel's receive times
 time.time() at read when the kernel gives none. The target answers the probe's IP, so it
 ARPs for it: the probe's own kernel answers that (the probe interface has its address).
 
-Output: a line ``ready`` on stdout once the socket is open (probing starts right after),
-then, at the end, one JSON line ``{ip: first_reply_time_or_null, ...}``. A summary of what
-was sent goes to stderr. The prober ends when every target has answered (or was dropped),
+Output: a line ``ready`` on stdout once the socket is open (probing starts right after);
+with ``--live`` a line ``reply IP TIME`` for each first reply as it arrives; at the end,
+one JSON line ``{ip: first_reply_time_or_null, ...}``. A summary of what was sent goes to
+stderr. The prober ends when every target has answered (or was dropped),
 at the timeout/deadline, on ``stop``, or on SIGINT/SIGTERM (partial results are printed).
 
 With ``--stdin`` the targets start unarmed and commands are read from stdin, one a line::
@@ -149,8 +150,10 @@ def load_targets(path=None, items=()):
 
 
 class Prober:
-    def __init__(self, iface, src_ip, src_mac, targets, interval_ms=5.0, armed=True):
+    def __init__(self, iface, src_ip, src_mac, targets, interval_ms=5.0, armed=True,
+                 live=None):
         self.iface = iface
+        self.live = live                      # a file: "reply IP TIME" per first reply
         self.src_ip = _ip_bytes(src_ip)
         self.src_mac = _mac_bytes(src_mac)
         self.interval = max(0.0005, float(interval_ms) / 1000.0)
@@ -241,6 +244,8 @@ class Prober:
                     if sec > 0:
                         stamp = sec + nsec / 1e9
             self.first_reply[ip] = stamp
+            if self.live is not None:
+                print(f"reply {ip} {stamp:.6f}", file=self.live, flush=True)
 
     def run(self, deadline, commands=None, out=sys.stdout):
         """Probe until done, *deadline* (epoch seconds) or a stop; *commands*: a readable
@@ -314,6 +319,8 @@ def main(argv=None):
     p.add_argument("--deadline", type=float, help="wall-clock end (epoch seconds)")
     p.add_argument("--stdin", action="store_true",
                    help="targets start unarmed; read arm/drop/deadline/stop from stdin")
+    p.add_argument("--live", action="store_true",
+                   help="also print 'reply IP TIME' on stdout as each first reply arrives")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -327,7 +334,7 @@ def main(argv=None):
             with open(f"/sys/class/net/{args.iface}/address") as fh:
                 src_mac = fh.read().strip()
         prober = Prober(args.iface, args.src_ip, src_mac, targets, args.interval_ms,
-                        armed=not args.stdin)
+                        armed=not args.stdin, live=sys.stdout if args.live else None)
         prober.open()
         deadline = time.time() + args.timeout
         if args.deadline is not None:

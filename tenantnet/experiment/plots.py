@@ -1,0 +1,458 @@
+"""Figures of one results directory (matplotlib, Agg backend: no display needed).
+
+``render(results_dir)`` reads
+
+    reachability.csv            mode, instances, networks, total, success (or successful),
+                                failed, missing, mean_ms, std_ms, ...
+    reachability_instances.csv  mode, instances, networks, repeat, vm, node, network,
+                                bridges_existed, request_time, ready_time, reachable_time,
+                                reachability_ms, status
+    bandwidth.csv               bandwidth.BANDWIDTH_COLUMNS rows (lab modes and baselines)
+    baseline.csv                (optional) baseline rows, if kept apart from bandwidth.csv
+
+and writes the PNGs below next to them. A figure whose data is missing (no CNB run yet, no
+bandwidth rows, ...) is skipped with a note; render never fails because data is absent.
+
+    fig4_dnb_reachability.png       DNB mean reachability vs instances, one series per
+                                    network count, error bars = sample std
+    fig5_reachability_dnb_vs_cnb.png  DNB and CNB side by side, one panel per network count
+    fig6_bandwidth_tcp_udp.png      mean TCP (a) and UDP (b) bandwidth per mode, baselines
+                                    (veth, ovs-flat) as grey hatched reference bars
+    fig7_tcp_per_direction.png      TCP per direction (probe->vm vs vm->probe) per mode
+    fig8_tcp_dnb_vs_cnb.png         TCP DNB vs CNB per direction and combined, with the
+                                    relative difference
+    fig_first_instances.png         per-instance reachability vs arrival order, instances
+                                    that created their network's bridges in red
+"""
+
+import math
+import os
+
+from tenantnet.experiment import bandwidth as bw
+from tenantnet.experiment.results import ResultsDir
+
+FIGURES = ("fig4_dnb_reachability.png", "fig5_reachability_dnb_vs_cnb.png",
+           "fig6_bandwidth_tcp_udp.png", "fig7_tcp_per_direction.png",
+           "fig8_tcp_dnb_vs_cnb.png", "fig_first_instances.png")
+BASELINE_MODES = ("veth", "ovs-flat")
+LAB_MODE_ORDER = ("dnb", "cnb")
+MODE_LABELS = {"dnb": "DNB", "cnb": "CNB", "veth": "veth pair (ceiling)",
+               "ovs-flat": "flat OVS bridge (ceiling)"}
+MODE_COLOURS = {"dnb": "#1f77b4", "cnb": "#ff7f0e", "veth": "#7f7f7f", "ovs-flat": "#b0b0b0"}
+DIRECTION_LABELS = {"probe->vm": "probe → VM (controller to VM)",
+                    "vm->probe": "VM → probe (VM to controller)",
+                    "combined": "both directions"}
+
+
+# -- loading -----------------------------------------------------------------------------
+def num(value):
+    """A finite float from a typed or raw CSV cell, or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def boolean(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "yes", "1"):
+            return True
+        if low in ("false", "no", "0"):
+            return False
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def mode_of(row):
+    return str(row.get("mode") or "").strip().lower() or "?"
+
+
+def load(results_dir):
+    """The tables of *results_dir* as lists of dicts (empty lists for missing files)."""
+    rd = results_dir if isinstance(results_dir, ResultsDir) else ResultsDir(results_dir,
+                                                                            create=False)
+    data = {}
+    for name in ("reachability", "reachability_instances", "bandwidth", "baseline"):
+        data[name] = rd.read_csv(name + ".csv", default=[])
+    seen = {id(r) for r in data["bandwidth"]}
+    bw_rows = list(data["bandwidth"])
+    # baseline.csv rows that are not already in bandwidth.csv (same mode+vm+proto+dir+repeat)
+    keys = {(mode_of(r), r.get("vm"), r.get("protocol"), r.get("direction"), r.get("repeat"))
+            for r in bw_rows}
+    for r in data["baseline"]:
+        k = (mode_of(r), r.get("vm"), r.get("protocol"), r.get("direction"), r.get("repeat"))
+        if k not in keys and id(r) not in seen:
+            bw_rows.append(r)
+    data["bandwidth_all"] = bw_rows
+    return rd, data
+
+
+def pooled(rows):
+    """Pool reachability records with the same key: (n, mean, std) from success/mean/std."""
+    n_tot, parts = 0, []
+    for r in rows:
+        n = num(r.get("success", r.get("successful")))
+        m = num(r.get("mean_ms"))
+        if m is None:
+            continue
+        n = int(n) if n else 1
+        s = num(r.get("std_ms")) or 0.0
+        parts.append((n, m, s))
+        n_tot += n
+    if not parts:
+        return None, None, 0
+    mean = sum(n * m for n, m, _ in parts) / n_tot
+    if n_tot < 2:
+        return mean, 0.0, n_tot
+    ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for n, m, s in parts)
+    return mean, math.sqrt(ss / (n_tot - 1)), n_tot
+
+
+def reachability_series(rows, mode):
+    """{networks: [(instances, mean_ms, std_ms, n), ...] sorted by instances} for *mode*."""
+    groups = {}
+    for r in rows:
+        if mode_of(r) != mode:
+            continue
+        k, n = num(r.get("networks")), num(r.get("instances"))
+        if k is None or n is None:
+            continue
+        groups.setdefault(int(k), {}).setdefault(int(n), []).append(r)
+    out = {}
+    for k, by_n in sorted(groups.items()):
+        pts = []
+        for n, rs in sorted(by_n.items()):
+            m, s, cnt = pooled(rs)
+            if m is not None:
+                pts.append((n, m, s, cnt))
+        if pts:
+            out[k] = pts
+    return out
+
+
+def successful_instances(rows):
+    """Instance rows that have a reachability time (status success, or no status given)."""
+    out = []
+    for r in rows:
+        status = str(r.get("status") or "").strip().lower()
+        if status and status not in ("success", "successful", "ok", "reachable"):
+            continue
+        if num(r.get("reachability_ms")) is None:
+            continue
+        out.append(r)
+    return out
+
+
+def arrival_order(rows):
+    """[(mode, arrival index (1-based), reachability_ms, bridges_existed)] where the index
+    is the instance's position by request_time within its run (mode, instances, networks,
+    repeat). Rows without request_time keep their file order."""
+    runs = {}
+    for pos, r in enumerate(rows):
+        key = (mode_of(r), r.get("instances"), r.get("networks"), r.get("repeat"))
+        runs.setdefault(key, []).append((pos, r))
+    out = []
+    for key, members in runs.items():
+        members.sort(key=lambda pr: (num(pr[1].get("request_time")) is None,
+                                     num(pr[1].get("request_time")) or 0.0, pr[0]))
+        for i, (_, r) in enumerate(members, start=1):
+            ms = num(r.get("reachability_ms"))
+            status = str(r.get("status") or "").strip().lower()
+            if ms is None or (status and status not in ("success", "successful", "ok",
+                                                         "reachable")):
+                continue
+            out.append((key[0], i, ms, boolean(r.get("bridges_existed"))))
+    return out
+
+
+def modes_in(rows):
+    found = []
+    for r in rows:
+        m = mode_of(r)
+        if m not in found:
+            found.append(m)
+    order = [m for m in LAB_MODE_ORDER if m in found]
+    order += [m for m in found if m not in order and m not in BASELINE_MODES]
+    order += [m for m in BASELINE_MODES if m in found]
+    return order
+
+
+def rate_unit(max_value):
+    """(divisor, label) for bits per second."""
+    v = max_value or 0.0
+    if v >= 1e9:
+        return 1e9, "Gbit/s"
+    if v >= 1e6:
+        return 1e6, "Mbit/s"
+    if v >= 1e3:
+        return 1e3, "kbit/s"
+    return 1.0, "bit/s"
+
+
+def label(mode):
+    return MODE_LABELS.get(mode, mode.upper())
+
+
+def colour(mode, i=0):
+    return MODE_COLOURS.get(mode, f"C{(i + 2) % 10}")
+
+
+# -- plotting ----------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 10,
+                         "axes.grid": True, "grid.alpha": 0.3, "axes.titlesize": 11})
+    return plt
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def fig4(plt, data, path):
+    series = reachability_series(data["reachability"], "dnb")
+    if not series:
+        return "no DNB rows in reachability.csv"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, (k, pts) in enumerate(series.items()):
+        xs, ys, es = [p[0] for p in pts], [p[1] for p in pts], [p[2] or 0.0 for p in pts]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=4, label=f"{k} network{'s' * (k > 1)}",
+                    color=f"C{i}")
+    ax.set_title("Fig. 4 - DNB: mean reachability time vs number of instances")
+    ax.set_xlabel("instances requested in one batch")
+    ax.set_ylabel("reachability time (ms)")
+    ax.set_ylim(bottom=0)
+    ax.legend(title="series")
+    ax.text(0.01, 0.98, "error bars: sample std over successful instances",
+            transform=ax.transAxes, va="top", fontsize=8, color="0.35")
+    return _save(plt, fig, path)
+
+
+def fig5(plt, data, path):
+    dnb = reachability_series(data["reachability"], "dnb")
+    cnb = reachability_series(data["reachability"], "cnb")
+    if not dnb or not cnb:
+        return f"needs DNB and CNB reachability rows (have: {'DNB' if dnb else ''}" \
+               f"{' ' if dnb and cnb else ''}{'CNB' if cnb else ''}{'none' if not (dnb or cnb) else ''})"
+    counts = sorted(set(dnb) | set(cnb))
+    cols = min(3, len(counts))
+    rows = math.ceil(len(counts) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False,
+                             sharey=True)
+    for ax, k in zip(axes.flat, counts):
+        for mode, series in (("dnb", dnb), ("cnb", cnb)):
+            pts = series.get(k)
+            if not pts:
+                continue
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
+                        yerr=[p[2] or 0.0 for p in pts], marker="o" if mode == "dnb" else "s",
+                        capsize=4, color=colour(mode), label=label(mode))
+        ax.set_title(f"{k} network{'s' * (k > 1)}")
+        ax.set_xlabel("instances requested")
+        ax.set_ylabel("reachability time (ms)")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    for ax in list(axes.flat)[len(counts):]:
+        ax.set_visible(False)
+    fig.suptitle("Fig. 5 - mean reachability time, DNB vs CNB (error bars: sample std)")
+    return _save(plt, fig, path)
+
+
+def _bar_values(rows, mode, protocol, direction=None):
+    vals = [num(r.get("bits_per_second")) for r in rows
+            if mode_of(r) == mode and str(r.get("protocol")).lower() == protocol
+            and (direction is None or r.get("direction") == direction)]
+    return [v for v in vals if v is not None]
+
+
+def _mean_std(vals):
+    if not vals:
+        return None, None
+    st = bw.describe(vals)
+    return st["mean"], st["std"] or 0.0
+
+
+def fig6(plt, data, path):
+    rows = data["bandwidth_all"]
+    modes = modes_in(rows)
+    if not rows or not any(m not in BASELINE_MODES for m in modes):
+        return "no lab-mode rows in bandwidth.csv"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    ceiling = None
+    for ax, proto, tag in ((axes[0], "tcp", "(a) TCP"), (axes[1], "udp", "(b) UDP")):
+        stats = [(m, *_mean_std(_bar_values(rows, m, proto))) for m in modes]
+        stats = [s for s in stats if s[1] is not None]
+        if not stats:
+            ax.text(0.5, 0.5, f"no {proto.upper()} measurements", ha="center",
+                    transform=ax.transAxes)
+            ax.set_title(f"{tag}: no data")
+            continue
+        div, unit = rate_unit(max(s[1] + (s[2] or 0) for s in stats))
+        xs = list(range(len(stats)))
+        for x, (m, mean, std) in zip(xs, stats):
+            base = m in BASELINE_MODES
+            ax.bar(x, mean / div, yerr=std / div, capsize=5, color=colour(m, x),
+                   hatch="//" if base else None, edgecolor="0.25", label=label(m))
+        veth = next((s[1] for s in stats if s[0] == "veth"), None)
+        top = max((s[1] + (s[2] or 0)) / div for s in stats)
+        for x, (m, mean, std) in zip(xs, stats):
+            text = f"{mean / div:#.3g}"
+            if veth and m != "veth":
+                text += f"\n{100 * mean / veth:.0f}% of veth"
+            ax.text(x, (mean + (std or 0)) / div + 0.02 * top, text, ha="center",
+                    va="bottom", fontsize=8)
+        ax.set_xticks(xs, [label(s[0]).replace(" (ceiling)", "\n(ceiling)") for s in stats])
+        ax.set_ylabel(f"mean bandwidth ({unit})")
+        ax.set_ylim(0, top * 1.25)
+        rate = next((r.get("udp_rate") for r in rows if str(r.get("protocol")).lower() == "udp"
+                     and r.get("udp_rate")), None)
+        extra = f", offered {rate}bit/s" if proto == "udp" and rate else ""
+        ax.set_title(f"{tag}: both directions{extra}")
+        ceiling = ceiling or veth
+    fig.suptitle("Fig. 6 - mean bandwidth probe <-> VM per mode (error bars: sample std); "
+                 "hatched = same-run ceilings")
+    return _save(plt, fig, path)
+
+
+def fig7(plt, data, path):
+    rows = [r for r in data["bandwidth_all"] if str(r.get("protocol")).lower() == "tcp"]
+    modes = modes_in(rows)
+    if not rows or not any(m not in BASELINE_MODES for m in modes):
+        return "no lab-mode TCP rows in bandwidth.csv"
+    stats = {(m, d): _bar_values(rows, m, "tcp", d) for m in modes for d in bw.DIRECTIONS}
+    div, unit = rate_unit(max(v for vals in stats.values() for v in vals))
+    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(modes) + 3), 4.8))
+    width = 0.38
+    for j, (d, shade) in enumerate(zip(bw.DIRECTIONS, ("#4c72b0", "#55a868"))):
+        for i, m in enumerate(modes):
+            vals = stats[(m, d)]
+            if not vals:
+                continue
+            mean, std = _mean_std(vals)
+            x = i + (j - 0.5) * width
+            ax.bar(x, mean / div, width, yerr=std / div, capsize=4, color=shade,
+                   hatch="//" if m in BASELINE_MODES else None, edgecolor="0.25",
+                   label=DIRECTION_LABELS[d] if i == 0 or not any(
+                       stats[(mm, d)] for mm in modes[:i]) else None)
+            ax.scatter([x] * len(vals), [v / div for v in vals], s=12, color="k", zorder=3,
+                       alpha=0.6)
+    ax.set_xticks(range(len(modes)), [label(m).replace(" (ceiling)", "\n(ceiling)")
+                                      for m in modes])
+    ax.set_ylabel(f"TCP bandwidth ({unit})")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Fig. 7 - TCP bandwidth per direction (bars: mean +- sample std; "
+                 "dots: single runs)")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="upper left")
+    return _save(plt, fig, path)
+
+
+def fig8(plt, data, path):
+    rows = [r for r in data["bandwidth_all"] if str(r.get("protocol")).lower() == "tcp"]
+    have = [m for m in ("dnb", "cnb") if _bar_values(rows, m, "tcp")]
+    if len(have) < 2:
+        return f"needs TCP rows for DNB and CNB (have: {', '.join(have) or 'none'})"
+    groups = list(bw.DIRECTIONS) + ["combined"]
+
+    def vals(m, g):
+        return _bar_values(rows, m, "tcp", None if g == "combined" else g)
+
+    div, unit = rate_unit(max(max(vals(m, g) or [0]) for m in have for g in groups))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    width = 0.38
+    tops = []
+    for j, m in enumerate(("dnb", "cnb")):
+        for i, g in enumerate(groups):
+            mean, std = _mean_std(vals(m, g))
+            if mean is None:
+                continue
+            ax.bar(i + (j - 0.5) * width, mean / div, width, yerr=std / div, capsize=4,
+                   color=colour(m), edgecolor="0.25", label=label(m) if i == 0 else None)
+            tops.append((mean + std) / div)
+    for i, g in enumerate(groups):
+        d, c = _mean_std(vals("dnb", g))[0], _mean_std(vals("cnb", g))[0]
+        if d is not None and c:
+            ax.text(i, max(tops) * 1.04, f"DNB vs CNB: {100 * (d - c) / c:+.1f}%",
+                    ha="center", fontsize=9)
+    ax.set_xticks(range(len(groups)), [DIRECTION_LABELS[g] for g in groups], fontsize=9)
+    ax.set_ylabel(f"mean TCP bandwidth ({unit})")
+    ax.set_ylim(0, max(tops) * 1.15)
+    ax.set_title("Fig. 8 - TCP bandwidth, DNB vs CNB (error bars: sample std)")
+    ax.legend(loc="lower right")
+    return _save(plt, fig, path)
+
+
+def fig_first(plt, data, path):
+    pts = arrival_order(data["reachability_instances"])
+    if not pts:
+        return "no successful rows in reachability_instances.csv"
+    modes = [m for m in modes_in([{"mode": p[0]} for p in pts])]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.2 * len(modes), 4.6), squeeze=False,
+                             sharey=True)
+    for ax, m in zip(axes.flat, modes):
+        mine = [p for p in pts if p[0] == m]
+        for flag, col, text in ((True, "#1f77b4", "bridges already there"),
+                                (None, "#999999", "bridges_existed unknown"),
+                                (False, "#d62728", "created its network's bridges")):
+            sel = [p for p in mine if p[3] is flag]
+            if not sel:
+                continue
+            mean = sum(p[2] for p in sel) / len(sel)
+            ax.scatter([p[1] for p in sel], [p[2] for p in sel], s=16, alpha=0.65, color=col,
+                       label=f"{text} (n={len(sel)}, mean {mean:.0f} ms)", zorder=3 - (flag is True))
+        # mean per arrival index over all runs
+        by_i = {}
+        for p in mine:
+            by_i.setdefault(p[1], []).append(p[2])
+        xs = sorted(by_i)
+        ax.plot(xs, [sum(by_i[x]) / len(by_i[x]) for x in xs], color="k", lw=1, alpha=0.6,
+                label="mean at this arrival position")
+        ax.set_title(f"{label(m)}: reachability by arrival order")
+        ax.set_xlabel("arrival order in its batch (1 = first request)")
+        ax.set_ylabel("reachability time (ms)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    fig.suptitle("Per-instance reachability: do the first instances pay for bridge creation?")
+    return _save(plt, fig, path)
+
+
+_FIG_FUNCS = {"fig4_dnb_reachability.png": fig4, "fig5_reachability_dnb_vs_cnb.png": fig5,
+              "fig6_bandwidth_tcp_udp.png": fig6, "fig7_tcp_per_direction.png": fig7,
+              "fig8_tcp_dnb_vs_cnb.png": fig8, "fig_first_instances.png": fig_first}
+
+
+def render(results_dir, progress=None):
+    """Write every figure whose data is there. Returns {"written": {name: path},
+    "skipped": {name: reason}}; also saved as figures.json in the directory."""
+    rd, data = load(results_dir)
+    plt = _plt()
+    written, skipped = {}, {}
+    for name, func in _FIG_FUNCS.items():
+        path = rd.path(name)
+        try:
+            result = func(plt, data, path)
+        except Exception as exc:  # noqa: BLE001 -- one bad figure must not stop the others
+            plt.close("all")
+            result = f"could not be drawn: {type(exc).__name__}: {exc}"
+        if result == path and os.path.getsize(path) > 0:
+            written[name] = path
+        else:
+            skipped[name] = result
+            if os.path.exists(path) and result != path:
+                os.remove(path)          # never leave a stale figure from an older render
+        if progress:
+            progress(f"{name}: {'written' if name in written else 'skipped: ' + skipped[name]}")
+    rd.write_json("figures.json", {"written": sorted(written), "skipped": skipped})
+    return {"written": written, "skipped": skipped}

@@ -1,0 +1,506 @@
+"""report.md for one results directory: setup, the reachability records, the bandwidth
+summary with ratios to the same-run baselines, the figures, and the paper's claims set
+beside what was measured, each with a verdict computed from the data.
+
+    write_report(results_dir) -> path of report.md
+
+Inputs (all optional; what is missing is reported as not measured): reachability.csv,
+reachability_instances.csv, bandwidth.csv (and baseline.csv), spec.json (or meta.json with a
+"spec" key), machine.json (``machine_info()``; collected at report time when absent),
+figures written by ``plots.render`` (called here unless ``render_figures=False``).
+
+Verdicts are "holds", "does not hold" or "not measured". Directional claims hold when the
+difference has the claimed sign *and* is beyond noise: Welch's t >= T_MIN (when both sides
+have at least two values; otherwise the sign alone decides and the text says so). Claim 2
+also needs the size to be near the paper's 8% (DNB lower by TCP_CLAIM_PCT +- TCP_TOLERANCE_PP
+percent), claim 3 needs |DNB - CNB| / CNB <= UDP_EQUAL_PCT percent.
+"""
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+from tenantnet.experiment import bandwidth as bw
+from tenantnet.experiment import plots
+from tenantnet.experiment.plots import boolean, mode_of, num
+
+HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+T_MIN = 2.0
+TCP_CLAIM_PCT = 8.0
+TCP_TOLERANCE_PP = 4.0
+UDP_EQUAL_PCT = 5.0
+
+CLAIMS = {
+    "1a": "DNB reachability is slower than CNB (dedicated bridges and tunnels cost start-up "
+          "time) [IV.A, Fig. 5]",
+    "1b": "In DNB the overhead is concentrated in roughly the first |cns| instances, which "
+          "create their network's bridges; later instances reuse them [IV.A]",
+    "2": "TCP bandwidth under DNB is about 8% lower than under CNB [IV.B, Fig. 8]",
+    "3": "UDP bandwidth is about equal under DNB and CNB (DNB slightly better) [IV.B]",
+    "4": "TCP from VM to controller (vm->probe) is faster than from controller to VM "
+         "(probe->vm) [IV.B, Fig. 7]",
+}
+
+
+# -- statistics --------------------------------------------------------------------------
+def _stats(values):
+    vals = [v for v in (num(x) for x in values) if v is not None]
+    d = bw.describe(vals)
+    return d["n"], d["mean"], d["std"]
+
+
+def welch_t(n1, m1, s1, n2, m2, s2):
+    """Welch's t of (m1 - m2), or None when either side has fewer than two values."""
+    if None in (m1, m2) or not n1 or not n2 or n1 < 2 or n2 < 2 or s1 is None or s2 is None:
+        return None
+    se = math.sqrt(s1 * s1 / n1 + s2 * s2 / n2)
+    if se == 0:
+        return math.inf if m1 != m2 else 0.0
+    return (m1 - m2) / se
+
+
+def _directional(t, sign_ok):
+    """(verdict, note) for a claim that group 1 > group 2, given Welch t and the sign."""
+    if not sign_ok:
+        return FAILS, "the difference has the opposite sign"
+    if t is None:
+        return HOLDS, "sign only: too few values for a noise estimate"
+    if t >= T_MIN:
+        return HOLDS, f"t = {_fmt_t(t)} >= {T_MIN:g}"
+    return FAILS, f"the difference is within noise (t = {_fmt_t(t)} < {T_MIN:g})"
+
+
+def _fmt_t(t):
+    return "inf" if t == math.inf else f"{t:.2f}"
+
+
+def _ms(v):
+    return "-" if v is None else f"{v:.1f} ms"
+
+
+def _mbps(v):
+    if v is None:
+        return "-"
+    return f"{v / 1e6:.3f} Mbit/s" if abs(v) < 1e7 else f"{v / 1e6:.1f} Mbit/s"
+
+
+def _pct(v):
+    return "-" if v is None else f"{v:+.1f}%"
+
+
+# -- the claims ----------------------------------------------------------------------------
+def claim_1a(data):
+    dnb = plots.reachability_series(data["reachability"], "dnb")
+    cnb = plots.reachability_series(data["reachability"], "cnb")
+    if not dnb or not cnb:
+        return NOT_MEASURED, "needs reachability records of both DNB and CNB " \
+                             f"(DNB: {'yes' if dnb else 'no'}, CNB: {'yes' if cnb else 'no'})"
+    d_pts = {(k, p[0]): p for k, pts in dnb.items() for p in pts}
+    c_pts = {(k, p[0]): p for k, pts in cnb.items() for p in pts}
+    common = sorted(set(d_pts) & set(c_pts))
+    if not common:
+        return NOT_MEASURED, "DNB and CNB have no (instances, networks) sub-experiment in common"
+    slower = sum(1 for key in common if d_pts[key][1] > c_pts[key][1])
+
+    def pool(points):
+        rows = [{"success": p[3], "mean_ms": p[1], "std_ms": p[2]} for p in points]
+        return plots.pooled(rows)
+
+    dm, ds, dn = pool([d_pts[k] for k in common])
+    cm, cs, cn = pool([c_pts[k] for k in common])
+    t = welch_t(dn, dm, ds, cn, cm, cs)
+    verdict, note = _directional(t, dm > cm)
+    measured = (f"over {len(common)} matched sub-experiments: DNB mean {_ms(dm)} (n={dn}) vs "
+                f"CNB {_ms(cm)} (n={cn}), DNB/CNB = {dm / cm:.2f}x; DNB slower in {slower} of "
+                f"{len(common)}; {note}")
+    return verdict, measured
+
+
+def claim_1b(data):
+    rows = [r for r in plots.successful_instances(data["reachability_instances"])
+            if mode_of(r) == "dnb"]
+    created = [num(r["reachability_ms"]) for r in rows if boolean(r.get("bridges_existed"))
+               is False]
+    existed = [num(r["reachability_ms"]) for r in rows if boolean(r.get("bridges_existed"))
+               is True]
+    if not created or not existed:
+        return NOT_MEASURED, ("needs successful DNB instances both with and without existing "
+                              f"bridges (have {len(created)} that created bridges, "
+                              f"{len(existed)} that found them)")
+    n1, m1, s1 = _stats(created)
+    n2, m2, s2 = _stats(existed)
+    t = welch_t(n1, m1, s1, n2, m2, s2)
+    verdict, note = _directional(t, m1 > m2)
+    order = [p for p in plots.arrival_order(data["reachability_instances"]) if p[0] == "dnb"]
+    pos_c = [p[1] for p in order if p[3] is False]
+    pos_e = [p[1] for p in order if p[3] is True]
+    runs = {(r.get("instances"), r.get("networks"), r.get("repeat"))
+            for r in data["reachability_instances"] if mode_of(r) == "dnb"}
+    extra = ""
+    if pos_c and pos_e:
+        extra = (f"; mean arrival position {sum(pos_c) / len(pos_c):.1f} (creators) vs "
+                 f"{sum(pos_e) / len(pos_e):.1f} (others); {len(created) / max(1, len(runs)):.1f} "
+                 f"bridge-creating instances per run over {len(runs)} runs")
+    cnb = [num(r["reachability_ms"]) for r in
+           plots.successful_instances(data["reachability_instances"]) if mode_of(r) == "cnb"]
+    if cnb:
+        _, cm, _ = _stats(cnb)
+        extra += (f"; DNB instances that found bridges: {_ms(m2)} vs CNB overall {_ms(cm)} "
+                  f"({100 * (m2 - cm) / cm:+.1f}%)")
+    measured = (f"DNB instances that created bridges: mean {_ms(m1)} (n={n1}); that found "
+                f"them: {_ms(m2)} (n={n2}); ratio {m1 / m2:.2f}x; {note}{extra}")
+    return verdict, measured
+
+
+def _mode_values(rows, mode, protocol, direction=None, metric="bits_per_second"):
+    return [num(r.get(metric)) for r in rows
+            if mode_of(r) == mode and str(r.get("protocol")).lower() == protocol
+            and (direction is None or r.get("direction") == direction)
+            and num(r.get(metric)) is not None]
+
+
+def claim_2(data):
+    rows = data["bandwidth_all"]
+    d = _mode_values(rows, "dnb", "tcp")
+    c = _mode_values(rows, "cnb", "tcp")
+    if not d or not c:
+        return NOT_MEASURED, ("needs TCP measurements of both DNB and CNB "
+                              f"(DNB: {len(d)}, CNB: {len(c)})")
+    n1, m1, s1 = _stats(c)
+    n2, m2, s2 = _stats(d)
+    lower_pct = 100 * (m1 - m2) / m1            # how much lower DNB is, in % of CNB
+    t = welch_t(n1, m1, s1, n2, m2, s2)         # CNB - DNB
+    lo, hi = TCP_CLAIM_PCT - TCP_TOLERANCE_PP, TCP_CLAIM_PCT + TCP_TOLERANCE_PP
+    sign_verdict, note = _directional(t, m2 < m1)
+    if sign_verdict == FAILS:
+        verdict = FAILS
+    elif lo <= lower_pct <= hi:
+        verdict = HOLDS
+    else:
+        verdict = FAILS
+        note += f"; but the gap is outside the claimed {lo:g}-{hi:g}%"
+    measured = (f"TCP, both directions: DNB {_mbps(m2)} (n={n2}) vs CNB {_mbps(m1)} (n={n1}): "
+                f"DNB is {lower_pct:.1f}% lower (paper: ~{TCP_CLAIM_PCT:g}%, accepted "
+                f"{lo:g}-{hi:g}%); {note}")
+    return verdict, measured
+
+
+def claim_3(data):
+    rows = data["bandwidth_all"]
+    d = _mode_values(rows, "dnb", "udp")
+    c = _mode_values(rows, "cnb", "udp")
+    if not d or not c:
+        return NOT_MEASURED, ("needs UDP measurements of both DNB and CNB "
+                              f"(DNB: {len(d)}, CNB: {len(c)})")
+    n1, m1, _ = _stats(d)
+    n2, m2, _ = _stats(c)
+    diff = 100 * (m1 - m2) / m2
+    verdict = HOLDS if abs(diff) <= UDP_EQUAL_PCT else FAILS
+    jd = _stats(_mode_values(rows, "dnb", "udp", metric="jitter_ms"))[1]
+    jc = _stats(_mode_values(rows, "cnb", "udp", metric="jitter_ms"))[1]
+    ld = _stats(_mode_values(rows, "dnb", "udp", metric="lost_percent"))[1]
+    lc = _stats(_mode_values(rows, "cnb", "udp", metric="lost_percent"))[1]
+    rate = next((r.get("udp_rate") for r in rows if str(r.get("protocol")).lower() == "udp"
+                 and r.get("udp_rate")), None)
+    measured = (f"UDP{' at ' + str(rate) + 'bit/s offered' if rate else ''}: DNB {_mbps(m1)} "
+                f"(n={n1}) vs CNB {_mbps(m2)} (n={n2}): {diff:+.1f}% (accepted within "
+                f"+-{UDP_EQUAL_PCT:g}%)")
+    if jd is not None and jc is not None:
+        measured += f"; jitter {jd:.3f} vs {jc:.3f} ms"
+    if ld is not None and lc is not None:
+        measured += f"; loss {ld:.2f}% vs {lc:.2f}%"
+    offered = [num(r.get("target_bits_per_second")) or _rate_bps(r.get("udp_rate"))
+               for r in rows if str(r.get("protocol")).lower() == "udp"]
+    offered = [o for o in offered if o]
+    if offered and min(m1, m2) >= 0.99 * max(offered):
+        measured += ("; both modes carried the full offered rate, so equal bandwidth is "
+                     "expected here (the rate is below either path's capacity)")
+    return verdict, measured
+
+
+def _rate_bps(rate):
+    """iperf3 -b notation (e.g. "1M", "100M", "1.5G") in bit/s, or None."""
+    text = str(rate or "").strip().upper()
+    if not text:
+        return None
+    mult = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1], 1.0)
+    try:
+        return float(text.rstrip("KMGT")) * mult
+    except ValueError:
+        return None
+
+
+def claim_4(data):
+    rows = data["bandwidth_all"]
+    parts, verdict = [], NOT_MEASURED
+    for mode in [m for m in plots.modes_in(rows)]:
+        up = _mode_values(rows, mode, "tcp", "vm->probe")
+        down = _mode_values(rows, mode, "tcp", "probe->vm")
+        if not up or not down:
+            continue
+        n1, m1, s1 = _stats(up)
+        n2, m2, s2 = _stats(down)
+        t = welch_t(n1, m1, s1, n2, m2, s2)
+        v, note = _directional(t, m1 > m2)
+        parts.append(f"{plots.label(mode)}: vm->probe {_mbps(m1)} (n={n1}) vs probe->vm "
+                     f"{_mbps(m2)} (n={n2}), {100 * (m1 - m2) / m2:+.1f}%; {note}")
+        if mode == "dnb":
+            verdict = v
+    if verdict == NOT_MEASURED:
+        return NOT_MEASURED, ("needs DNB TCP measurements in both directions"
+                              + ("; other modes: " + " | ".join(parts) if parts else ""))
+    return verdict, "verdict from DNB (the paper's Fig. 7). " + " | ".join(parts)
+
+
+def claims(data):
+    """[{id, claim, verdict, measured}] for the paper's claims, from *data* (plots.load)."""
+    out = []
+    for cid, func in (("1a", claim_1a), ("1b", claim_1b), ("2", claim_2), ("3", claim_3),
+                      ("4", claim_4)):
+        try:
+            verdict, measured = func(data)
+        except (ZeroDivisionError, TypeError, ValueError) as exc:
+            verdict, measured = NOT_MEASURED, f"could not be evaluated ({exc})"
+        out.append({"id": cid, "claim": CLAIMS[cid], "verdict": verdict, "measured": measured})
+    return out
+
+
+# -- setup ---------------------------------------------------------------------------------
+def _first_line(cmd):
+    if not shutil.which(cmd[0]):
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = (out.stdout or out.stderr or "").strip().splitlines()
+    return lines[0] if lines else None
+
+
+def machine_info():
+    """Facts about this machine worth keeping with the results (store as machine.json)."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except (OSError, ValueError):
+        pass
+    try:
+        import matplotlib
+        mpl = matplotlib.__version__
+    except ImportError:
+        mpl = None
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpu": cpu,
+            "cpus": os.cpu_count(), "memory": mem,
+            "python": platform.python_version(), "matplotlib": mpl,
+            "ovs": _first_line(["ovs-vswitchd", "--version"])
+            or _first_line(["/usr/sbin/ovs-vswitchd", "--version"]),
+            "iperf3": _first_line(["iperf3", "--version"]),
+            "tcp_congestion_control": _read_sysctl("/proc/sys/net/ipv4/tcp_congestion_control")}
+
+
+def _read_sysctl(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        out.append("| " + " | ".join("-" if v is None else str(v).replace("|", "\\|")
+                                     for v in r) + " |")
+    return out
+
+
+def _f(v, digits=1):
+    v = num(v)
+    return None if v is None else f"{v:.{digits}f}"
+
+
+def _tuning_lines(data, spec):
+    lines = []
+    if isinstance(spec, dict) and spec.get("tuning"):
+        lines.append(f"- spec tuning: `{json.dumps(spec['tuning'], sort_keys=True)}`")
+    combos = {}
+    for r in data["bandwidth_all"]:
+        key = (mode_of(r), r.get("mtu"), r.get("tx_offload"), json.dumps(r.get("neigh_gc_thresh")),
+               r.get("tcp_congestion"), r.get("iperf_version"))
+        combos[key] = combos.get(key, 0) + 1
+    if combos:
+        lines.append("- as applied to the measured endpoints (from bandwidth rows):")
+        lines.append("")
+        lines += _table(["mode", "MTU", "TX checksum offload", "neigh gc_thresh",
+                         "TCP congestion control", "iperf3", "rows"],
+                        [[k[0], k[1], k[2], k[3] if k[3] != "null" else "not applied", k[4],
+                          k[5], n] for k, n in combos.items()])
+    return lines
+
+
+# -- the report ------------------------------------------------------------------------------
+def write_report(results_dir, render_figures=True, progress=None):
+    """Write report.md into *results_dir*; returns its path."""
+    rd, data = plots.load(results_dir)
+    figs = plots.render(rd, progress=progress) if render_figures else \
+        rd.read_json("figures.json", default={"written": [], "skipped": {}})
+    written = figs.get("written") or {}
+    skipped = figs.get("skipped") or {}
+    spec = rd.read_json("spec.json", default=None)
+    if spec is None:
+        meta = rd.read_json("meta.json", default=None)
+        spec = meta.get("spec") if isinstance(meta, dict) else None
+    machine = rd.read_json("machine.json", default=None)
+    machine_note = ""
+    if machine is None:
+        machine = machine_info()
+        machine_note = " (collected when this report was written: no machine.json in the run)"
+
+    name = spec.get("name") if isinstance(spec, dict) and spec.get("name") else \
+        os.path.basename(rd.root)
+    L = [f"# tenantnet experiment report: {name}", "",
+         f"Results directory: `{rd.root}`", ""]
+
+    # setup
+    L += ["## Setup", "", f"Machine{machine_note}:", ""]
+    L += _table(["key", "value"], [[k, v] for k, v in machine.items()])
+    L += ["", "Tuning (section III.G):", ""]
+    L += _tuning_lines(data, spec) or ["- no tuning information in this run"]
+    L += ["", "Spec:", ""]
+    if spec is not None:
+        L += ["```json", json.dumps(spec, indent=2, sort_keys=False, default=str), "```"]
+    else:
+        L += ["- no spec.json in this run"]
+
+    # reachability
+    L += ["", "## Reachability time (section IV.A)", ""]
+    recs = data["reachability"]
+    if recs:
+        L += ["The paper's eight fields per sub-experiment (mode leads; times over successful "
+              "instances, std = sample standard deviation):", ""]
+        has_split = any(r.get("mean_ms_bridges_created") is not None for r in recs)
+        headers = ["mode", "instances", "networks", "total", "success", "failed", "missing",
+                   "mean (ms)", "std (ms)"]
+        if has_split:
+            headers += ["mean, created bridges (ms)", "mean, bridges existed (ms)"]
+        body = []
+        for r in recs:
+            row = [mode_of(r).upper(), r.get("instances"), r.get("networks"), r.get("total"),
+                   r.get("success", r.get("successful")), r.get("failed"), r.get("missing"),
+                   _f(r.get("mean_ms")), _f(r.get("std_ms"))]
+            if has_split:
+                row += [_f(r.get("mean_ms_bridges_created")), _f(r.get("mean_ms_bridges_existed"))]
+            body.append(row)
+        L += _table(headers, body)
+    else:
+        L += ["Not measured in this run (no reachability.csv)."]
+
+    # bandwidth
+    L += ["", "## Bandwidth (section IV.B)", ""]
+    rows = data["bandwidth_all"]
+    if rows:
+        summary = bw.summarise(rows)
+        base = {m: summary[m]["tcp"].get("combined", {}).get("mean")
+                for m in plots.BASELINE_MODES if m in summary}
+        ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get("combined", {}).get("mean")
+                 for m in plots.BASELINE_MODES if m in summary}
+        L += ["TCP (iperf3, bits received per second; std = sample standard deviation; ratios "
+              "to the same-run ceilings):", ""]
+        body = []
+        for m in plots.modes_in(rows):
+            for d in list(bw.DIRECTIONS) + [bw.COMBINED]:
+                st = summary[m]["tcp"].get(d)
+                if not st or not st["n"]:
+                    continue
+                ratios = []
+                for b in plots.BASELINE_MODES:
+                    bd = summary.get(b, {}).get("tcp", {}).get(d, {}).get("mean")
+                    ratios.append(f"{100 * st['mean'] / bd:.0f}%" if bd and m != b else None)
+                body.append([plots.label(m), d, st["n"], _f(st["mean"] / 1e6),
+                             _f((st["std"] or 0) / 1e6) if st["std"] is not None else None,
+                             *ratios])
+        L += _table(["mode", "direction", "n", "mean (Mbit/s)", "std (Mbit/s)", "% of veth",
+                     "% of flat OVS"], body)
+        L += ["", "UDP (both directions; bandwidth received; datagrams sent):", ""]
+        body = []
+        for m in plots.modes_in(rows):
+            u = summary[m]["udp"]
+            if not u or not u["bits_per_second"][bw.COMBINED]["n"]:
+                continue
+
+            def ms(metric, scale=1.0, digits=2):
+                st = u[metric][bw.COMBINED]
+                if st["mean"] is None:
+                    return None
+                std = "-" if st["std"] is None else f"{st['std'] / scale:.{digits}f}"
+                return f"{st['mean'] / scale:.{digits}f} +- {std}"
+            bps = u["bits_per_second"][bw.COMBINED]["mean"]
+            ratios = [f"{100 * bps / ubase[b]:.0f}%" if ubase.get(b) and m != b else None
+                      for b in plots.BASELINE_MODES]
+            body.append([plots.label(m), u["bits_per_second"][bw.COMBINED]["n"],
+                         ms("bits_per_second", 1e6, 3), ms("jitter_ms", 1, 4), ms("packets", 1, 0),
+                         ms("lost_packets", 1, 1), ms("lost_percent", 1, 3),
+                         ms("out_of_order", 1, 1), *ratios])
+        L += _table(["mode", "n", "bandwidth (Mbit/s)", "jitter (ms)", "datagrams",
+                     "lost", "lost (%)", "out of order", "% of veth", "% of flat OVS"], body)
+        if not base:
+            L += ["", "No baselines (veth, flat OVS) in this run: ratios not available."]
+    else:
+        L += ["Not measured in this run (no bandwidth.csv)."]
+
+    # figures
+    L += ["", "## Figures", ""]
+    for fig in plots.FIGURES:
+        if fig in written:
+            L += [f"![{fig}]({fig})", ""]
+        else:
+            L += [f"- `{fig}`: skipped ({skipped.get(fig, 'not rendered')})", ""]
+
+    # claims
+    L += ["## Claims", "",
+          f"Verdicts are computed from the data above: {HOLDS} / {FAILS} / {NOT_MEASURED}. "
+          f"A directional claim holds when the sign is as claimed and Welch's t >= {T_MIN:g}.",
+          ""]
+    results = claims(data)
+    L += _table(["claim", "paper", "verdict"],
+                [[c["id"], c["claim"].split(" [")[0], f"**{c['verdict']}**"] for c in results])
+    L += [""]
+    for c in results:
+        L += [f"### Claim {c['id']}: {c['claim']}", "",
+              f"- measured: {c['measured']}", f"- **verdict: {c['verdict']}**", ""]
+    path = rd.path("report.md")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write("\n".join(L).rstrip() + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tenantnet.experiment.report RESULTS_DIR", file=sys.stderr)
+        return 2
+    print(write_report(argv[0], progress=print))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

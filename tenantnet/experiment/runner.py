@@ -1,0 +1,427 @@
+"""A whole experiment run: every mode back to back, reachability then bandwidth, then the
+plots and the report, all written to one results directory (see results.py)::
+
+    from tenantnet.experiment.spec import load_spec
+    from tenantnet.experiment.runner import run
+    out = run(load_spec("configs/experiments/quick.yaml"), "results/quick", modes=["dnb"])
+
+Results directory (``ResultsDir``):
+
+=============================== ========================================================
+meta.json                        spec, tuning, machine, versions, timestamps, status
+reachability_instances.csv/json  one row per instance (reachability.INSTANCE_FIELDS)
+reachability.csv/json            the eight-field records (stats.RECORD_FIELDS + extras)
+bandwidth.csv/json               rows returned by bandwidth.run_bandwidth, every mode
+labs/<mode>-k<K>.yaml            the generated lab configs
+=============================== ========================================================
+
+Tables are rewritten after every sub-experiment, so an interrupted run keeps what it
+measured (meta.json then says ``"status": "interrupted"``).
+
+Interrupts. Every lab is torn down in a ``finally`` (Lab.down()). Ctrl-C or SIGTERM during a
+run raises KeyboardInterrupt in the main thread: the batch in progress stops starting new
+work, the controller is stopped so that requests in flight end, the placement threads are
+joined and the lab comes down. While that teardown runs SIGINT and SIGTERM are *ignored*
+(SIG_IGN, which the `ip`/OVS child processes inherit, so a second Ctrl-C cannot kill a
+half-done `ip netns del` either); the teardown is bounded (Lab.down kills what it must).
+Probers run in sessions of their own and are killed by the runner. Afterwards run()
+re-raises KeyboardInterrupt (the CLI exits with 130).
+
+Lab prefix: ``tnexp`` unless given (the runner owns that prefix while it runs; it refuses to
+start when a lab with that prefix is up, and never tears down a lab it did not build).
+"""
+
+import contextlib
+import datetime
+import importlib
+import importlib.util
+import inspect
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import tenantnet
+from tenantnet import config as config_mod
+from tenantnet.errors import LabError, TenantnetError
+from tenantnet.experiment import stats
+from tenantnet.experiment.reachability import (INSTANCE_FIELDS, ExperimentError,
+                                               run_reachability, shield_interrupts)
+from tenantnet.experiment.results import ResultsDir
+from tenantnet.experiment.spec import KNOWN_MODES, check_mode
+
+DEFAULT_PREFIX = "tnexp"
+RECORD_COLUMNS = stats.RECORD_FIELDS + stats.EXTRA_FIELDS
+
+
+# -- progress -------------------------------------------------------------------------
+class _Task:
+    def __init__(self, reporter, task_id):
+        self.reporter, self.id = reporter, task_id
+
+    def update(self, **kwargs):
+        if self.reporter.progress is not None and self.id is not None:
+            self.reporter.progress.update(self.id, **kwargs)
+
+    def advance(self, n=1):
+        if self.reporter.progress is not None and self.id is not None:
+            self.reporter.progress.advance(self.id, n)
+
+    def remove(self):
+        if self.reporter.progress is not None and self.id is not None:
+            self.reporter.progress.remove_task(self.id)
+            self.id = None
+
+
+class Reporter:
+    """Progress for the whole run: rich bars with an ETA when *enabled*, plain log lines on
+    stderr otherwise. Given to the bandwidth part as its ``progress`` argument:
+
+    - ``reporter(text)`` or ``reporter.log(text)``: one line of log;
+    - ``reporter.task(description, total)``: a bar of its own, returning a handle with
+      ``update(completed=, total=, description=)``, ``advance(n)`` and ``remove()``;
+    - ``reporter.progress``: the rich Progress (None when disabled);
+    - ``reporter.enabled``: whether bars are shown (``bool(reporter)`` is always True: it
+      always takes log lines)."""
+
+    def __init__(self, enabled=True):
+        self.enabled = bool(enabled)
+        self.progress = None
+        self._overall = None
+
+    def __bool__(self):
+        return True
+
+    def __call__(self, text):
+        self.log(text)
+
+    def start(self, total_steps, description="experiment"):
+        if not self.enabled:
+            return self
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.progress.start()
+        self._overall = self.progress.add_task(description, total=total_steps)
+        return self
+
+    def stop(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def log(self, text):
+        if self.progress is not None:
+            self.progress.console.log(text)
+        else:
+            print(f"  · {text}", file=sys.stderr, flush=True)
+
+    def task(self, description, total=None):
+        if self.progress is None:
+            return _Task(self, None)
+        return _Task(self, self.progress.add_task(description, total=total))
+
+    def step(self, n=1):
+        """Advance the overall bar (one sub-experiment, or one mode's bandwidth part)."""
+        if self.progress is not None and self._overall is not None:
+            self.progress.advance(self._overall, n)
+
+    def describe(self, text):
+        if self.progress is not None and self._overall is not None:
+            self.progress.update(self._overall, description=text)
+
+
+# -- labs -----------------------------------------------------------------------------
+class LabFactory:
+    """``factory(networks=K, label=...)``: a context manager giving a Lab that is up with
+    the spec's nodes, K networks (t1/net1 .. tK/netK) in this factory's mode and no VM,
+    and torn down when the block ends, however it ends. Passed to
+    bandwidth.run_bandwidth as *lab_factory*. Attributes: spec, mode, prefix."""
+
+    def __init__(self, spec, mode, prefix=DEFAULT_PREFIX, state_dir=None, config_dir=".",
+                 reporter=None):
+        self.spec, self.mode, self.prefix = spec, mode, prefix
+        self.state_dir = state_dir
+        self.config_dir = config_dir
+        self.reporter = reporter or Reporter(False)
+
+    def config_path(self, networks):
+        return os.path.join(self.config_dir, f"{self.mode}-k{networks}.yaml")
+
+    @contextlib.contextmanager
+    def __call__(self, networks=1, label=None):
+        from tenantnet.lab.lab import Lab
+        path = self.spec.write_lab_config(self.config_path(networks), self.mode, networks)
+        lab = Lab(prefix=self.prefix, state_dir=self.state_dir)
+        if lab.is_up() or lab.fabric.state.get("fabric") or lab.fabric.state.get("namespaces"):
+            raise ExperimentError(
+                f"a lab with prefix {self.prefix!r} is already up ({lab.fabric.state_dir}); "
+                f"tear it down with `tenantnet lab down --prefix {self.prefix}` or run the "
+                "experiment with another --prefix")
+        try:
+            t0 = time.perf_counter()
+            lab.up(path, timeout=self.spec.lab.up_timeout_s)
+            self.reporter.log(f"{label or 'lab'}: up in {time.perf_counter() - t0:.1f}s "
+                              f"({self.mode}, {networks} network(s), "
+                              f"{self.spec.lab.compute_nodes} compute node(s))")
+            yield lab
+        finally:
+            teardown(lab)
+
+
+def teardown(lab):
+    """Lab.down() with interrupts shielded; a second attempt if the first was incomplete."""
+    with shield_interrupts():
+        try:
+            lab.down()
+        except LabError:
+            time.sleep(0.5)
+            lab.down()
+
+
+# -- machine info ---------------------------------------------------------------------
+def _first_line(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (out.stdout or out.stderr or "").strip()
+    return text.splitlines()[0] if text else None
+
+
+def _git(root, *args):
+    if not shutil.which("git") or not os.path.isdir(os.path.join(root, ".git")):
+        return None
+    try:
+        out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine_info():
+    uname = platform.uname()
+    mem_kb = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tenantnet.__file__)))
+    commit = _git(root, "rev-parse", "HEAD")
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_mb": mem_kb // 1024 if mem_kb else None,
+        "kernel": uname.release,
+        "system": f"{uname.system} {uname.version}",
+        "machine": uname.machine,
+        "hostname": uname.node,
+        "python": platform.python_version(),
+        "ovs_version": _first_line(["ovs-vswitchd", "--version"]),
+        "iperf3_version": _first_line(["iperf3", "--version"]),
+        "tenantnet_version": tenantnet.__version__,
+        "tenantnet_commit": commit,
+        "tenantnet_dirty": bool(dirty) if dirty is not None else None,
+        "loadavg_at_start": list(load) if load else None,
+    }
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_out_dir(spec):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("results", f"{spec.name}-{stamp}")
+
+
+# -- optional parts (bandwidth, plots, report) ----------------------------------------
+def optional_module(name):
+    """tenantnet.experiment.<name>, or None when that module does not exist (yet)."""
+    full = f"tenantnet.experiment.{name}"
+    if importlib.util.find_spec(full) is None:
+        return None
+    try:
+        return importlib.import_module(full)
+    except ImportError as exc:
+        raise ExperimentError(f"{full} cannot be imported: {exc}") from None
+
+
+def call_bandwidth(module, factory, spec, mode, out_dir, reporter):
+    """module.run_bandwidth, in either of its two shapes:
+
+    - ``run_bandwidth(lab_factory, spec, mode, out_dir, progress)``: it makes its own labs;
+    - ``run_bandwidth(lab, spec, mode, progress=None)``: it measures on a lab that is up;
+      the runner gives it one with a single network (factory(networks=1))."""
+    func = module.run_bandwidth
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        params = []
+    if params and params[0] == "lab":
+        with factory(networks=1, label=f"bandwidth {mode}") as lab:
+            return func(lab, spec, mode, progress=reporter)
+    return func(factory, spec, mode, out_dir, reporter)
+
+
+# -- the run --------------------------------------------------------------------------
+def _term_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_dir=None):
+    """Run *spec* in *modes* (default: spec.modes) and write the results to *out_dir*.
+
+    Returns the ResultsDir. Raises ConfigError before anything is built when a mode is
+    refused by this tenantnet; re-raises KeyboardInterrupt after cleaning up."""
+    modes = list(modes or spec.modes)
+    for m in modes:
+        if m not in KNOWN_MODES:
+            raise ExperimentError(f"unknown mode {m!r} (known: {', '.join(KNOWN_MODES)})")
+        check_mode(spec, m)
+    rd = ResultsDir(out_dir)
+    tuning = config_mod._tuning(spec.source, dict(spec.tuning)).as_dict()
+    meta = {"name": spec.name, "status": "running", "modes": modes, "prefix": prefix,
+            "spec": spec.to_dict(), "tuning": tuning, "machine": machine_info(),
+            "started": _now(), "started_epoch": time.time(), "finished": None,
+            "phases": [], "warnings": [], "errors": [],
+            "files": {"meta": "meta.json",
+                      "reachability_instances": "reachability_instances.csv",
+                      "reachability": "reachability.csv", "bandwidth": "bandwidth.csv",
+                      "lab_configs": "labs/"}}
+    rd.write_json("meta.json", meta)
+    inst_rows, bw_rows = [], []
+
+    points = len(spec.reachability.grid()) * spec.reachability.repeats \
+        if spec.reachability.enabled else 0
+    total_steps = len(modes) * (points + (1 if spec.bandwidth.enabled else 0))
+    reporter = Reporter(progress)
+    bandwidth = optional_module("bandwidth") if spec.bandwidth.enabled else None
+    if spec.bandwidth.enabled and bandwidth is None:
+        meta["warnings"].append("bandwidth: tenantnet.experiment.bandwidth is not available; "
+                                "skipped")
+
+    def save_reachability(rows):
+        inst_rows.extend(rows)
+        rd.write_table("reachability_instances", inst_rows, columns=INSTANCE_FIELDS)
+        rd.write_table("reachability", stats.records(inst_rows), columns=RECORD_COLUMNS)
+
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _term_as_interrupt)
+    reporter.start(total_steps, description=f"{spec.name}")
+    try:
+        for w in meta["warnings"]:
+            reporter.log("warning: " + w)
+        for mode in modes:
+            config_dir = rd.path(os.path.join("labs", ""))
+            factory = LabFactory(spec, mode, prefix=prefix, state_dir=state_dir,
+                                 config_dir=config_dir, reporter=reporter)
+            if spec.reachability.enabled:
+                reporter.describe(f"{spec.name}: reachability {mode}")
+                phase = {"mode": mode, "part": "reachability", "started": _now()}
+                meta["phases"].append(phase)
+                t0 = time.perf_counter()
+                run_reachability(factory, spec, mode, progress=reporter,
+                                 on_rows=save_reachability)
+                phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1))
+                rd.write_json("meta.json", meta)
+            if bandwidth is not None:
+                reporter.describe(f"{spec.name}: bandwidth {mode}")
+                phase = {"mode": mode, "part": "bandwidth", "started": _now()}
+                meta["phases"].append(phase)
+                t0 = time.perf_counter()
+                try:
+                    rows = call_bandwidth(bandwidth, factory, spec, mode, rd.root, reporter)
+                except TenantnetError as exc:
+                    meta["errors"].append(f"bandwidth {mode}: {exc}")
+                    reporter.log(f"bandwidth {mode} failed: {exc}")
+                    rows = []
+                for row in rows or []:
+                    row.setdefault("mode", mode)
+                bw_rows.extend(rows or [])
+                rd.write_table("bandwidth", bw_rows)
+                phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1),
+                             rows=len(rows or []))
+                rd.write_json("meta.json", meta)
+                reporter.step()
+        meta["status"] = "complete"
+    except KeyboardInterrupt:
+        meta["status"] = "interrupted"
+        reporter.stop()
+        print(f"interrupted: the lab was torn down; partial results in {rd.root}",
+              file=sys.stderr)
+        raise
+    except BaseException as exc:
+        meta["status"] = "failed"
+        meta["errors"].append(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        reporter.stop()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        meta["finished"] = _now()
+        meta["seconds"] = round(time.time() - meta["started_epoch"], 1)
+        if not inst_rows and spec.reachability.enabled:
+            rd.write_table("reachability_instances", [], columns=INSTANCE_FIELDS)
+            rd.write_table("reachability", [], columns=RECORD_COLUMNS)
+        if spec.bandwidth.enabled and bandwidth is not None and not bw_rows:
+            rd.write_table("bandwidth", [])
+        rd.write_json("meta.json", meta)
+
+    render(rd, meta)
+    rd.write_json("meta.json", meta)
+    return rd
+
+
+def render(rd, meta=None):
+    """plots.render(out_dir) and report.write_report(out_dir), when those modules exist.
+    Problems are warnings (the measurements are already saved). Returns the warnings."""
+    warnings = []
+    for modname, func in (("plots", "render"), ("report", "write_report")):
+        try:
+            mod = optional_module(modname)
+        except ExperimentError as exc:
+            warnings.append(str(exc))
+            continue
+        if mod is None:
+            warnings.append(f"{modname}: tenantnet.experiment.{modname} is not available; "
+                            "skipped")
+            continue
+        try:
+            getattr(mod, func)(rd.root)
+        except Exception as exc:  # noqa: BLE001 -- another part's bug must not lose results
+            warnings.append(f"{modname}.{func} failed: {type(exc).__name__}: {exc}")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if meta is not None:
+        meta["warnings"].extend(warnings)
+    return warnings
