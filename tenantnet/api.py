@@ -279,9 +279,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 raise HttpError(405, f"method {self.command} not allowed on {route} "
                                      f"(allowed: {', '.join(allowed)})",
                                 headers={"Allow": ", ".join(allowed)})
-            if api.authorizer is not None:
+            principal = None
+            trusted = api.unix_trusted and isinstance(self.server, _UnixServer)
+            if api.authorizer is not None and not trusted:
                 try:
-                    api.authorizer(self.headers, self.command, path)
+                    principal = api.authorizer(self.headers, self.command, path)
                 except PermissionError as exc:
                     status = getattr(exc, "status", None)
                     if status not in (401, 403):
@@ -292,7 +294,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 body = self._json_body()
             else:
                 self._read_body()   # drain (and size-check) any body sent with GET/DELETE
-            status, payload, headers = getattr(self, handler)(api.service, params, body)
+            service = api.service
+            if principal is not None and hasattr(service, "for_principal"):
+                service = service.for_principal(principal)   # e.g. one tenant's view
+            status, payload, headers = getattr(self, handler)(service, params, body)
             self._send_json(status, payload, headers)
         except HttpError as exc:
             self._send_json(exc.status, {"error": exc.message}, exc.headers)
@@ -405,19 +410,24 @@ class ApiServer:
     """Serve *service* over HTTP on *tcp* = (host, port) and/or the unix socket *unix_path*.
 
     *authorizer*, when given, is called as authorizer(headers, method, path) before each
-    routed request; it returns None to allow it or raises PermissionError(message) to
-    refuse it: 401 when the request carried no Authorization header, else 403 (an
-    exception attribute `status` of 401 or 403 takes precedence)."""
+    routed request; it returns None (or a principal) to allow it or raises
+    PermissionError(message) to refuse it: 401 when the request carried no Authorization
+    header, else 403 (an exception attribute `status` of 401 or 403 takes precedence).
+    A principal is handed to service.for_principal(principal), which returns the view of
+    the service that this caller may see and change.
+    *unix_trusted*: requests on the unix socket (owner-only, mode 0600) skip the
+    authorizer: whoever can open it is the controller's own user."""
 
     poll_interval = 0.05    # seconds; how soon stop() is noticed by the accept loops
 
-    def __init__(self, service, tcp=None, unix_path=None, authorizer=None):
+    def __init__(self, service, tcp=None, unix_path=None, authorizer=None, unix_trusted=False):
         if tcp is None and unix_path is None:
             raise ValueError("ApiServer needs tcp=(host, port) and/or unix_path")
         self.service = service
         self.tcp = tuple(tcp) if tcp is not None else None
         self.unix_path = os.path.abspath(unix_path) if unix_path is not None else None
         self.authorizer = authorizer
+        self.unix_trusted = unix_trusted
         self._servers = []
         self._threads = []
         self._lock = threading.Lock()

@@ -113,6 +113,11 @@ class TenantnetApp(app_manager.OSKenApp):
     def _error(self, ev):
         self.pusher.handle_message(ev.msg)
 
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, _LIVE)
+    @_guarded
+    def _port_desc_reply(self, ev):
+        self.pusher.handle_message(ev.msg)
+
     @set_ev_cls(ofp_event.EventOFPBarrierReply, _LIVE)
     @_guarded
     def _barrier_reply(self, ev):

@@ -37,7 +37,22 @@ def cmd_check_config(args):
 
 
 # -- controller ---------------------------------------------------------------------
+def _read_token(args):
+    if args.token_file:
+        try:
+            with open(args.token_file) as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise TenantnetError(f"cannot read {args.token_file}: {exc.strerror}") from None
+    return args.token or os.environ.get("TENANTNET_TOKEN")
+
+
 def cmd_controller(args):
+    if args.tenant:
+        return _tenant_controller(args)
+    if not args.config:
+        raise TenantnetError("controller: give -c FILE (the provider's controller) or "
+                             "--tenant NAME --api URL (a tenant's own controller)")
     from tenantnet import config
     config.load_file(args.config)          # refuse a bad config before anything starts
     os.environ["TENANTNET_CONFIG"] = os.path.abspath(args.config)
@@ -56,6 +71,34 @@ def cmd_controller(args):
                        log_level=args.log_level)
     except RuntimeError as exc:
         raise TenantnetError(f"controller stopped: {exc}") from None
+    return 0
+
+
+def _tenant_controller(args):
+    if not args.api:
+        raise TenantnetError("controller --tenant: give --api URL, the provider's API "
+                             "(e.g. http://198.18.0.1:8080)")
+    from tenantnet import app as tapp
+    from tenantnet.ofrunner import run_controller
+    from tenantnet.tenant import tenant_core_factory
+    extra = None
+    if args.app:
+        import importlib
+        try:
+            module = importlib.import_module(args.app)
+        except ImportError as exc:
+            raise TenantnetError(f"cannot load app {args.app}: {exc}") from None
+        extra = getattr(module, "extra_flows", None)
+        if extra is None:
+            raise TenantnetError(f"{args.app} has no extra_flows(topo, node, bridge)")
+    tapp.CORE_FACTORY = tenant_core_factory(args.tenant, args.api, token=_read_token(args),
+                                            poll_interval=args.poll_interval, extra_flows=extra)
+    try:
+        run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
+                       echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
+                       log_level=args.log_level)
+    except RuntimeError as exc:
+        raise TenantnetError(f"tenant controller stopped: {exc}") from None
     return 0
 
 
@@ -174,14 +217,14 @@ def _vm_target(args):
     from tenantnet.lab.lab import Lab
     if args.api:
         from tenantnet.client import ApiClient
-        return None, ApiClient(args.api)
+        return None, ApiClient(args.api, token=_read_token(args))
     lab = Lab(prefix=args.prefix)
     if lab.is_up():
         return lab, lab.api()
     env = os.environ.get("TENANTNET_API")
     if env:
         from tenantnet.client import ApiClient
-        return None, ApiClient(env)
+        return None, ApiClient(env, token=_read_token(args))
     raise TenantnetError(f"no lab with prefix {args.prefix!r} is up and no --api given "
                          "(e.g. --api http://198.18.0.1:8080 or unix:/path/api.sock)")
 
@@ -231,7 +274,15 @@ def build_parser():
     c.set_defaults(func=cmd_check_config)
 
     c = sub.add_parser("controller", help="run the os-ken controller in the foreground")
-    c.add_argument("-c", "--config", required=True)
+    c.add_argument("-c", "--config", help="the provider's config (not with --tenant)")
+    c.add_argument("--tenant", help="run as this tenant's own controller (reads --api)")
+    c.add_argument("--api", help="with --tenant: the provider's API, http://HOST:PORT")
+    c.add_argument("--token", help="with --tenant: the tenant's API credential")
+    c.add_argument("--token-file", help="with --tenant: a file holding the credential")
+    c.add_argument("--poll-interval", type=float, default=0.2,
+                   help="with --tenant: seconds between placement reads (default 0.2)")
+    c.add_argument("--app", help="with --tenant: a module with extra_flows(topo, node, "
+                                 "bridge), e.g. ryu_apps.tenant_acl")
     c.add_argument("--listen-host", default="0.0.0.0", help="OpenFlow listen address")
     c.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
     c.add_argument("--echo-interval", type=float, default=1.0,
@@ -291,6 +342,8 @@ def build_parser():
     for c in vm.choices.values():
         c.add_argument("--prefix", default=DEFAULT_PREFIX)
         c.add_argument("--api", help="API endpoint (http://HOST:PORT or unix:PATH)")
+        c.add_argument("--token", help="API credential (default: $TENANTNET_TOKEN)")
+        c.add_argument("--token-file", help="a file holding the API credential")
     return p
 
 

@@ -60,10 +60,12 @@ def parse_endpoint(endpoint):
 class ApiClient:
     """Client of one controller at *endpoint* ("http://host:port" or "unix:/path")."""
 
-    def __init__(self, endpoint, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, endpoint, timeout=DEFAULT_TIMEOUT, token=None):
+        """*token*: the provider's or a tenant's credential (sent as a Bearer token)."""
         self.endpoint = str(endpoint)
         self.kind, self.address = parse_endpoint(endpoint)
         self.timeout = timeout
+        self.token = token
 
     def __repr__(self):
         return f"ApiClient({self.endpoint!r})"
@@ -106,6 +108,8 @@ class ApiClient:
     def request(self, method, path, body=None):
         """Send one request; return the decoded JSON answer or raise ApiError."""
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()

@@ -154,8 +154,39 @@ def _controller(source, raw):
         if not 1 <= value <= 65535:
             raise ConfigError(source, sec.key(port), f"port {value} is outside 1..65535")
         setattr(c, port, value)
+    c.api_token = _token(source, sec, "api_token")
     sec.done()
     return c
+
+
+def _token(source, sec, key):
+    """A credential given inline (`KEY`) or in a file (`KEY_file`)."""
+    inline = sec.take(key, str, default=None)
+    path = sec.take(f"{key}_file", str, default=None)
+    if inline and path:
+        raise ConfigError(source, sec.key(key), f"give {key} or {key}_file, not both")
+    if path:
+        try:
+            with open(path) as fh:
+                inline = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(source, sec.key(f"{key}_file"),
+                              f"cannot read {path}: {exc.strerror}") from None
+    if inline is not None and len(inline) < 8:
+        raise ConfigError(source, sec.key(key), "a credential needs at least 8 characters")
+    return inline
+
+
+def _openflow_target(source, key, value):
+    """tcp:IP:PORT or ssl:IP:PORT, as ovs-vsctl set-controller takes it."""
+    parts = str(value).split(":")
+    if len(parts) != 3 or parts[0] not in ("tcp", "ssl"):
+        raise ConfigError(source, key, f"{value!r} is not an OpenFlow controller target "
+                                       "(expected tcp:IP:PORT or ssl:IP:PORT)")
+    _ip(source, key, parts[1])
+    if not parts[2].isdigit() or not 1 <= int(parts[2]) <= 65535:
+        raise ConfigError(source, key, f"{value!r}: port must be 1..65535")
+    return str(value)
 
 
 def _tuning(source, raw):
@@ -228,7 +259,7 @@ def _nodes(source, topo, raw_nodes):
 
 
 def _tenants(source, topo, raw_tenants, mode):
-    segs, tcidrs = {}, {}
+    segs, tcidrs, owners = {}, {}, {}
     lab_trans = ipaddress.ip_network(topo.lab.transport_cidr)
     tenant_names = set()
     for i, raw in enumerate(raw_tenants):
@@ -238,7 +269,12 @@ def _tenants(source, topo, raw_tenants, mode):
             raise ConfigError(source, sec.key("name"), f"duplicate tenant {tname!r}")
         tenant_names.add(tname)
         nets = sec.take("networks", list, default=[])
+        token = _token(source, sec, "token")
         sec.done()
+        if token is not None:
+            if token in topo.tenant_tokens.values() or token == topo.controller.api_token:
+                raise ConfigError(source, sec.key("token"), "this credential is already used")
+            topo.tenant_tokens[tname] = token
         net_names = set()
         for j, rawnet in enumerate(nets):
             nsec = _Section(source, f"tenants[{i}].networks[{j}]", rawnet)
@@ -264,6 +300,18 @@ def _tenants(source, topo, raw_tenants, mode):
                                                             f"(supported: {', '.join(MODES)})")
             # A CNB network rides the common tunnels: its own transport network is optional.
             raw_tcidr = nsec.take("transport_cidr", str, required=net_mode == "dnb")
+            own = nsec.take("controller", str, default=None)
+            if own is not None:
+                own = _openflow_target(source, nsec.key("controller"), own)
+                if net_mode != "dnb":
+                    raise ConfigError(source, nsec.key("controller"),
+                                      "only a DNB network has bridges of its own to hand to a "
+                                      "tenant's controller (this one is cnb)")
+                if own in owners and owners[own] != tname:
+                    raise ConfigError(source, nsec.key("controller"),
+                                      f"{own} is tenant {owners[own]}'s controller; two "
+                                      "tenants never share one")
+                owners[own] = tname
             tcidr = _cidr(source, nsec.key("transport_cidr"), raw_tcidr) if raw_tcidr else None
             nsec.done()
             # Every ex- endpoint of every network lives in the same kernel routing table of
@@ -276,7 +324,8 @@ def _tenants(source, topo, raw_tenants, mode):
                     if tcidr.overlaps(other):
                         raise ConfigError(source, nsec.key("transport_cidr"),
                                           f"{tcidr} overlaps {other} of {where}")
-            net = Network(tname, nname, seg, str(cidr), str(tcidr) if tcidr else None, net_mode)
+            net = Network(tname, nname, seg, str(cidr), str(tcidr) if tcidr else None, net_mode,
+                          own)
             if tcidr is not None:
                 _check_ex_ips(topo, net, source, nsec.key("transport_cidr"))
                 tcidrs[tcidr] = net.key

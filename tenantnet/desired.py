@@ -93,11 +93,14 @@ def node_state(topo, node_name):
         net = topo.network(key)
         brint, brtun = naming.brint_name(key), naming.brtun_name(key)
         pi, pt = naming.patch_int_name(key), naming.patch_tun_name(key)
+        # A network with its own controller: its bridges connect to the tenant's controller
+        # only, and the provider never programs their flows.
+        ctl = net.controller or target
         int_br = BridgeSpec(name=brint, kind="brint", network=key,
-                            dpid=naming.datapath_id(node_name, brint), controller=target,
+                            dpid=naming.datapath_id(node_name, brint), controller=ctl,
                             external_ids=_ids("brint", network=key))
         tun_br = BridgeSpec(name=brtun, kind="brtun", network=key,
-                            dpid=naming.datapath_id(node_name, brtun), controller=target,
+                            dpid=naming.datapath_id(node_name, brtun), controller=ctl,
                             external_ids=_ids("brtun", network=key))
         int_br.ports[pi] = PortSpec(pi, "patch", {"peer": pt}, None, _ids("patch", network=key))
         tun_br.ports[pt] = PortSpec(pt, "patch", {"peer": pi}, None, _ids("patch", network=key))

@@ -124,10 +124,18 @@ def common_tun_flows(topo, node_name):
     return flows
 
 
-def node_flows(topo, node_name):
-    """(bridge name) -> BridgeFlows for every OpenFlow-managed bridge on the node."""
+def node_flows(topo, node_name, tenant=None):
+    """(bridge name) -> BridgeFlows for every bridge on the node that the caller programs.
+
+    tenant=None: the provider's bridges (common ones, and tenant bridges of networks without
+    a controller of their own). tenant=NAME: that tenant's bridges with its own controller."""
     out = {}
     for name, br in node_state(topo, node_name).bridges.items():
+        own = br.network is not None and topo.own_controller(br.network)
+        if tenant is None and own:
+            continue
+        if tenant is not None and not (own and topo.network(br.network).tenant == tenant):
+            continue
         if br.kind in ("brint", "common-int") and br.dpid is not None:
             flows = brint_flows(topo, br.network)
         elif br.kind == "brtun":

@@ -30,6 +30,7 @@ class Network:
     cidr: str
     transport_cidr: str
     mode: str = "dnb"
+    controller: str = None    # the tenant's own OpenFlow controller for this network's bridges
 
     @property
     def key(self):
@@ -80,6 +81,7 @@ class ControllerSettings:
     openflow_port: int = 6653
     ovsdb_port: int = 6640
     api_port: int = 8080
+    api_token: str = None          # the provider's credential on the TCP API
 
     @property
     def openflow_target(self):
@@ -98,6 +100,7 @@ class Topology:
         self.controller = controller or ControllerSettings()
         self.tuning = tuning or Tuning()
         self.lab = lab or LabSettings()
+        self.tenant_tokens = {}        # tenant -> API credential
         self.g = nx.Graph()
 
     # -- building ------------------------------------------------------------------
@@ -119,6 +122,7 @@ class Topology:
 
     def copy(self):
         other = Topology(self.mode, self.controller, self.tuning, self.lab)
+        other.tenant_tokens = self.tenant_tokens
         other.g = self.g.copy()
         return other
 
@@ -200,6 +204,10 @@ class Topology:
     # -- modes -----------------------------------------------------------------------
     def mode_of(self, net_key):
         return self.network(net_key).mode
+
+    def own_controller(self, net_key):
+        """The tenant's controller target when the tenant programs this network itself."""
+        return self.network(net_key).controller
 
     def dnb_networks_on(self, node_name):
         return [k for k in self.networks_on(node_name) if self.mode_of(k) == "dnb"]

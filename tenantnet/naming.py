@@ -92,11 +92,19 @@ def datapath_id(node, bridge):
     return value or 1
 
 
-def dpid_owner(topo, dpid):
-    """(node, bridge) whose datapath id is *dpid* among the model's tenant bridges, or None."""
+def dpid_owner(topo, dpid, tenant=None):
+    """(node, bridge) with datapath id *dpid* among the bridges the caller programs, or None.
+
+    tenant=None: the provider's (common bridges and tenant bridges without a controller of
+    their own); tenant=NAME: that tenant's bridges with its own controller."""
+    def mine(key):
+        own = topo.own_controller(key)
+        return (not own) if tenant is None else (own and topo.network(key).tenant == tenant)
     for node in topo.nodes():
-        names = [b for key in topo.dnb_networks_on(node.name)
-                 for b in (brint_name(key), brtun_name(key))] + ["br-int", "br-tun"]
+        names = [b for key in topo.dnb_networks_on(node.name) if mine(key)
+                 for b in (brint_name(key), brtun_name(key))]
+        if tenant is None:
+            names += ["br-int", "br-tun"]
         for bridge in names:
             if datapath_id(node.name, bridge) == dpid:
                 return node.name, bridge

@@ -210,6 +210,41 @@ class FlowPusher:
                 cookies.add(stat.cookie)
         return cookies
 
+    def port_map(self, dpid, timeout=10):
+        """{port name: port number} as the switch itself reports them (port-desc).
+
+        A tenant's controller has no OVSDB access: this is how it learns the numbers."""
+        dp = self.datapath(dpid)
+        name = _dpid_str(dpid)
+        waiter = _Waiter(f"switch {name}: port description")
+        req = dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0)
+        xid = self._send(dp, req, waiter)
+        more = dp.ofproto.OFPMPF_REPLY_MORE
+        try:
+            msgs = waiter.wait_for(
+                lambda ms: any(_is_error(m) or not (m.flags & more) for m in ms),
+                time.monotonic() + timeout)
+        finally:
+            self._forget(dp, [xid])
+        ports = {}
+        for m in msgs:
+            if _is_error(m):
+                raise SouthboundError(f"switch {name}: port description refused: "
+                                      f"{ofctl.describe_error(m)}")
+            for port in m.body:
+                pname = port.name.decode() if isinstance(port.name, bytes) else port.name
+                if port.port_no < dp.ofproto.OFPP_MAX:
+                    ports[pname.rstrip("\0")] = port.port_no
+        return ports
+
+    def disconnect(self, dpid):
+        """Close the connection of *dpid* (a switch we refuse to serve)."""
+        dp = self.datapath(dpid)
+        try:
+            dp.close()
+        except Exception as exc:  # noqa: BLE001 -- already gone is fine
+            LOG.debug("closing %s: %s", _dpid_str(dpid), exc)
+
     def barrier(self, dpid, timeout=10):
         dp = self.datapath(dpid)
         waiter = _Waiter(f"switch {_dpid_str(dpid)}: barrier")

@@ -1,0 +1,1 @@
+"""Apps a tenant may run on its own bridges (see README.md)."""

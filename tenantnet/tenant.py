@@ -1,0 +1,167 @@
+"""A tenant's own controller: `tenantnet controller --tenant NAME --api URL --token T`.
+
+The provider does the OVSDB work (bridges, patch ports, ex- endpoints, tunnels, VM ports)
+and points the tenant's brint-/brtun- bridges at this controller. This controller reads the
+tenant's placement from the provider's API (with the tenant's credential: it sees only its
+own networks and VMs) and installs the same Table I rules, computed by the same code
+(tenantnet.flows), on those bridges. Port numbers come from the switches themselves
+(OpenFlow port description), since a tenant has no OVSDB access.
+
+It keeps working when the provider's controller is down: the bridges keep their flows
+(fail_mode=secure), a reconnecting bridge is served from the last placement it read, and
+it picks up placement changes again once the API answers."""
+
+import logging
+import threading
+
+from tenantnet import naming
+from tenantnet.client import ApiClient
+from tenantnet.errors import TenantnetError
+from tenantnet.flows import node_flows
+from tenantnet.model import Attachment, Network, Node, Topology
+
+LOG = logging.getLogger("tenantnet.tenant")
+
+
+def topology_from_api(data):
+    """A Topology rebuilt from GET /v1/topology: enough to compute the tenant's flows."""
+    topo = Topology(mode=data.get("mode", "dnb"))
+    for n in data["nodes"]:
+        topo.add_node(Node(n["name"], n["role"], n.get("management_ip", "0.0.0.0"),
+                           n.get("transport_ip", "0.0.0.0")))
+    for n in data["networks"]:
+        topo.add_network(Network(n["tenant"], n["name"], n["segmentation_id"], n["cidr"],
+                                 n.get("transport_cidr"), n.get("mode", "dnb"),
+                                 n.get("controller")))
+    for v in data["vms"]:
+        topo.add_vm(Attachment(name=v["name"], kind="vm", network=v["network"], node=v["node"],
+                               mac=v["mac"], ip=v["ip"], port=v["port"],
+                               source=v.get("source", "api")))
+    return topo
+
+
+class TenantCore:
+    """The core of a tenant's controller (plugs into tenantnet.app via CORE_FACTORY)."""
+
+    def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, extra_flows=None):
+        self.pusher = pusher
+        self.tenant = tenant
+        self.client = ApiClient(api, timeout=10, token=token)
+        self.poll_interval = poll_interval
+        self.extra_flows = extra_flows      # callable(topo, node, bridge) -> [Flow]: tenant NFs
+        self.topo = None
+        self.lock = threading.RLock()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._in_sync = {}                  # dpid -> cookies our last sync installed
+        self.refused = set()                # dpids of bridges that are not ours
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self):
+        topo = self._fetch()
+        if topo is None:
+            raise TenantnetError(f"tenant {self.tenant}: the provider's API at "
+                                 f"{self.client.endpoint} did not answer")
+        with self.lock:
+            self.topo = topo
+        self.ready.set()
+        LOG.info("tenant %s: controller ready, %d networks, %d VMs", self.tenant,
+                 len(topo.networks()), len(topo.vms()))
+        threading.Thread(target=self._poll, name="tenantnet-tenant-poll", daemon=True).start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _fetch(self):
+        try:
+            data = self.client.topology()
+        except TenantnetError as exc:
+            LOG.warning("tenant %s: placement not read: %s", self.tenant, exc)
+            return None
+        if data.get("tenant") not in (None, self.tenant):
+            raise TenantnetError(f"the API credential belongs to tenant {data.get('tenant')}, "
+                                 f"not {self.tenant}")
+        return topology_from_api(data)
+
+    def _poll(self):
+        """Follow placement changes; a provider that is down only pauses this."""
+        last = None
+        while not self._stop.wait(self.poll_interval):
+            topo = self._fetch()
+            if topo is None:
+                continue
+            key = sorted((v.name, v.node, v.mac) for v in topo.vms().values())
+            if key == last:
+                continue
+            last = key
+            with self.lock:
+                self.topo = topo
+            self._sync_all()
+
+    # -- flows ---------------------------------------------------------------------
+    def _flows_of(self, dpid):
+        owner = naming.dpid_owner(self.topo, dpid, tenant=self.tenant)
+        if owner is None:
+            return None
+        node, bridge = owner
+        bf = node_flows(self.topo, node, tenant=self.tenant)[bridge]
+        if self.extra_flows:
+            bf.flows = bf.flows + list(self.extra_flows(self.topo, node, bridge))
+        return node, bridge, bf
+
+    def _sync(self, dpid):
+        found = self._flows_of(dpid)
+        if found is None:
+            return None
+        node, bridge, bf = found
+        portmap = self.pusher.port_map(dpid)
+        try:
+            want = frozenset(f.resolve(portmap).cookie() for f in bf.flows)
+        except KeyError:
+            want = None
+        if want is not None and self._in_sync.get(dpid) == want:
+            return {"added": 0, "removed": 0}
+        res = self.pusher.sync(dpid, bf.flows, portmap, installed=self._in_sync.get(dpid))
+        if want is not None:
+            self._in_sync[dpid] = want
+        LOG.info("tenant %s: %s/%s +%d -%d flows", self.tenant, node, bridge, res["added"],
+                 res["removed"])
+        return res
+
+    def _sync_all(self):
+        with self.lock:
+            for dpid in self.pusher.dpids():
+                try:
+                    self._sync(dpid)
+                except TenantnetError as exc:
+                    LOG.error("tenant %s: sync of %s failed: %s", self.tenant,
+                              naming.dpid_str(dpid), exc)
+
+    # -- OpenFlow events -----------------------------------------------------------
+    def switch_connected(self, dpid):
+        if not self.ready.wait(60):
+            return
+        with self.lock:
+            self._in_sync.pop(dpid, None)
+            if self._flows_of(dpid) is None:
+                # Not one of this tenant's bridges: never program it, drop the connection.
+                self.refused.add(dpid)
+                LOG.warning("tenant %s: switch %s is not a bridge of this tenant: refused",
+                            self.tenant, naming.dpid_str(dpid))
+                self.pusher.disconnect(dpid)
+                return
+            try:
+                self._sync(dpid)
+            except TenantnetError as exc:
+                LOG.error("tenant %s: sync after connect failed: %s", self.tenant, exc)
+
+    def switch_disconnected(self, dpid):
+        self._in_sync.pop(dpid, None)
+
+
+def tenant_core_factory(tenant, api, token=None, poll_interval=0.2, extra_flows=None):
+    """A CORE_FACTORY for tenantnet.app running as *tenant*'s controller."""
+    def factory(pusher, app):
+        return TenantCore(pusher, tenant, api, token=token, poll_interval=poll_interval,
+                          extra_flows=extra_flows)
+    return factory
