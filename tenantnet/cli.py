@@ -92,7 +92,8 @@ def _tenant_controller(args):
         if extra is None:
             raise TenantnetError(f"{args.app} has no extra_flows(topo, node, bridge)")
     tapp.CORE_FACTORY = tenant_core_factory(args.tenant, args.api, token=_read_token(args),
-                                            poll_interval=args.poll_interval, extra_flows=extra)
+                                            poll_interval=args.poll_interval, extra_flows=extra,
+                                            cache=args.cache)
     try:
         run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
                        echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
@@ -283,6 +284,8 @@ def build_parser():
                    help="with --tenant: seconds between placement reads (default 0.2)")
     c.add_argument("--app", help="with --tenant: a module with extra_flows(topo, node, "
                                  "bridge), e.g. ryu_apps.tenant_acl")
+    c.add_argument("--cache", help="with --tenant: keep the last placement read in this file "
+                                   "and start from it when the provider's API is down")
     c.add_argument("--listen-host", default="0.0.0.0", help="OpenFlow listen address")
     c.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
     c.add_argument("--echo-interval", type=float, default=1.0,

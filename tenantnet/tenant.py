@@ -11,7 +11,9 @@ It keeps working when the provider's controller is down: the bridges keep their 
 (fail_mode=secure), a reconnecting bridge is served from the last placement it read, and
 it picks up placement changes again once the API answers."""
 
+import json
 import logging
+import os
 import threading
 
 from tenantnet import naming
@@ -43,12 +45,14 @@ def topology_from_api(data):
 class TenantCore:
     """The core of a tenant's controller (plugs into tenantnet.app via CORE_FACTORY)."""
 
-    def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, extra_flows=None):
+    def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, extra_flows=None,
+                 cache=None):
         self.pusher = pusher
         self.tenant = tenant
         self.client = ApiClient(api, timeout=10, token=token)
         self.poll_interval = poll_interval
         self.extra_flows = extra_flows      # callable(topo, node, bridge) -> [Flow]: tenant NFs
+        self.cache = cache                  # file keeping the last placement read
         self.topo = None
         self.lock = threading.RLock()
         self.ready = threading.Event()
@@ -59,6 +63,12 @@ class TenantCore:
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
         topo = self._fetch()
+        if topo is None and self.cache and os.path.exists(self.cache):
+            # The provider is down: serve our bridges from the placement we last read.
+            with open(self.cache) as fh:
+                topo = topology_from_api(json.load(fh))
+            LOG.warning("tenant %s: provider API unreachable; starting from %s", self.tenant,
+                        self.cache)
         if topo is None:
             raise TenantnetError(f"tenant {self.tenant}: the provider's API at "
                                  f"{self.client.endpoint} did not answer")
@@ -81,7 +91,13 @@ class TenantCore:
         if data.get("tenant") not in (None, self.tenant):
             raise TenantnetError(f"the API credential belongs to tenant {data.get('tenant')}, "
                                  f"not {self.tenant}")
-        return topology_from_api(data)
+        topo = topology_from_api(data)
+        if self.cache:
+            tmp = self.cache + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.cache)
+        return topo
 
     def _poll(self):
         """Follow placement changes; a provider that is down only pauses this."""
@@ -159,9 +175,10 @@ class TenantCore:
         self._in_sync.pop(dpid, None)
 
 
-def tenant_core_factory(tenant, api, token=None, poll_interval=0.2, extra_flows=None):
+def tenant_core_factory(tenant, api, token=None, poll_interval=0.2, extra_flows=None,
+                        cache=None):
     """A CORE_FACTORY for tenantnet.app running as *tenant*'s controller."""
     def factory(pusher, app):
         return TenantCore(pusher, tenant, api, token=token, poll_interval=poll_interval,
-                          extra_flows=extra_flows)
+                          extra_flows=extra_flows, cache=cache)
     return factory

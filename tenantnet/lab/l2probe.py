@@ -31,6 +31,7 @@ def _mac_str(raw):
 def recv(iface, seconds):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
     sock.bind((iface, 0))
+    own = _mac_str(sock.getsockname()[4][:6])
     heard = {}
     print("ready", flush=True)          # the caller starts senders only after this line
     deadline = time.time() + seconds
@@ -45,7 +46,14 @@ def recv(iface, seconds):
         if len(frame) < 14 or frame[14:14 + len(MAGIC)] != MAGIC:
             continue
         dst, src = _mac_str(frame[0:6]), _mac_str(frame[6:12])
-        kind = "broadcast" if dst == "ff:ff:ff:ff:ff:ff" else "unicast"
+        if dst == "ff:ff:ff:ff:ff:ff":
+            kind = "broadcast"
+        elif dst == own:
+            kind = "unicast"
+        else:
+            # A packet socket also sees frames for other MACs (flooded unknown unicast):
+            # those say nothing about reaching *this* endpoint.
+            continue
         heard.setdefault(src, set()).add(kind)
     print(json.dumps({src: sorted(kinds) for src, kinds in heard.items()}), flush=True)
 

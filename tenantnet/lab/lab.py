@@ -25,6 +25,15 @@ from tenantnet.model import probe_name
 META = "lab.json"
 
 
+def tenant_controllers(topo):
+    """tenant -> its own OpenFlow controller target (config validation makes it unique)."""
+    out = {}
+    for net in topo.networks().values():
+        if net.controller:
+            out[net.tenant] = net.controller
+    return out
+
+
 def _say(progress, text):
     if progress:
         progress(text)
@@ -98,6 +107,9 @@ class Lab:
         _say(progress, "controller: starting in " + self.fabric.controller_netns)
         self._start_controller(topo, config_path, controller_args)
         self._wait_api(timeout)
+        for tenant, target in tenant_controllers(topo).items():
+            _say(progress, f"tenant {tenant}'s own controller: {target}")
+            self.start_tenant_controller(tenant, topo=topo)
         for key in topo.active_networks():
             for att in topo.attachments(key):
                 self._configure(topo, att)
@@ -112,12 +124,64 @@ class Lab:
         return [sys.executable, "-m", "tenantnet.cli", "controller", "-c",
                 os.path.abspath(config_path), "--listen-host", topo.controller.management_ip,
                 "--listen-port", str(topo.controller.openflow_port),
-                "--api-socket", self.api_socket, "--node-netns", nodes, *extra]
+                "--api-socket", self.api_socket, "--node-netns", nodes,
+                "--api-listen", f"{topo.controller.management_ip}:{topo.controller.api_port}",
+                *extra]
 
     def _start_controller(self, topo, config_path, extra=()):
         log = os.path.join(self.fabric.state_dir, "controller.log")
         self.fabric.start_process("controller", self._controller_cmd(topo, config_path, extra),
                                   self.fabric.controller_netns, log)
+
+    # -- tenants' own controllers -----------------------------------------------------
+    def _tenant_host(self, tenant, ip, prefix_len):
+        """A namespace on the management network for *tenant*'s controller."""
+        fab = self.fabric
+        netns = f"{self.prefix}-tc-{tenant}"
+        if ns.exists(netns):
+            return netns
+        with fab._txn():
+            fab._add_ns(netns)
+            fab._veth_to_fabric(netns, "mgmt", "mgmt", fab._fabric_peer("m", f"tc-{tenant}"))
+            ns.run(["ip", "addr", "replace", f"{ip}/{prefix_len}", "dev", "mgmt"], netns=netns)
+        return netns
+
+    def start_tenant_controller(self, tenant, topo=None, app=None, env=None):
+        """Run *tenant*'s own controller (`tenantnet controller --tenant`) where its networks'
+        `controller:` target points, reading the provider's API with the tenant's token."""
+        topo = topo or self.topology()
+        target = tenant_controllers(topo).get(tenant)
+        if target is None:
+            raise LabError(f"tenant {tenant} has no network with a controller of its own")
+        _, ip, port = target.split(":")
+        mgmt = ipaddress.ip_network(topo.lab.management_cidr)
+        if ipaddress.ip_address(ip) not in mgmt:
+            raise LabError(f"tenant {tenant}'s controller {target} is outside the lab's "
+                           f"management network {mgmt}: run it yourself")
+        netns = self._tenant_host(tenant, ip, mgmt.prefixlen)
+        token = topo.tenant_tokens.get(tenant)
+        if token is None:
+            raise LabError(f"tenant {tenant} has no API token in the config (tenants[].token)")
+        token_file = os.path.join(self.fabric.state_dir, f"token-{tenant}")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        cmd = [sys.executable, "-m", "tenantnet.cli", "controller", "--tenant", tenant,
+               "--api", f"http://{topo.controller.management_ip}:{topo.controller.api_port}",
+               "--token-file", token_file, "--listen-host", ip, "--listen-port", port,
+               "--cache", os.path.join(self.fabric.state_dir, f"placement-{tenant}.json")]
+        if app:
+            cmd += ["--app", app]
+        if env:
+            cmd = ["env"] + [f"{k}={v}" for k, v in env.items()] + cmd
+        self.fabric.start_process(f"tenant-{tenant}", cmd, netns, self.tenant_log(tenant))
+        return netns
+
+    def stop_tenant_controller(self, tenant):
+        self.fabric.stop_process(f"tenant-{tenant}")
+
+    def tenant_log(self, tenant):
+        return os.path.join(self.fabric.state_dir, f"tenant-{tenant}.log")
 
     def controller_log(self):
         return os.path.join(self.fabric.state_dir, "controller.log")
