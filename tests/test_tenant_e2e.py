@@ -4,6 +4,7 @@ a tenant network function, and per-tenant API credentials.
 configs/lab/tenant-controllers.yaml: acme/web and globex/app (DNB) are programmed by their
 tenants' own controllers; initech/db (CNB) by the provider."""
 
+import json
 import os
 import subprocess
 import sys
@@ -195,10 +196,9 @@ def test_api_credentials_from_a_tenant_host(lab):
     api = "http://198.18.0.1:8080"
     out = cli_in(netns, "vm", "list", "--json", "--api", api, "--token", "acme-lab-token")
     assert out.returncode == 0, out.stderr
-    import json
     assert {v["network"] for v in json.loads(out.stdout)} == {"acme/web"}
     out = cli_in(netns, "vm", "list", "--api", api)
-    assert out.returncode == 1 and "HTTP 401" in out.stderr or "credential" in out.stderr
+    assert out.returncode == 1 and "credential" in out.stderr
     out = cli_in(netns, "vm", "add", "x1", "--network", "globex/app", "--node", "compute1",
                  "--api", api, "--token", "acme-lab-token")
     assert out.returncode == 1 and "no network" in out.stderr
