@@ -557,6 +557,7 @@ def openapi_document():
                 "\"<message>\"}. POST /v1/vms answers only once the placement is realised "
                 "on the switches, so clients should allow a long timeout."),
         },
+        "security": [{"bearer": []}],
         "paths": {
             "/v1/health": {"get": {
                 "operationId": "health", "summary": "Controller health",
@@ -640,6 +641,19 @@ def openapi_document():
                         "ip": {"type": "string", "nullable": True},
                         "port": {"type": "string",
                                  "description": "the VM's port on the node's bridge"},
+                        "kind": {"type": "string", "enum": ["vm"]},
+                        "source": {"type": "string", "enum": ["config", "api"],
+                                   "description": "where the VM was declared"},
+                        "mode": {"type": "string", "enum": ["dnb", "cnb"],
+                                 "description": "the network's mode (placement answers)"},
+                        "bridges_created": {
+                            "type": "boolean",
+                            "description": "placement answers: the VM is its network's first "
+                                           "on the node and (DNB) the tenant bridge pair, "
+                                           "ex- endpoint and tunnels were created for it"},
+                        "network_new_on_node": {"type": "boolean"},
+                        "nodes_updated": {"type": "array", "items": {"type": "string"}},
+                        "deleted": {"type": "boolean"},
                         "timings": ref("Timings"),
                     },
                 },
@@ -658,6 +672,12 @@ def openapi_document():
                     "properties": {"error": {"type": "string",
                                              "description": "one-line message"}},
                 },
+            },
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "on TCP: the provider's token (everything) or a "
+                                          "tenant's (only its own networks and VMs); the "
+                                          "owner-only unix socket needs none"},
             },
             "responses": {
                 "BadRequest": _error_response("Bad input: malformed JSON, wrong Content-Type, "

@@ -126,7 +126,11 @@ def cmd_lab_up(args):
                 print(f"  (teardown: {exc})", file=sys.stderr)
         raise
     times = result["reachable_after_s"]
-    print(f"lab '{args.prefix}' is up in {result['seconds']:.1f}s; every VM answers its probe:")
+    t = lab.topology().tuning
+    print(f"lab '{args.prefix}' is up in {result['seconds']:.1f}s; VM tuning (section III.G): "
+          f"MTU {t.vm_mtu}, tx checksum offload {'on' if t.tx_checksum_offload else 'off'}"
+          + (f", neighbour gc_thresh {list(t.neigh_gc_thresh)}" if t.neigh_gc_thresh else ""))
+    print("every VM answers its probe:")
     for name, t in sorted(times.items()):
         print(f"  {name:12} reachable {t * 1000:8.1f} ms after the controller answered")
     print("next: tenantnet lab status | lab matrix | lab exec VM -- CMD | vm add ... | lab down")
