@@ -64,13 +64,18 @@ def cmd_controller(args):
         os.environ["TENANTNET_NODE_NETNS"] = args.node_netns
     if args.ovsdb_remote:
         os.environ["TENANTNET_OVSDB_REMOTES"] = ",".join(args.ovsdb_remote)
+    return _run_os_ken(args, "controller")
+
+
+def _run_os_ken(args, what):
+    """Run the os-ken app in the foreground with the command line's OpenFlow options."""
     from tenantnet.ofrunner import run_controller
     try:
         run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
                        echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
                        log_level=args.log_level)
     except RuntimeError as exc:
-        raise TenantnetError(f"controller stopped: {exc}") from None
+        raise TenantnetError(f"{what} stopped: {exc}") from None
     return 0
 
 
@@ -79,7 +84,6 @@ def _tenant_controller(args):
         raise TenantnetError("controller --tenant: give --api URL, the provider's API "
                              "(e.g. http://198.18.0.1:8080)")
     from tenantnet import app as tapp
-    from tenantnet.ofrunner import run_controller
     from tenantnet.tenant import tenant_core_factory
     extra = None
     if args.app:
@@ -94,13 +98,7 @@ def _tenant_controller(args):
     tapp.CORE_FACTORY = tenant_core_factory(args.tenant, args.api, token=_read_token(args),
                                             poll_interval=args.poll_interval, extra_flows=extra,
                                             cache=args.cache)
-    try:
-        run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
-                       echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
-                       log_level=args.log_level)
-    except RuntimeError as exc:
-        raise TenantnetError(f"tenant controller stopped: {exc}") from None
-    return 0
+    return _run_os_ken(args, "tenant controller")
 
 
 # -- lab ------------------------------------------------------------------------------
