@@ -353,6 +353,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _TcpServer(http.server.ThreadingHTTPServer):
+    # A batch of placements arrives at once (the experiment sends 80): the default listen
+    # backlog of 5 would refuse most of them.
+    request_queue_size = 128
     daemon_threads = True
     allow_reuse_address = True
 
@@ -362,6 +365,7 @@ class _Tcp6Server(_TcpServer):
 
 
 class _UnixServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
     """HTTP over a unix stream socket; the socket file is mode 0600 before it listens."""
 
     address_family = socket.AF_UNIX

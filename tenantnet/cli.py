@@ -328,6 +328,9 @@ def build_parser():
     for c in lab.choices.values():
         c.add_argument("--prefix", default=DEFAULT_PREFIX, help="lab name prefix (default tn)")
 
+    from tenantnet.experiment.cli import add_experiment_commands
+    add_experiment_commands(sub)
+
     vm = sub.add_parser("vm", help="place VMs at runtime").add_subparsers(dest="vm_cmd",
                                                                           required=True)
     c = vm.add_parser("add")

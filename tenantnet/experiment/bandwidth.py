@@ -123,7 +123,7 @@ def measurement_row(mode, rec, *, vm, node, network, n_vms, direction, repeat, d
     row["tcp_congestion"] = rec.get("tcp_congestion") or tuning.get("tcp_congestion")
     row.update(mtu=tuning.get("mtu"), tx_offload=tuning.get("tx_offload"),
                neigh_gc_thresh=tuning.get("neigh_gc_thresh"))
-    return row
+    return {key: row.get(key) for key in BANDWIDTH_COLUMNS}
 
 
 def run_bandwidth(lab, spec, mode, progress=None):

@@ -119,6 +119,10 @@ def cleanup_baselines(prefix):
     if os.path.isdir(os.path.join(BASE_ROOT, prefix)):
         shutil.rmtree(os.path.join(BASE_ROOT, prefix), ignore_errors=True)
         removed.append(os.path.join(BASE_ROOT, prefix))
+    try:
+        os.rmdir(BASE_ROOT)          # only when no other prefix uses it
+    except OSError:
+        pass
     return removed
 
 

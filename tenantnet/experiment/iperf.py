@@ -39,7 +39,6 @@ from tenantnet.errors import TenantnetError
 
 IPERF3 = "iperf3"
 DEFAULT_PORT_BASE = 15201
-DIRECTION_FORWARD = "a->b"
 
 _port_lock = threading.Lock()
 _port_counter = itertools.count()

@@ -37,7 +37,7 @@ FIGURES = ("fig4_dnb_reachability.png", "fig5_reachability_dnb_vs_cnb.png",
 BASELINE_MODES = ("veth", "ovs-flat")
 LAB_MODE_ORDER = ("dnb", "cnb")
 MODE_LABELS = {"dnb": "DNB", "cnb": "CNB", "veth": "veth pair (ceiling)",
-               "ovs-flat": "flat OVS bridge (ceiling)"}
+               "ovs-flat": "flat OVS bridge (reference)"}
 MODE_COLOURS = {"dnb": "#1f77b4", "cnb": "#ff7f0e", "veth": "#7f7f7f", "ovs-flat": "#b0b0b0"}
 DIRECTION_LABELS = {"probe->vm": "probe → VM (controller to VM)",
                     "vm->probe": "VM → probe (VM to controller)",
@@ -151,25 +151,44 @@ def successful_instances(rows):
 
 
 def arrival_order(rows):
-    """[(mode, arrival index (1-based), reachability_ms, bridges_existed)] where the index
-    is the instance's position by request_time within its run (mode, instances, networks,
-    repeat). Rows without request_time keep their file order."""
+    """[(mode, arrival index (1-based), reachability_ms, bridges_existed, instances,
+    networks, repeat)] where the index is the instance's position in its batch (mode,
+    instances, networks, repeat): by the rows' ``index`` (the request order the spec fixed,
+    the same in every mode), else by request_time, else file order."""
     runs = {}
     for pos, r in enumerate(rows):
         key = (mode_of(r), r.get("instances"), r.get("networks"), r.get("repeat"))
         runs.setdefault(key, []).append((pos, r))
     out = []
     for key, members in runs.items():
-        members.sort(key=lambda pr: (num(pr[1].get("request_time")) is None,
-                                     num(pr[1].get("request_time")) or 0.0, pr[0]))
+        def order(pr):
+            r = pr[1]
+            for key in ("index", "request_time"):   # index: the batch's request order
+                v = num(r.get(key))
+                if v is not None:
+                    return (0, v, pr[0]) if key == "index" else (1, v, pr[0])
+            return (2, 0.0, pr[0])
+        members.sort(key=order)
         for i, (_, r) in enumerate(members, start=1):
             ms = num(r.get("reachability_ms"))
             status = str(r.get("status") or "").strip().lower()
             if ms is None or (status and status not in ("success", "successful", "ok",
                                                          "reachable")):
                 continue
-            out.append((key[0], i, ms, boolean(r.get("bridges_existed"))))
+            out.append((key[0], i, ms, boolean(r.get("bridges_existed")), *key[1:]))
     return out
+
+
+def overhead_pairs(rows, mode="dnb", reference="cnb"):
+    """[(overhead_ms, bridges_existed, arrival index)]: each successful *mode* instance's
+    reachability minus that of the *reference* instance at the same arrival position of the
+    same sub-experiment (instances, networks, repeat). The spec places both modes' batches
+    identically, so the pair differs only in the mode; this removes the queueing effect
+    (later requests of a batch wait longer in either mode)."""
+    pts = arrival_order(rows)
+    ref = {(p[4], p[5], p[6], p[1]): p[2] for p in pts if p[0] == reference}
+    return [(p[2] - ref[(p[4], p[5], p[6], p[1])], p[3], p[1]) for p in pts
+            if p[0] == mode and (p[4], p[5], p[6], p[1]) in ref]
 
 
 def modes_in(rows):
@@ -194,6 +213,11 @@ def rate_unit(max_value):
     if v >= 1e3:
         return 1e3, "kbit/s"
     return 1.0, "bit/s"
+
+
+def sig(v):
+    """*v* with three significant digits, keeping trailing zeros (1.00, 0.218, 100)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:#.3g}"
 
 
 def label(mode):
@@ -244,8 +268,8 @@ def fig5(plt, data, path):
     dnb = reachability_series(data["reachability"], "dnb")
     cnb = reachability_series(data["reachability"], "cnb")
     if not dnb or not cnb:
-        return f"needs DNB and CNB reachability rows (have: {'DNB' if dnb else ''}" \
-               f"{' ' if dnb and cnb else ''}{'CNB' if cnb else ''}{'none' if not (dnb or cnb) else ''})"
+        have = [name for name, series in (("DNB", dnb), ("CNB", cnb)) if series]
+        return f"needs DNB and CNB reachability rows (have: {', '.join(have) or 'none'})"
     counts = sorted(set(dnb) | set(cnb))
     cols = min(3, len(counts))
     rows = math.ceil(len(counts) / cols)
@@ -262,8 +286,9 @@ def fig5(plt, data, path):
         ax.set_title(f"{k} network{'s' * (k > 1)}")
         ax.set_xlabel("instances requested")
         ax.set_ylabel("reachability time (ms)")
-        ax.set_ylim(bottom=0)
         ax.legend()
+    for ax in list(axes.flat)[:len(counts)]:   # after all panels (shared y axis)
+        ax.set_ylim(bottom=0)
     for ax in list(axes.flat)[len(counts):]:
         ax.set_visible(False)
     fig.suptitle("Fig. 5 - mean reachability time, DNB vs CNB (error bars: sample std)")
@@ -308,12 +333,12 @@ def fig6(plt, data, path):
         veth = next((s[1] for s in stats if s[0] == "veth"), None)
         top = max((s[1] + (s[2] or 0)) / div for s in stats)
         for x, (m, mean, std) in zip(xs, stats):
-            text = f"{mean / div:#.3g}"
+            text = sig(mean / div)
             if veth and m != "veth":
                 text += f"\n{100 * mean / veth:.0f}% of veth"
             ax.text(x, (mean + (std or 0)) / div + 0.02 * top, text, ha="center",
                     va="bottom", fontsize=8)
-        ax.set_xticks(xs, [label(s[0]).replace(" (ceiling)", "\n(ceiling)") for s in stats])
+        ax.set_xticks(xs, [label(s[0]).replace(" (", "\n(") for s in stats])
         ax.set_ylabel(f"mean bandwidth ({unit})")
         ax.set_ylim(0, top * 1.25)
         rate = next((r.get("udp_rate") for r in rows if str(r.get("protocol")).lower() == "udp"
@@ -322,41 +347,88 @@ def fig6(plt, data, path):
         ax.set_title(f"{tag}: both directions{extra}")
         ceiling = ceiling or veth
     fig.suptitle("Fig. 6 - mean bandwidth probe <-> VM per mode (error bars: sample std); "
-                 "hatched = same-run ceilings")
+                 "hatched = same-run references")
     return _save(plt, fig, path)
+
+
+def _baseline_lines(ax, rows, direction, div, unit, top):
+    """Dashed reference lines for the baselines; those above *top* become a note."""
+    notes = []
+    for b, style in zip(BASELINE_MODES, ("--", ":")):
+        mean, _ = _mean_std(_bar_values(rows, b, "tcp", direction))
+        if mean is None:
+            continue
+        if mean / div <= top:
+            ax.axhline(mean / div, color="0.3", ls=style, lw=1.2, label=label(b))
+            ax.text(0.01, mean / div, f" {sig(mean / div)} {unit}", transform=ax.get_yaxis_transform(),
+                    ha="left", va="bottom", fontsize=8, color="0.25")
+        else:
+            notes.append(f"{label(b)}: {sig(mean / div)} {unit} (above the scale)")
+    if notes:
+        ax.text(0.99, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="0.25", bbox={"facecolor": "white", "alpha": 0.8,
+                                                 "edgecolor": "0.7"})
 
 
 def fig7(plt, data, path):
     rows = [r for r in data["bandwidth_all"] if str(r.get("protocol")).lower() == "tcp"]
-    modes = modes_in(rows)
-    if not rows or not any(m not in BASELINE_MODES for m in modes):
+    lab_modes = [m for m in modes_in(rows) if m not in BASELINE_MODES]
+    if not lab_modes:
         return "no lab-mode TCP rows in bandwidth.csv"
-    stats = {(m, d): _bar_values(rows, m, "tcp", d) for m in modes for d in bw.DIRECTIONS}
-    div, unit = rate_unit(max(v for vals in stats.values() for v in vals))
-    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(modes) + 3), 4.8))
-    width = 0.38
-    for j, (d, shade) in enumerate(zip(bw.DIRECTIONS, ("#4c72b0", "#55a868"))):
-        for i, m in enumerate(modes):
-            vals = stats[(m, d)]
-            if not vals:
-                continue
-            mean, std = _mean_std(vals)
-            x = i + (j - 0.5) * width
-            ax.bar(x, mean / div, width, yerr=std / div, capsize=4, color=shade,
-                   hatch="//" if m in BASELINE_MODES else None, edgecolor="0.25",
-                   label=DIRECTION_LABELS[d] if i == 0 or not any(
-                       stats[(mm, d)] for mm in modes[:i]) else None)
-            ax.scatter([x] * len(vals), [v / div for v in vals], s=12, color="k", zorder=3,
-                       alpha=0.6)
-    ax.set_xticks(range(len(modes)), [label(m).replace(" (ceiling)", "\n(ceiling)")
-                                      for m in modes])
-    ax.set_ylabel(f"TCP bandwidth ({unit})")
-    ax.set_ylim(bottom=0)
-    ax.set_title("Fig. 7 - TCP bandwidth per direction (bars: mean +- sample std; "
-                 "dots: single runs)")
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left")
-    return _save(plt, fig, path)
+    vms = []
+    for r in rows:
+        if mode_of(r) in lab_modes and r.get("vm") not in vms:
+            vms.append(r.get("vm"))
+    groups = vms + ["all VMs"]
+
+    def vals(m, d, g):
+        return [num(r.get("bits_per_second")) for r in rows
+                if mode_of(r) == m and r.get("direction") == d
+                and (g == "all VMs" or r.get("vm") == g) and num(r.get("bits_per_second"))
+                is not None]
+
+    lab_max = max((v for m in lab_modes for d in bw.DIRECTIONS for v in vals(m, d, "all VMs")),
+                  default=0.0)
+    base_means = [_mean_std(_bar_values(rows, b, "tcp", d))[0] for b in BASELINE_MODES
+                  for d in bw.DIRECTIONS]
+    in_range = [b for b in base_means if b is not None and b <= 1.6 * lab_max]
+    div, unit = rate_unit(max([lab_max] + in_range))
+    top = max([lab_max] + in_range) / div * 1.2
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(groups) * len(lab_modes) + 4),
+                                            4.8), sharey=True)
+    width = 0.8 / len(lab_modes)
+    for ax, d, tag in zip(axes, bw.DIRECTIONS, ("(a)", "(b)")):
+        for j, m in enumerate(lab_modes):
+            for i, g in enumerate(groups):
+                vs = vals(m, d, g)
+                if not vs:
+                    continue
+                mean, std = _mean_std(vs)
+                x = i + (j - (len(lab_modes) - 1) / 2) * width
+                ax.bar(x, mean / div, width, yerr=std / div, capsize=4, color=colour(m, j),
+                       edgecolor="0.25", label=label(m) if i == len(groups) - 1 else None)
+                ax.scatter([x] * len(vs), [v / div for v in vs], s=12, color="k", zorder=3,
+                           alpha=0.6)
+        _baseline_lines(ax, rows, d, div, unit, top)
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_xlabel("VM (bars: mean over repeats; dots: single runs)")
+        ax.set_ylabel(f"TCP bandwidth ({unit})")
+        ax.set_ylim(0, top)
+        ax.set_title(f"{tag} {DIRECTION_LABELS[d]}")
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.legend([handles[lab] for lab in labels], labels, loc="lower center",
+               ncol=len(labels), fontsize=9)
+    fig.suptitle("Fig. 7 - TCP bandwidth per direction (error bars: sample std; lines: "
+                 "same-run references)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def fig8(plt, data, path):
@@ -418,12 +490,23 @@ def fig_first(plt, data, path):
             by_i.setdefault(p[1], []).append(p[2])
         xs = sorted(by_i)
         ax.plot(xs, [sum(by_i[x]) / len(by_i[x]) for x in xs], color="k", lw=1, alpha=0.6,
-                label="mean at this arrival position")
-        ax.set_title(f"{label(m)}: reachability by arrival order")
-        ax.set_xlabel("arrival order in its batch (1 = first request)")
+                label=f"{label(m)} mean at this position")
+        for other in modes:
+            if other == m or m != "dnb":
+                continue
+            ref = {}
+            for p in pts:
+                if p[0] == other:
+                    ref.setdefault(p[1], []).append(p[2])
+            rx = sorted(ref)
+            ax.plot(rx, [sum(ref[x]) / len(ref[x]) for x in rx], color=colour(other), lw=1.2,
+                    ls="--", label=f"{label(other)} mean at this position")
+        ax.set_title(f"{label(m)}: reachability by request order")
+        ax.set_xlabel("request order in its batch (1 = first request)")
         ax.set_ylabel("reachability time (ms)")
-        ax.set_ylim(bottom=0)
         ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    for ax in axes.flat:            # after all panels: sharey must see every panel's data
+        ax.set_ylim(bottom=0)
     fig.suptitle("Per-instance reachability: do the first instances pay for bridge creation?")
     return _save(plt, fig, path)
 

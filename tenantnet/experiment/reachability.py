@@ -18,6 +18,16 @@ its nodes and networks but no VM:
    record the first reply's kernel timestamp (``reachable_time``). They stop when every
    target answered, or timeout_s after the batch started.
 
+With ``reachability.prepare_vms: true`` the VMs' namespaces and interfaces (step 2's
+hypervisor part) are made and configured *before* the batch, one after the other, and the
+batch is only the placement requests: they then reach the controller at once, as the
+paper's one-batch boot requests do, and the metric is the networking part alone (the lab's
+namespace and interface set-up is serialised by the lab's state lock, so at 80 instances it
+otherwise dominates the figures). ``sent_time`` = ``request_time`` and ``configured_time``
+is empty then; the probers still arm a target when its placement is answered (probing a
+target whose port is not wired yet would only flood the network), so a reply is never
+recorded before ``ready_time``.
+
 Row status: ``success`` (a reply), ``failed`` (the placement or the VM's set-up erred: see
 ``error``), ``missing`` (placed, no reply before the timeout).
 ``reachability_ms = (reachable_time - request_time) * 1000``.
@@ -34,7 +44,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -43,13 +52,14 @@ import time
 
 import tenantnet
 from tenantnet import config as config_mod
-from tenantnet.errors import ConfigError, LabError, TenantnetError
+from tenantnet.errors import ApiError, TenantnetError
 
 INSTANCE_FIELDS = (
     "mode", "instances", "networks", "repeat", "vm", "index", "node", "network", "mac", "ip",
-    "bridges_existed", "network_new_on_node", "batch_time", "request_time", "sent_time",
+    "bridges_existed", "network_new_on_node", "prepared", "batch_time", "request_time", "sent_time",
     "ready_time", "configured_time", "reachable_time", "ready_ms", "configured_ms",
-    "reachability_ms", "api_total_ms", "api_ovsdb_ms", "api_openflow_ms", "status", "error")
+    "reachability_ms", "api_total_ms", "api_ovsdb_ms", "api_openflow_ms", "api_retries",
+    "status", "error")
 
 PROBER_READY_TIMEOUT = 30.0
 MAX_WORKERS = 128
@@ -64,25 +74,85 @@ class Interrupted(ExperimentError):
 
 
 # -- interrupt handling ---------------------------------------------------------------
-@contextlib.contextmanager
-def shield_interrupts():
-    """Ignore SIGINT (and SIGTERM) while the block runs: teardown must not be cut short.
+class InterruptGuard:
+    """What Ctrl-C (SIGINT) and SIGTERM do while an experiment runs (runner.run installs it).
 
-    The disposition is SIG_IGN, not a Python handler, on purpose: an ignored signal stays
-    ignored across exec, so the `ip netns del`, `ovs-appctl exit` ... children that the
-    teardown starts are not killed by a second Ctrl-C either (the terminal sends SIGINT to
-    the whole foreground process group). Only effective in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in old:
-        signal.signal(s, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        for s, h in old.items():
+    - Outside a shield, the first signal raises KeyboardInterrupt: the run stops and tears
+      its lab down.
+    - Inside a shield (a teardown) a signal is only noted: the teardown always completes.
+      If it was the first one, KeyboardInterrupt is raised when the shield ends, so a
+      Ctrl-C during the routine teardown between two sub-experiments is not lost either.
+    - Once the interrupt is raised, further signals are noted and ignored until run() ends.
+
+    The teardown itself runs in a child process of its own session (runner.teardown), so
+    the terminal's SIGINT, which goes to the whole foreground process group, cannot kill
+    a half-done `ip netns del` or `ovs-appctl exit` either. Without an installed guard
+    (library use, other threads) a shield falls back to ignoring the signals (SIG_IGN,
+    inherited by the children it starts)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.installed = False
+        self.count = 0
+        self.raised = False
+        self.pending = False
+        self.depth = 0
+        self._old = {}
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread() or self.installed:
+            return self
+        self.count, self.raised, self.pending, self.depth = 0, False, False, 0
+        for s in self.SIGNALS:
+            self._old[s] = signal.signal(s, self._handle)
+        self.installed = True
+        return self
+
+    def uninstall(self):
+        if not self.installed:
+            return
+        for s, h in self._old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._old.clear()
+        self.installed = False
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.depth or self.raised:
+            if not self.raised:
+                self.pending = True
+            print("tenantnet: tearing the lab down, please wait", file=sys.stderr, flush=True)
+            return
+        self.raised = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def shield(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if not self.installed:
+            old = {s: signal.signal(s, signal.SIG_IGN) for s in self.SIGNALS}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h if h is not None else signal.SIG_DFL)
+            return
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending and not self.raised:
+                self.pending = False
+                self.raised = True
+                raise KeyboardInterrupt
+
+
+GUARD = InterruptGuard()
+shield_interrupts = GUARD.shield
 
 
 class _NullProgress:
@@ -108,7 +178,7 @@ class _NullProgress:
 
 
 # -- probers --------------------------------------------------------------------------
-def _package_env():
+def package_env():
     """Environment for `python -m tenantnet...` children: this tenantnet on sys.path."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(tenantnet.__file__)))
     env = dict(os.environ)
@@ -117,29 +187,41 @@ def _package_env():
 
 
 class ProberProcess:
-    """One prober in one probe namespace, driven over stdin (arm/drop/deadline/stop)."""
+    """One prober in one probe endpoint, driven over stdin (arm/drop/deadline/stop).
 
-    def __init__(self, netns, iface, src_ip, src_mac, targets, interval_ms, timeout_s):
-        self.netns = netns
+    Started through the fabric's endpoint executor when it has one (the endpoint may live
+    on another host), else with `ip netns exec` here; in a session of its own either way,
+    so that a terminal Ctrl-C is the runner's to handle, not the prober's."""
+
+    def __init__(self, fabric, endpoint, iface, src_ip, src_mac, targets, interval_ms,
+                 timeout_s):
+        self.netns = fabric.endpoint_netns(endpoint)
         self.targets = dict(targets)                   # ip -> mac
         self.replies = {}                              # ip -> time, as they come in
         self.result = None
         self.error = None
         self._lock = threading.Lock()
-        cmd = ["ip", "netns", "exec", netns, sys.executable, "-m",
-               "tenantnet.experiment.prober", "--iface", iface, "--src-ip", src_ip,
-               "--src-mac", src_mac, "--interval-ms", str(interval_ms),
-               "--timeout", str(timeout_s), "--stdin", "--live"]
+        python = sys.executable
+        if hasattr(fabric, "endpoint_python"):
+            python = fabric.endpoint_python(endpoint)
+        args = ["-m", "tenantnet.experiment.prober", "--iface", iface, "--src-ip", src_ip,
+                "--src-mac", src_mac, "--interval-ms", str(interval_ms),
+                "--timeout", str(timeout_s), "--stdin", "--live"]
         for ip, mac in self.targets.items():
-            cmd += ["--target", f"{ip}={mac}"]
-        # Own session: a terminal Ctrl-C is the runner's to handle, not the prober's.
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1,
-                                     env=_package_env(), start_new_session=True)
+            args += ["--target", f"{ip}={mac}"]
+        kwargs = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                      text=True, bufsize=1, start_new_session=True)
+        if python == sys.executable:                   # this host: this tenantnet
+            kwargs["env"] = package_env()
+        if hasattr(fabric, "endpoint_executor"):
+            self.proc = fabric.endpoint_executor(endpoint).popen([python] + args, **kwargs)
+        else:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, python] + args,
+                                         **kwargs)
         self._stderr = []
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True,
-                                        name=f"prober-{netns}")
+                                        name=f"prober-{self.netns}")
         self._reader.start()
         self._err_reader = threading.Thread(target=self._read_err, daemon=True)
         self._err_reader.start()
@@ -274,6 +356,29 @@ def prepare_probes(lab, topo, probes):
 
 
 # -- one sub-experiment ---------------------------------------------------------------
+def _refused_connect(exc):
+    """An API error that means the request never reached the controller: a full listen
+    backlog (EAGAIN on a unix socket connect). Safe to send again."""
+    return exc.status == 0 and "temporarily unavailable" in str(exc)
+
+
+def add_vm_retrying(lab, att, timeout, stop):
+    """api.add_vm, sent again while the controller's socket refuses new connections (its
+    listen backlog is full when a whole batch connects at once). Returns (record, retries)."""
+    deadline = time.time() + timeout
+    delay, retries = 0.005, 0
+    while True:
+        try:
+            return lab.api(timeout=timeout).add_vm(att.name, att.network, att.node,
+                                                   mac=att.mac, ip=att.ip), retries
+        except ApiError as exc:
+            if not _refused_connect(exc) or time.time() + delay > deadline or stop.is_set():
+                raise
+        retries += 1
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _ms(a, b):
     return None if a is None or b is None else round((b - a) * 1000.0, 3)
 
@@ -290,6 +395,13 @@ def run_batch(lab, spec, mode, instances, networks, repeat, progress=None, stop=
     placements = spec.placements(instances, networks)
     topo, vms, probes = attachments_for(lab, placements)
     prepare_probes(lab, topo, probes)
+    if r.prepare_vms:
+        for p in placements:
+            if stop.is_set():
+                raise Interrupted("stopped")
+            att = vms[p.name]
+            lab.fabric.add_endpoint(att.name, att.node, att.port, kind="vm")
+            _configure(lab, topo, att)
 
     probers = {}
     pool = None
@@ -298,8 +410,8 @@ def run_batch(lab, spec, mode, instances, networks, repeat, progress=None, stop=
         for key, atts in probes.items():
             probe = atts[0]
             targets = {vms[p.name].ip: vms[p.name].mac for p in placements if p.network == key}
-            probers[key] = ProberProcess(lab.fabric.endpoint_netns(probe.name), "eth0",
-                                         probe.ip, probe.mac, targets, r.probe_interval_ms,
+            probers[key] = ProberProcess(lab.fabric, probe.name, "eth0", probe.ip,
+                                         probe.mac, targets, r.probe_interval_ms,
                                          r.timeout_s + 60)
         for pr in probers.values():
             pr.wait_ready()
@@ -312,7 +424,8 @@ def run_batch(lab, spec, mode, instances, networks, repeat, progress=None, stop=
             att = vms[p.name]
             row = dict.fromkeys(INSTANCE_FIELDS)
             row.update(base, vm=p.name, index=p.index, node=p.node, network=p.network,
-                       mac=att.mac, ip=att.ip, batch_time=batch_time)
+                       mac=att.mac, ip=att.ip, batch_time=batch_time,
+                       prepared=r.prepare_vms)
             rows[p.name] = row
             prober = probers[p.network]
             if stop.is_set():
@@ -323,12 +436,12 @@ def run_batch(lab, spec, mode, instances, networks, repeat, progress=None, stop=
             try:
                 # The hypervisor's part: the VM and its link (the controller waits for the
                 # port to exist when it realises the placement).
-                lab.fabric.add_endpoint(att.name, att.node, att.port, kind="vm")
+                if not r.prepare_vms:
+                    lab.fabric.add_endpoint(att.name, att.node, att.port, kind="vm")
                 if stop.is_set():
                     raise Interrupted("interrupted before the API request")
                 row["sent_time"] = time.time()
-                rec = lab.api(timeout=api_timeout).add_vm(p.name, p.network, p.node,
-                                                          mac=att.mac, ip=att.ip)
+                rec, row["api_retries"] = add_vm_retrying(lab, att, api_timeout, stop)
                 row["ready_time"] = time.time()
                 prober.arm(att.ip)
                 created = rec.get("bridges_created")
@@ -337,10 +450,11 @@ def run_batch(lab, spec, mode, instances, networks, repeat, progress=None, stop=
                 t = rec.get("timings") or {}
                 row.update(api_total_ms=t.get("total_ms"), api_ovsdb_ms=t.get("ovsdb_ms"),
                            api_openflow_ms=t.get("openflow_ms"))
-                if stop.is_set():
-                    raise Interrupted("interrupted before the VM was configured")
-                _configure(lab, topo, att)        # the VM "boots": MAC, IP, MTU, offloads
-                row["configured_time"] = time.time()
+                if not r.prepare_vms:
+                    if stop.is_set():
+                        raise Interrupted("interrupted before the VM was configured")
+                    _configure(lab, topo, att)    # the VM "boots": MAC, IP, MTU, offloads
+                    row["configured_time"] = time.time()
             except TenantnetError as exc:
                 row.update(status="failed", error=str(exc).splitlines()[0][:500])
                 prober.drop(att.ip)

@@ -18,14 +18,16 @@ labs/<mode>-k<K>.yaml            the generated lab configs
 Tables are rewritten after every sub-experiment, so an interrupted run keeps what it
 measured (meta.json then says ``"status": "interrupted"``).
 
-Interrupts. Every lab is torn down in a ``finally`` (Lab.down()). Ctrl-C or SIGTERM during a
-run raises KeyboardInterrupt in the main thread: the batch in progress stops starting new
-work, the controller is stopped so that requests in flight end, the placement threads are
-joined and the lab comes down. While that teardown runs SIGINT and SIGTERM are *ignored*
-(SIG_IGN, which the `ip`/OVS child processes inherit, so a second Ctrl-C cannot kill a
-half-done `ip netns del` either); the teardown is bounded (Lab.down kills what it must).
-Probers run in sessions of their own and are killed by the runner. Afterwards run()
-re-raises KeyboardInterrupt (the CLI exits with 130).
+Interrupts (reachability.InterruptGuard). Every lab is torn down in a ``finally``. The first
+Ctrl-C or SIGTERM raises KeyboardInterrupt in the main thread: the batch in progress starts
+no new work, the controller is stopped so that requests in flight end, the placement
+threads are joined, probers (in sessions of their own) are killed and the lab comes down.
+The teardown (Lab.down) runs in a child process of its own session, so the terminal's
+SIGINT, which reaches the whole foreground process group, cannot kill it or the
+`ip`/`ovs-appctl` commands it runs; meanwhile further signals are noted and ignored. A
+Ctrl-C that arrives during the routine teardown between two sub-experiments is acted on
+once that teardown is done. run() then re-raises KeyboardInterrupt (the CLI exits with
+130), after writing meta.json with ``"status": "interrupted"``.
 
 Lab prefix: ``tnexp`` unless given (the runner owns that prefix while it runs; it refuses to
 start when a lab with that prefix is up, and never tears down a lab it did not build).
@@ -49,8 +51,8 @@ import tenantnet
 from tenantnet import config as config_mod
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.experiment import stats
-from tenantnet.experiment.reachability import (INSTANCE_FIELDS, ExperimentError,
-                                               run_reachability, shield_interrupts)
+from tenantnet.experiment.reachability import (GUARD, INSTANCE_FIELDS, ExperimentError,
+                                               package_env, run_reachability)
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
@@ -177,14 +179,57 @@ class LabFactory:
             teardown(lab)
 
 
+_TEARDOWN = """
+import sys
+from tenantnet.errors import TenantnetError
+from tenantnet.lab.lab import Lab
+try:
+    Lab(sys.argv[1], sys.argv[2] or None).down()
+except TenantnetError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
 def teardown(lab):
-    """Lab.down() with interrupts shielded; a second attempt if the first was incomplete."""
-    with shield_interrupts():
-        try:
-            lab.down()
-        except LabError:
+    """Lab.down() in a child process of its own session (immune to the terminal's Ctrl-C),
+    under GUARD.shield(); a second attempt when the first was incomplete."""
+    with GUARD.shield():
+        error = None
+        for _ in range(2):
+            try:
+                proc = subprocess.run([sys.executable, "-c", _TEARDOWN, lab.prefix,
+                                       lab.state_dir or ""], env=package_env(),
+                                      start_new_session=True, capture_output=True, text=True,
+                                      timeout=600)
+            except (OSError, subprocess.SubprocessError) as exc:
+                error = f"cannot run the teardown process ({exc})"
+                try:                       # in this process then, signals ignored
+                    with shield_ignoring():
+                        lab.down()
+                    return
+                except LabError as exc2:
+                    error = str(exc2)
+                    continue
+            if proc.returncode == 0:
+                return
+            error = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["?"]
+            error = error[0]
             time.sleep(0.5)
-            lab.down()
+        raise LabError(f"lab {lab.prefix!r} could not be torn down: {error}; "
+                       f"try `tenantnet lab down --prefix {lab.prefix}`")
+
+
+@contextlib.contextmanager
+def shield_ignoring():
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 # -- machine info ---------------------------------------------------------------------
@@ -293,16 +338,15 @@ def call_bandwidth(module, factory, spec, mode, out_dir, reporter):
 
 
 # -- the run --------------------------------------------------------------------------
-def _term_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_dir=None):
     """Run *spec* in *modes* (default: spec.modes) and write the results to *out_dir*.
 
     Returns the ResultsDir. Raises ConfigError before anything is built when a mode is
     refused by this tenantnet; re-raises KeyboardInterrupt after cleaning up."""
     modes = list(modes or spec.modes)
+    from tenantnet.lab.fabric import LabFabric, check_host
+    LabFabric(prefix=prefix, state_dir=state_dir)      # a bad prefix fails here (LabError)
+    check_host()                                       # root, tools, Open vSwitch
     for m in modes:
         if m not in KNOWN_MODES:
             raise ExperimentError(f"unknown mode {m!r} (known: {', '.join(KNOWN_MODES)})")
@@ -322,7 +366,8 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
 
     points = len(spec.reachability.grid()) * spec.reachability.repeats \
         if spec.reachability.enabled else 0
-    total_steps = len(modes) * (points + (1 if spec.bandwidth.enabled else 0))
+    total_steps = len(modes) * (points + (1 if spec.bandwidth.enabled else 0)) + \
+        (1 if spec.bandwidth.enabled and spec.bandwidth.baselines else 0)
     reporter = Reporter(progress)
     bandwidth = optional_module("bandwidth") if spec.bandwidth.enabled else None
     if spec.bandwidth.enabled and bandwidth is None:
@@ -334,9 +379,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
         rd.write_table("reachability_instances", inst_rows, columns=INSTANCE_FIELDS)
         rd.write_table("reachability", stats.records(inst_rows), columns=RECORD_COLUMNS)
 
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        old_term = signal.signal(signal.SIGTERM, _term_as_interrupt)
+    GUARD.install()
     reporter.start(total_steps, description=f"{spec.name}")
     try:
         for w in meta["warnings"]:
@@ -373,6 +416,27 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                              rows=len(rows or []))
                 rd.write_json("meta.json", meta)
                 reporter.step()
+        if bandwidth is not None and spec.bandwidth.baselines:
+            # The machine's own ceiling, measured in the same run with no lab up (nothing
+            # else competes for the CPU): a plain veth pair and one flat OVS bridge.
+            from tenantnet.experiment import baseline
+            reporter.describe(f"{spec.name}: baselines (veth, flat OVS)")
+            phase = {"mode": "baselines", "part": "bandwidth", "started": _now()}
+            meta["phases"].append(phase)
+            t0 = time.perf_counter()
+            try:
+                rows = baseline.run_baselines(f"{prefix}b", spec, progress=reporter,
+                                              tuning=spec.tuning)
+            except TenantnetError as exc:
+                meta["errors"].append(f"baselines: {exc}")
+                reporter.log(f"baselines failed: {exc}")
+                rows = []
+            bw_rows.extend(rows)
+            rd.write_table("bandwidth", bw_rows)
+            phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1),
+                         rows=len(rows))
+            rd.write_json("meta.json", meta)
+            reporter.step()
         meta["status"] = "complete"
     except KeyboardInterrupt:
         meta["status"] = "interrupted"
@@ -386,8 +450,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
         raise
     finally:
         reporter.stop()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        GUARD.uninstall()
         meta["finished"] = _now()
         meta["seconds"] = round(time.time() - meta["started_epoch"], 1)
         if not inst_rows and spec.reachability.enabled:
