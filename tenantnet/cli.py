@@ -329,7 +329,9 @@ def build_parser():
         c.add_argument("--prefix", default=DEFAULT_PREFIX, help="lab name prefix (default tn)")
 
     from tenantnet.experiment.cli import add_experiment_commands
+    from tenantnet.node_cli import add_node_commands
     add_experiment_commands(sub)
+    add_node_commands(sub)
 
     vm = sub.add_parser("vm", help="place VMs at runtime").add_subparsers(dest="vm_cmd",
                                                                           required=True)

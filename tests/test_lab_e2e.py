@@ -16,7 +16,8 @@ from tenantnet.lab.lab import Lab
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
 
-PREFIX = "tne"   # test_fabric.py uses "tnt"
+# test_fabric.py uses "tnt"; another run of this file on the machine needs another prefix
+PREFIX = os.environ.get("TENANTNET_E2E_PREFIX", "tne")
 CONFIG = os.path.join(CONFIGS, "two-tenants.yaml")
 MODES = ("dnb", "cnb", "mixed")   # mixed: acme/web dedicated, globex/app common
 

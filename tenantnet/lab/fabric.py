@@ -11,6 +11,12 @@ Pure mechanics, no knowledge of tenants. Layout (names for prefix "tn"):
     tn-v-<name>    an endpoint ("VM"; tn-p-<name> for probes): `eth0`, whose veth peer
                    (named by the caller) sits in the node namespace
 
+Node set-up goes through tenantnet.bootstrap.bootstrap_node, the code `tenantnet node
+bootstrap` runs on a real host. A lab may also hold *host nodes* (add_host_node): machines
+that exist already (the Vagrant lab's VMs), reached through an executor (SSH); endpoints
+are then made on that machine by the same functions (create_endpoint, configure_interface)
+and removed by down(), which never touches the host node itself.
+
 Everything created is recorded in <state_dir>/state.json *before* it is created, so that
 down() -- from this process or another one, after a crash too -- removes exactly that.
 Several processes may share one lab (CLI, controller, tests): every mutating method holds an
@@ -29,9 +35,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
 
-from tenantnet.errors import LabError
+from tenantnet.bootstrap import ARP_SYSCTLS, ExecHost, bootstrap_node
+from tenantnet.desired import COMMON_BRIDGES
+from tenantnet.errors import LabError, TenantnetError
+from tenantnet.hostexec import executor_for
 from tenantnet.lab import netns as ns
 from tenantnet.lab import ovs as ovsmod
 from tenantnet.lab.ovs import OvsInstance
@@ -49,8 +60,7 @@ _MAX_RUNDIR = 80
 # segment. With Linux defaults the kernel answers ARP for any local address on any of them
 # ("ARP flux"), the remote OVS then caches the wrong MAC for a tunnel endpoint and its GRE
 # packets are not terminated (OVS terminates native tunnels on exact (MAC, IP) pairs).
-NODE_SYSCTLS = ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.default.arp_ignore=1",
-                "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.default.arp_announce=2")
+NODE_SYSCTLS = ARP_SYSCTLS          # applied by bootstrap_node
 
 REQUIRED_TOOLS = ("ip", "ethtool", "ping", "sysctl")
 
@@ -154,6 +164,91 @@ def _reading(method):
     return wrapper
 
 
+# -- executor-aware endpoint mechanics (shared by lab nodes and host nodes) ---------------
+_EXECUTORS = {}
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def host_executor(spec="local", identity=None, options=None, via=None):
+    """The executor of a node's host, cached per process (one SSH control connection per
+    host, however many LabFabric objects come and go). *via*: executor spec of where the
+    ssh client runs (e.g. 'netns:NAME'; default this host)."""
+    key = (spec or "local", identity, tuple(sorted((options or {}).items())), via)
+    with _EXECUTORS_LOCK:
+        ex = _EXECUTORS.get(key)
+        if ex is None:
+            kwargs = {}
+            try:
+                if (spec or "").startswith("ssh:"):
+                    kwargs = {"identity": identity, "options": options,
+                              "base": executor_for(via) if via else None}
+                ex = executor_for(spec or "local", **kwargs)
+            except TenantnetError as exc:
+                raise LabError(str(exc)) from exc
+            _EXECUTORS[key] = ex
+        return ex
+
+
+def create_endpoint(host, node_netns, netns, port_name):
+    """Namespace *netns* on *host* (an executor) with `eth0`, whose veth peer *port_name*
+    is put in *node_netns* (None: the host's own namespace, as on a real node) and set up.
+    The caller records *netns* first and removes it on failure."""
+    ns.add(netns, executor=host)
+    ns.run(["ip", "link", "add", port_name, "type", "veth", "peer", "name", "eth0",
+            "netns", netns], netns=node_netns, executor=host)
+    ns.run(["ip", "link", "set", port_name, "up"], netns=node_netns, executor=host)
+
+
+def configure_interface(host, netns, mac, ip_cidr, mtu=1400, tx_offload=False,
+                        neigh_gc_thresh=None, what="configure_endpoint", ifname="eth0"):
+    """Set MAC, MTU, IP and offloads of *ifname* in *netns* on *host* and bring it up.
+
+    Returns a dict of what was applied (see LabFabric.configure_endpoint)."""
+    try:
+        iface = ipaddress.ip_interface(ip_cidr)
+    except ValueError as exc:
+        raise LabError(f"{what}: {exc}") from exc
+    if not re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", mac or ""):
+        raise LabError(f"{what}: bad MAC {mac!r}")
+    applied = {"netns": netns, "ifname": ifname, "mac": mac.lower(),
+               "ip": str(iface), "mtu": int(mtu), "tx_offload": bool(tx_offload)}
+
+    def run(cmd, **kw):
+        return ns.run(cmd, netns=netns, executor=host, **kw)
+
+    run(["ip", "link", "set", ifname, "down"])
+    run(["ip", "link", "set", ifname, "address", mac, "mtu", str(int(mtu))])
+    run(["ip", "addr", "flush", "dev", ifname])
+    run(["ip", "addr", "add", str(iface), "dev", ifname])
+    run(["ethtool", "-K", ifname, "tx", "on" if tx_offload else "off"])
+    if neigh_gc_thresh is not None:
+        if isinstance(neigh_gc_thresh, int):
+            t = (neigh_gc_thresh, 2 * neigh_gc_thresh, 4 * neigh_gc_thresh)
+        else:
+            t = tuple(int(x) for x in neigh_gc_thresh)
+            if len(t) != 3:
+                raise LabError(f"{what}: neigh_gc_thresh needs 3 values")
+        fam = "ipv6" if iface.version == 6 else "ipv4"
+        probe = run(["test", "-e", f"/proc/sys/net/{fam}/neigh/default/gc_thresh1"],
+                    check=False)
+        if probe.returncode == 0:
+            run(["sysctl", "-q", "-w"] + [f"net.{fam}.neigh.default.gc_thresh{i + 1}={v}"
+                                          for i, v in enumerate(t)])
+            applied["neigh_gc_thresh"] = list(t)
+        else:
+            # Linux keeps the neighbour table (and its GC thresholds) global: outside the
+            # initial namespace net.*.neigh.default does not exist. We never change the
+            # host's own sysctls, so report instead of pretending.
+            applied["neigh_gc_thresh"] = None
+            applied["neigh_gc_thresh_skipped"] = (
+                f"requested {list(t)}: this kernel has no net.{fam}.neigh.default.gc_thresh* "
+                "inside network namespaces (the neighbour table is host-global); "
+                "set them on the host if needed")
+    run(["ip", "link", "set", "lo", "up"])
+    run(["ip", "link", "set", ifname, "up"])
+    return applied
+
+
 class LabFabric:
     """Builder and janitor of one lab, identified by *prefix* (namespace name prefix)."""
 
@@ -171,7 +266,7 @@ class LabFabric:
     # -- state -------------------------------------------------------------------------
     def _empty_state(self):
         return {"version": STATE_VERSION, "prefix": self.prefix, "owns_state_dir": False,
-                "namespaces": [], "fabric": None, "controller": None,
+                "namespaces": [], "remote_namespaces": [], "fabric": None, "controller": None,
                 "nodes": {}, "endpoints": {}, "processes": {}}
 
     def _load(self):
@@ -237,16 +332,43 @@ class LabFabric:
         if name in self.state["namespaces"]:
             self.state["namespaces"].remove(name)
 
-    def _check_free(self, name):
+    def _check_free(self, name, host_spec=None):
+        if host_spec and host_spec != "local":
+            if [host_spec, name] in self.state["remote_namespaces"]:
+                return
+            if ns.exists(name, executor=self._host(host_spec)):
+                raise LabError(f"network namespace {name} already exists on {host_spec} (left "
+                               f"over from another lab?): remove it there with "
+                               f"`ip netns del {name}`")
+            return
         if ns.exists(name) and name not in self.state["namespaces"]:
             raise LabError(f"network namespace {name} already exists (left over from another "
                            f"lab?): remove it with `ip netns del {name}`")
 
-    def _add_ns(self, name):
-        """Create namespace *name*, recorded first; refuse one that is not ours."""
-        self._check_free(name)
-        self._record_ns(name)
-        ns.add(name)
+    def _add_ns(self, name, host_spec=None):
+        """Create namespace *name* (on host node *host_spec*), recorded first; refuse one
+        that is not ours."""
+        self._check_free(name, host_spec)
+        if host_spec and host_spec != "local":
+            if [host_spec, name] not in self.state["remote_namespaces"]:
+                self.state["remote_namespaces"].append([host_spec, name])
+            self._save()
+        else:
+            self._record_ns(name)
+        ns.add(name, executor=self._host(host_spec))
+
+    def _host(self, spec, rec=None):
+        """Executor of host *spec* ('local' or 'ssh:...'), with the SSH settings recorded
+        for the node that uses it."""
+        if not spec or spec == "local":
+            return host_executor("local")
+        if rec is None:
+            rec = next((r for r in self.state["nodes"].values() if r.get("exec") == spec), {})
+        return host_executor(spec, rec.get("ssh_identity"), rec.get("ssh_options"),
+                             rec.get("ssh_via"))
+
+    def _node_host(self, rec):
+        return self._host(rec.get("exec", "local"), rec)
 
     # -- naming --------------------------------------------------------------------------
     @staticmethod
@@ -296,11 +418,20 @@ class LabFabric:
 
     @_reading
     def ovs(self, node):
-        """The OvsInstance of *node* (for vsctl/ofctl/appctl)."""
+        """The OvsInstance of *node* (for vsctl/ofctl/appctl). Its OVSDB listens on
+        rec["ovsdb_remote"] through the manager bootstrap set (not a command-line remote)."""
         rec = self._node(node)
-        return OvsInstance(rec["base_dir"], netns=rec["netns"],
-                           ovsdb_tcp=(rec["management_ip"], rec["ovsdb_port"]),
-                           system_id=node)
+        if rec.get("host_node"):
+            raise LabError(f"node {node} is a host node ({rec['exec']}): its Open vSwitch is "
+                           "the machine's own; use node_executor() to run ovs-vsctl there")
+        return OvsInstance(rec["base_dir"], netns=rec["netns"], system_id=node)
+
+    @_reading
+    def node_executor(self, node):
+        """Executor that runs commands in *node*'s namespace on its host (lab nodes: this
+        machine; host nodes: the machine itself, e.g. over SSH)."""
+        rec = self._node(node)
+        return ns.executor_in(rec["netns"], base=self._node_host(rec))
 
     # -- fabric --------------------------------------------------------------------------
     @_mutating
@@ -400,20 +531,17 @@ class LabFabric:
         self.state["nodes"][name] = rec
         try:
             self._add_ns(netns)
-            ns.run(["sysctl", "-q", "-w", *NODE_SYSCTLS], netns=netns)
             self._veth_to_fabric(netns, "mgmt", "mgmt", rec["fabric_peers"]["mgmt"])
             ns.run(["ip", "addr", "replace", f"{management_ip}/{mgmt_prefix_len}",
                     "dev", "mgmt"], netns=netns)
             self._veth_to_fabric(netns, "eth1", "transport", rec["fabric_peers"]["transport"])
-            # eth1 is only an OVS port: keep the kernel out of ARP on it.
-            ns.run(["ip", "link", "set", "eth1", "arp", "off"], netns=netns)
 
-            inst = self.ovs(name)
+            inst = OvsInstance(base_dir, netns=netns, system_id=name)
             self._save()                      # base_dir recorded before OVS writes there
             inst.start()
             rec["pids"] = {d: inst.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")}
             self._save()
-            self._bootstrap_bridges(name, inst, rec)
+            self._bootstrap(name, inst, rec)
         except Exception:
             self._remove_node(name)
             self._save()
@@ -421,37 +549,81 @@ class LabFabric:
         return {"netns": netns, "ovsdb_remote": rec["ovsdb_remote"],
                 "unix_remote": rec["unix_remote"], "base_dir": base_dir}
 
-    def _bootstrap_bridges(self, name, inst, rec):
-        common = [("br-tun", "common-tun"), ("br-int", "common-int")]
-        if rec["role"] == "network":
-            common.append(("br-ex", "common-ex"))
-        for br, kind in common:
-            args = ["--may-exist", "add-br", br, "--", "set", "bridge", br,
-                    "datapath_type=netdev",
-                    f"external_ids:tenantnet-kind={kind}",
-                    "external_ids:tenantnet-owner=bootstrap"]
-            if br == "br-tun":
-                args += ["fail_mode=standalone", "--", "--may-exist", "add-port", br, "eth1"]
-            inst.vsctl(*args)
-            rec["bridges"].append(br)
+    def _bootstrap(self, name, inst, rec):
+        """The node's set-up, by the code `tenantnet node bootstrap` runs on a real host:
+        ARP sysctls, br-int/br-tun(/br-ex) with datapath netdev, eth1 on br-tun, the
+        transport IP on br-tun's LOCAL port, OVSDB opened to the management network."""
+        transport = f"{rec['transport_ip']}/{rec['transport_prefix_len']}"
+        rec["bridges"] = list(COMMON_BRIDGES[rec["role"]])
+        rec["addresses"].setdefault("br-tun", [])
+        if transport not in rec["addresses"]["br-tun"]:
+            rec["addresses"]["br-tun"].append(transport)
         self._save()
-        # br-tun: an explicit NORMAL flow (the standalone default, kept even if a
-        # controller is ever set on it), and the transport IP on its LOCAL port.
-        inst.ofctl("add-flow", "br-tun", "table=0,priority=0,actions=NORMAL")
-        self._wait_link(rec["netns"], "br-tun")
-        ns.run(["ip", "addr", "replace",
-                f"{rec['transport_ip']}/{rec['transport_prefix_len']}", "dev", "br-tun"],
-               netns=rec["netns"])
-        ns.run(["ip", "link", "set", "br-tun", "up"], netns=rec["netns"])
-        rec["addresses"].setdefault("br-tun", []).append(
-            f"{rec['transport_ip']}/{rec['transport_prefix_len']}")
+        host = ExecHost(ns.executor_in(rec["netns"]))
+        try:
+            steps = bootstrap_node(inst.vsctl, rec["role"], "eth1", transport,
+                                   rec["management_ip"], ovsdb_port=rec["ovsdb_port"],
+                                   datapath="netdev", system_id=name, hostname=name,
+                                   host=host, ofctl=inst.ofctl)
+        except TenantnetError as exc:
+            raise LabError(f"node {name}: bootstrap failed: {exc}") from exc
+        rec["bootstrap"] = [str(st) for st in steps]
         self._save()
 
+    @_mutating
+    def add_host_node(self, name, role, management_ip, transport_ip, executor=None,
+                      netns=None, ovsdb_port=6640, python=None, ssh_identity=None,
+                      ssh_options=None, ssh_via=None, ovs_db=None):
+        """Record node *name* that already exists and was bootstrapped on its own (a
+        machine of the multi-node lab), reached through *executor* (a spec:
+        'ssh:root@198.18.0.21', the default being ssh:root@MANAGEMENT_IP; 'local' for this
+        host). *netns*: the namespace its Open vSwitch lives in on that host (None: the
+        host's own). *python*: the interpreter with tenantnet on that host (for l2probe).
+        *ssh_via*: where the ssh client runs ('netns:NAME'; default here). *ovs_db*: the
+        OVSDB remote to check the host with (default: tcp:MANAGEMENT_IP:OVSDB_PORT, as the
+        controller reaches it).
+
+        Endpoints on it are made on that host; down() removes them and leaves the node."""
+        self._check_name("node", name)
+        if role not in ("compute", "network"):
+            raise LabError(f"node {name}: role {role!r} must be 'compute' or 'network'")
+        if name in self.state["nodes"]:
+            raise LabError(f"node {name!r} already exists in this lab")
+        for what, ip in (("management_ip", management_ip), ("transport_ip", transport_ip)):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError as exc:
+                raise LabError(f"node {name} {what}: {exc}") from exc
+        spec = executor or f"ssh:root@{management_ip}"
+        rec = {"netns": netns, "role": role, "management_ip": management_ip,
+               "transport_ip": transport_ip, "ovsdb_port": int(ovsdb_port),
+               "base_dir": None, "host_node": True, "exec": spec,
+               "ssh_identity": ssh_identity, "ssh_options": dict(ssh_options or {}),
+               "ssh_via": ssh_via, "ovs_db": ovs_db,
+               "python": python, "ovsdb_remote": f"tcp:{management_ip}:{int(ovsdb_port)}",
+               "unix_remote": None, "pids": {}, "addresses": {}, "bridges": []}
+        self._host(spec, rec)                  # a bad spec fails here, before it is saved
+        self.state["nodes"][name] = rec
+        self._save()
+        return {"netns": netns, "ovsdb_remote": rec["ovsdb_remote"], "exec": spec}
+
+    @_reading
+    def check_host_node(self, node):
+        """Reach host node *node* and its OVSDB: returns its bridges (LabError naming the
+        host when the executor or Open vSwitch there fails)."""
+        rec = self._node(node)
+        # By default through the OVSDB remote the controller uses (tcp:MANAGEMENT_IP:6640,
+        # opened by bootstrap), from the host itself: that checks the manager too.
+        db = rec.get("ovs_db") or rec["ovsdb_remote"]
+        out = ns.run(["ovs-vsctl", f"--db={db}", "--timeout=10", "list-br"], netns=rec["netns"],
+                     executor=self._node_host(rec))
+        return out.stdout.split()
+
     @staticmethod
-    def _wait_link(netns, ifname, timeout=5.0):
+    def _wait_link(netns, ifname, timeout=5.0, executor=None):
         deadline = time.time() + timeout
         while True:
-            if ns.link_exists(ifname, netns=netns):
+            if ns.link_exists(ifname, netns=netns, executor=executor):
                 return
             if time.time() >= deadline:
                 raise LabError(f"interface {ifname} did not appear in namespace {netns} "
@@ -460,6 +632,8 @@ class LabFabric:
 
     def _stop_ovs(self, rec):
         """Stop a node's daemons by pid, only when the pid really is that node's daemon."""
+        if rec.get("host_node") or not rec.get("base_dir"):
+            return                            # a host node's Open vSwitch is not ours
         inst = OvsInstance(rec["base_dir"], netns=rec.get("netns"))
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pids = {inst.pid(daemon), (rec.get("pids") or {}).get(daemon)}
@@ -473,9 +647,10 @@ class LabFabric:
         if not rec:
             return
         self._stop_ovs(rec)
-        if rec["netns"] in self.state["namespaces"]:
-            ns.delete(rec["netns"])
-        self._forget_ns(rec["netns"])
+        if not rec.get("host_node"):
+            if rec["netns"] in self.state["namespaces"]:
+                ns.delete(rec["netns"])
+            self._forget_ns(rec["netns"])
         del self.state["nodes"][name]
 
     @_mutating
@@ -489,9 +664,11 @@ class LabFabric:
             ipaddress.ip_interface(ip_cidr)
         except ValueError as exc:
             raise LabError(f"set_node_address: {exc}") from exc
-        self._wait_link(rec["netns"], ifname, timeout)
-        ns.run(["ip", "addr", "replace", ip_cidr, "dev", ifname], netns=rec["netns"])
-        ns.run(["ip", "link", "set", ifname, "up"], netns=rec["netns"])
+        host = self._node_host(rec)
+        self._wait_link(rec["netns"], ifname, timeout, executor=host)
+        ns.run(["ip", "addr", "replace", ip_cidr, "dev", ifname], netns=rec["netns"],
+               executor=host)
+        ns.run(["ip", "link", "set", ifname, "up"], netns=rec["netns"], executor=host)
         addrs = rec["addresses"].setdefault(ifname, [])
         if ip_cidr not in addrs:
             addrs.append(ip_cidr)
@@ -501,9 +678,10 @@ class LabFabric:
     def del_node_address(self, node, ifname, ip_cidr):
         """Remove *ip_cidr* from *ifname* in the node namespace (fine when already gone)."""
         rec = self._node(node)
-        if ns.link_exists(ifname, netns=rec["netns"]):
+        host = self._node_host(rec)
+        if ns.link_exists(ifname, netns=rec["netns"], executor=host):
             ns.run(["ip", "addr", "del", ip_cidr, "dev", ifname], netns=rec["netns"],
-                   check=False)
+                   check=False, executor=host)
         addrs = rec["addresses"].get(ifname, [])
         if ip_cidr in addrs:
             addrs.remove(ip_cidr)
@@ -516,7 +694,9 @@ class LabFabric:
     def add_endpoint(self, name, node, port_name, kind="vm"):
         """Namespace <prefix>-v-<name> (<prefix>-p-<name> for kind="probe") with `eth0`;
         its veth peer *port_name* is put in the node namespace and set up (not attached to
-        any bridge: that is the caller's business). Returns the namespace name."""
+        any bridge: that is the caller's business). Returns the namespace name.
+
+        On a host node all of it happens on that node's machine, through its executor."""
         self._check_name("endpoint", name)
         self._check_ifname(port_name)
         if kind not in ("vm", "probe"):
@@ -524,18 +704,18 @@ class LabFabric:
         if name in self.state["endpoints"]:
             raise LabError(f"endpoint {name!r} already exists in this lab")
         nrec = self._node(node)
-        if ns.link_exists(port_name, netns=nrec["netns"]):
+        spec = nrec.get("exec", "local")
+        host = self._node_host(nrec)
+        if ns.link_exists(port_name, netns=nrec["netns"], executor=host):
             raise LabError(f"endpoint {name}: interface {port_name} already exists on node "
                            f"{node}")
         netns = f"{self.prefix}-{'v' if kind == 'vm' else 'p'}-{name}"
-        self._check_free(netns)
+        self._check_free(netns, spec)
         self.state["endpoints"][name] = {"netns": netns, "node": node, "port_name": port_name,
-                                         "kind": kind, "config": None}
+                                         "kind": kind, "config": None, "exec": spec}
         try:
-            self._add_ns(netns)
-            ns.run(["ip", "link", "add", port_name, "type", "veth", "peer", "name", "eth0",
-                    "netns", netns], netns=nrec["netns"])
-            ns.run(["ip", "link", "set", port_name, "up"], netns=nrec["netns"])
+            self._add_ns(netns, spec)
+            create_endpoint(host, nrec["netns"], netns, port_name)
         except Exception:
             self._remove_endpoint(name)
             self._save()
@@ -551,56 +731,34 @@ class LabFabric:
         complete partial checksums of veth traffic). neigh_gc_thresh: None, an int N
         (gc_thresh1/2/3 = N, 2N, 4N) or a 3-tuple. Returns a dict of what was applied."""
         rec = self._endpoint(name)
-        netns = rec["netns"]
-        try:
-            iface = ipaddress.ip_interface(ip_cidr)
-        except ValueError as exc:
-            raise LabError(f"configure_endpoint {name}: {exc}") from exc
-        if not re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", mac or ""):
-            raise LabError(f"configure_endpoint {name}: bad MAC {mac!r}")
-        applied = {"endpoint": name, "netns": netns, "ifname": "eth0", "mac": mac.lower(),
-                   "ip": str(iface), "mtu": int(mtu), "tx_offload": bool(tx_offload)}
-        ns.run(["ip", "link", "set", "eth0", "down"], netns=netns)
-        ns.run(["ip", "link", "set", "eth0", "address", mac, "mtu", str(int(mtu))], netns=netns)
-        ns.run(["ip", "addr", "flush", "dev", "eth0"], netns=netns)
-        ns.run(["ip", "addr", "add", str(iface), "dev", "eth0"], netns=netns)
-        ns.run(["ethtool", "-K", "eth0", "tx", "on" if tx_offload else "off"], netns=netns)
-        if neigh_gc_thresh is not None:
-            if isinstance(neigh_gc_thresh, int):
-                t = (neigh_gc_thresh, 2 * neigh_gc_thresh, 4 * neigh_gc_thresh)
-            else:
-                t = tuple(int(x) for x in neigh_gc_thresh)
-                if len(t) != 3:
-                    raise LabError(f"configure_endpoint {name}: neigh_gc_thresh needs 3 values")
-            fam = "ipv6" if iface.version == 6 else "ipv4"
-            probe = ns.run(["test", "-e", f"/proc/sys/net/{fam}/neigh/default/gc_thresh1"],
-                           netns=netns, check=False)
-            if probe.returncode == 0:
-                ns.run(["sysctl", "-q", "-w"] + [f"net.{fam}.neigh.default.gc_thresh{i + 1}={v}"
-                                                  for i, v in enumerate(t)], netns=netns)
-                applied["neigh_gc_thresh"] = list(t)
-            else:
-                # Linux keeps the neighbour table (and its GC thresholds) global: outside the
-                # initial namespace net.*.neigh.default does not exist. We never change the
-                # host's own sysctls, so report instead of pretending.
-                applied["neigh_gc_thresh"] = None
-                applied["neigh_gc_thresh_skipped"] = (
-                    f"requested {list(t)}: this kernel has no net.{fam}.neigh.default.gc_thresh* "
-                    "inside network namespaces (the neighbour table is host-global); "
-                    "set them on the host if needed")
-        ns.run(["ip", "link", "set", "lo", "up"], netns=netns)
-        ns.run(["ip", "link", "set", "eth0", "up"], netns=netns)
+        applied = {"endpoint": name}
+        applied.update(configure_interface(self._endpoint_host(rec), rec["netns"], mac,
+                                           ip_cidr, mtu=mtu, tx_offload=tx_offload,
+                                           neigh_gc_thresh=neigh_gc_thresh,
+                                           what=f"configure_endpoint {name}"))
         rec["config"] = applied
         self._save()
         return dict(applied)
+
+    def _endpoint_host(self, rec):
+        spec = rec.get("exec", "local")
+        node = self.state["nodes"].get(rec.get("node"))
+        return self._host(spec, node if node and node.get("exec") == spec else None)
 
     def _remove_endpoint(self, name):
         rec = self.state["endpoints"].get(name)
         if not rec:
             return
-        if rec["netns"] in self.state["namespaces"]:
-            ns.delete(rec["netns"])       # the veth pair (and the node-side port) goes with it
-        self._forget_ns(rec["netns"])
+        spec = rec.get("exec", "local")
+        if spec != "local":
+            entry = [spec, rec["netns"]]
+            if entry in self.state["remote_namespaces"]:
+                ns.delete(rec["netns"], executor=self._endpoint_host(rec))
+                self.state["remote_namespaces"].remove(entry)
+        else:
+            if rec["netns"] in self.state["namespaces"]:
+                ns.delete(rec["netns"])   # the veth pair (and the node-side port) goes with it
+            self._forget_ns(rec["netns"])
         del self.state["endpoints"][name]
 
     @_mutating
@@ -613,13 +771,30 @@ class LabFabric:
 
     @_reading
     def endpoint_netns(self, name):
+        """The endpoint's namespace name (on its node's host: see endpoint_executor)."""
         return self._endpoint(name)["netns"]
 
     @_reading
-    def exec(self, name, cmd_list, check=False, timeout=60):
+    def endpoint_executor(self, name):
+        """Executor running commands inside endpoint *name* wherever it lives (a
+        NetnsExecutor on this host, or on a host node's machine over SSH): use its popen()
+        rather than `ip netns exec` to start long-running tools (probers, iperf)."""
+        rec = self._endpoint(name)
+        return ns.executor_in(rec["netns"], base=self._endpoint_host(rec))
+
+    @_reading
+    def endpoint_python(self, name):
+        """The Python with tenantnet on the endpoint's host (sys.executable here)."""
+        rec = self._endpoint(name)
+        node = self.state["nodes"].get(rec["node"]) or {}
+        return node.get("python") or sys.executable
+
+    @_reading
+    def exec(self, name, cmd_list, check=False, timeout=60, capture=True):
         """Run *cmd_list* inside endpoint *name*'s namespace; return the CompletedProcess."""
-        return ns.run(list(cmd_list), netns=self.endpoint_netns(name), check=check,
-                      timeout=timeout)
+        rec = self._endpoint(name)
+        return ns.run(list(cmd_list), netns=rec["netns"], check=check, timeout=timeout,
+                      capture=capture, executor=self._endpoint_host(rec))
 
     # -- processes -------------------------------------------------------------------------
     @_mutating
@@ -704,14 +879,23 @@ class LabFabric:
         """What this lab consists of, from the state file plus live checks."""
         nodes = {}
         for name, rec in self.state["nodes"].items():
-            inst = OvsInstance(rec["base_dir"], netns=rec["netns"])
-            running = inst.running() and ns.exists(rec["netns"])
-            bridges = []
-            if running:
-                out = inst.vsctl("list-br", check=False)
-                bridges = out.stdout.split() if out.returncode == 0 else []
+            if rec.get("host_node"):
+                try:
+                    bridges, running = self.check_host_node(name), True
+                except LabError:
+                    bridges, running = [], False
+                netns_exists = True if rec["netns"] is None else \
+                    ns.exists(rec["netns"], executor=self._node_host(rec))
+            else:
+                inst = OvsInstance(rec["base_dir"], netns=rec["netns"])
+                netns_exists = ns.exists(rec["netns"])
+                running = inst.running() and netns_exists
+                bridges = []
+                if running:
+                    out = inst.vsctl("list-br", check=False)
+                    bridges = out.stdout.split() if out.returncode == 0 else []
             nodes[name] = {"netns": rec["netns"], "role": rec["role"],
-                           "netns_exists": ns.exists(rec["netns"]),
+                           "netns_exists": netns_exists, "exec": rec.get("exec", "local"),
                            "management_ip": rec["management_ip"],
                            "transport_ip": rec["transport_ip"],
                            "ovsdb_remote": rec["ovsdb_remote"],
@@ -720,7 +904,9 @@ class LabFabric:
                            "addresses": {k: list(v) for k, v in rec["addresses"].items()}}
         endpoints = {name: {"netns": rec["netns"], "node": rec["node"],
                             "port_name": rec["port_name"], "kind": rec["kind"],
-                            "netns_exists": ns.exists(rec["netns"]),
+                            "exec": rec.get("exec", "local"),
+                            "netns_exists": ns.exists(rec["netns"],
+                                                      executor=self._endpoint_host(rec)),
                             "config": rec["config"]}
                      for name, rec in self.state["endpoints"].items()}
         processes = {name: {"pid": rec["pid"], "netns": rec["netns"], "log": rec["log"],
@@ -760,9 +946,26 @@ class LabFabric:
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"ovs {rec['base_dir']}: {exc}")
 
+        # Endpoints on host nodes: on their machines, through their executors.
+        for spec, name in list(self.state["remote_namespaces"]):
+            try:
+                host = self._host(spec)
+                ns.delete(name, executor=host)
+                if ns.exists(name, executor=host):
+                    problems.append(f"namespace {name} on {spec} could not be deleted")
+                    continue
+            except TenantnetError as exc:
+                problems.append(f"namespace {name} on {spec}: {exc}")
+                continue
+            self.state["remote_namespaces"].remove([spec, name])
+            for ep, rec in list(self.state["endpoints"].items()):
+                if rec.get("exec") == spec and rec["netns"] == name:
+                    del self.state["endpoints"][ep]
+
         mine = self.prefix + "-"
-        order = [r["netns"] for r in self.state["endpoints"].values()]
-        order += [r["netns"] for r in self.state["nodes"].values()]
+        order = [r["netns"] for r in self.state["endpoints"].values()
+                 if r.get("exec", "local") == "local"]
+        order += [r["netns"] for r in self.state["nodes"].values() if not r.get("host_node")]
         if self.state["controller"]:
             order.append(self.state["controller"]["netns"])
         if self.state["fabric"]:

@@ -70,8 +70,23 @@ class Lab:
     def api_socket(self):
         return os.path.join(self.fabric.state_dir, "api.sock")
 
+    @property
+    def api_endpoint(self):
+        """The controller's API: the lab's unix socket, or the endpoint recorded by
+        tenantnet.lab.remote for a lab on real hosts."""
+        try:
+            with open(self.meta_path) as fh:
+                endpoint = json.load(fh).get("api")
+        except (OSError, ValueError):
+            endpoint = None
+        return endpoint or f"unix:{self.api_socket}"
+
     def api(self, timeout=120):
-        return ApiClient(f"unix:{self.api_socket}", timeout=timeout)
+        endpoint = self.api_endpoint
+        token = None
+        if not endpoint.startswith("unix:"):      # the TCP API wants the provider's credential
+            token = self.topology().controller.api_token
+        return ApiClient(endpoint, timeout=timeout, token=token)
 
     def topology(self):
         return config_mod.load_file(self.meta()["config"])
@@ -216,8 +231,9 @@ class Lab:
         applied = self.fabric.configure_endpoint(att.name, att.mac, f"{att.ip}/{prefix}",
                                                  mtu=t.vm_mtu, tx_offload=t.tx_checksum_offload,
                                                  neigh_gc_thresh=t.neigh_gc_thresh)
-        self.fabric.exec(att.name, [sys.executable, "-m", "tenantnet.lab.l2probe", "garp", "eth0",
-                                    att.ip])
+        fabric = self.fabric
+        fabric.exec(att.name, [fabric.endpoint_python(att.name), "-m", "tenantnet.lab.l2probe",
+                               "garp", "eth0", att.ip])
         return applied
 
     # -- reachability --------------------------------------------------------------
@@ -266,20 +282,20 @@ class Lab:
             for p in net["probes"]:
                 atts[p["name"]] = p
         names = sorted(atts, key=lambda n: (atts[n]["network"], atts[n]["kind"] != "vm", n))
+        fabric = self.fabric
         receivers = {}
         for name in names:
-            receivers[name] = subprocess.Popen(
-                ["ip", "netns", "exec", self.fabric.endpoint_netns(name), sys.executable, "-m",
-                 "tenantnet.lab.l2probe", "recv", "eth0", str(listen)],
-                stdout=subprocess.PIPE, text=True)
+            receivers[name] = fabric.endpoint_executor(name).popen(
+                [fabric.endpoint_python(name), "-m", "tenantnet.lab.l2probe", "recv", "eth0",
+                 str(listen)], stdout=subprocess.PIPE, text=True)
         for proc in receivers.values():
             proc.stdout.readline()          # "ready"
         senders = []
         for name in names:
             dsts = ",".join(atts[o]["mac"] for o in names if o != name)
-            senders.append(subprocess.Popen(
-                ["ip", "netns", "exec", self.fabric.endpoint_netns(name), sys.executable, "-m",
-                 "tenantnet.lab.l2probe", "send", "eth0", dsts]))
+            senders.append(fabric.endpoint_executor(name).popen(
+                [fabric.endpoint_python(name), "-m", "tenantnet.lab.l2probe", "send", "eth0",
+                 dsts]))
         for proc in senders:
             proc.wait(timeout=30)
         heard = {}
@@ -393,19 +409,21 @@ class Lab:
                         "management_ip": n["management_ip"], "transport_ip": n["transport_ip"],
                         "ovs_running": n["ovs_running"], "bridges": n["bridges"]}
                  for name, n in st["nodes"].items()}
-        ctl = st["processes"].get("controller", {})
+        ctl = st["processes"].get("controller")
+        # On real hosts (tenantnet.lab.remote) the controller is a service, not our process.
+        alive = ctl.get("alive", False) if ctl else (api_ok and st["controller"] is None)
+        ctl = ctl or {}
         return {"prefix": self.prefix, "state_dir": st["state_dir"],
                 "controller": {"namespace": (st["controller"] or {}).get("netns"),
-                               "pid": ctl.get("pid"), "alive": ctl.get("alive", False),
-                               "api": f"unix:{self.api_socket}", "api_ok": api_ok,
+                               "pid": ctl.get("pid"), "alive": alive,
+                               "api": self.api_endpoint, "api_ok": api_ok,
                                "log": self.controller_log()},
                 "nodes": nodes,
                 "vms": {k: v for k, v in vms.items() if v["kind"] == "vm"},
                 "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"}}
 
     def exec(self, vm, cmd, capture=False):
-        netns = self.fabric.endpoint_netns(vm)
-        return ns.run(list(cmd), netns=netns, check=False, capture=capture, timeout=None)
+        return self.fabric.exec(vm, list(cmd), check=False, capture=capture, timeout=None)
 
     def down(self):
         self.fabric.down()

@@ -1,51 +1,72 @@
-"""Thin wrappers around `ip netns` and subprocess: every command the lab runs goes through here."""
+"""Thin wrappers around `ip netns` and subprocess: every command the lab runs goes through here.
+
+Each function takes an optional *executor* (tenantnet.hostexec): the host the command runs
+on. None is this host, exactly as before executors existed; an SshExecutor makes the same
+calls on another machine (the multi-node lab's nodes)."""
 
 import os
-import subprocess
 
 from tenantnet.errors import LabError
+from tenantnet.hostexec import ExecError, LocalExecutor, NetnsExecutor
+
+_LOCAL = LocalExecutor()
 
 
-def run(cmd, netns=None, check=True, env=None, timeout=60, capture=True):
+def _on(executor, netns):
+    base = executor or _LOCAL
+    return NetnsExecutor(netns, base=base) if netns else base
+
+
+def executor_in(netns=None, base=None):
+    """The executor that runs commands in *netns* (None: the host itself) of host *base*."""
+    return _on(base, netns)
+
+
+def run(cmd, netns=None, check=True, env=None, timeout=60, capture=True, executor=None):
     """Run *cmd* (a list), inside *netns* when given; return CompletedProcess.
 
     With check=True a non-zero exit raises LabError carrying the command and its stderr,
     so callers never have to format subprocess failures themselves."""
-    full = (["ip", "netns", "exec", netns] + list(cmd)) if netns else list(cmd)
     try:
-        proc = subprocess.run(full, capture_output=capture, text=True, env=env, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise LabError(f"command not found: {full[0]} (is it installed?)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"command timed out after {timeout}s: {' '.join(full)}") from exc
-    if check and proc.returncode != 0:
-        err = (proc.stderr or proc.stdout or "").strip()
-        raise LabError(f"command failed ({proc.returncode}): {' '.join(full)}: {err}")
-    return proc
+        return _on(executor, netns).run(list(cmd), check=check, timeout=timeout, env=env,
+                                        capture=capture)
+    except ExecError as exc:
+        raise LabError(str(exc)) from exc
 
 
-def exists(netns):
-    return os.path.exists(f"/run/netns/{netns}")
+def _is_local(executor):
+    return executor is None or isinstance(executor, LocalExecutor)
 
 
-def list_namespaces():
-    try:
-        return sorted(os.listdir("/run/netns"))
-    except FileNotFoundError:
-        return []
+def exists(netns, executor=None):
+    if _is_local(executor):
+        return os.path.exists(f"/run/netns/{netns}")
+    return run(["test", "-e", f"/run/netns/{netns}"], executor=executor,
+               check=False).returncode == 0
 
 
-def add(netns):
+def list_namespaces(executor=None):
+    if _is_local(executor):
+        try:
+            return sorted(os.listdir("/run/netns"))
+        except FileNotFoundError:
+            return []
+    out = run(["ls", "-1", "/run/netns"], executor=executor, check=False)
+    return sorted(out.stdout.split()) if out.returncode == 0 else []
+
+
+def add(netns, executor=None):
     """Create *netns* with its loopback up (idempotent)."""
-    if not exists(netns):
-        run(["ip", "netns", "add", netns])
-    run(["ip", "link", "set", "lo", "up"], netns=netns)
+    if not exists(netns, executor=executor):
+        run(["ip", "netns", "add", netns], executor=executor)
+    run(["ip", "link", "set", "lo", "up"], netns=netns, executor=executor)
 
 
-def delete(netns):
-    if exists(netns):
-        run(["ip", "netns", "del", netns], check=False)
+def delete(netns, executor=None):
+    if exists(netns, executor=executor):
+        run(["ip", "netns", "del", netns], check=False, executor=executor)
 
 
-def link_exists(name, netns=None):
-    return run(["ip", "link", "show", "dev", name], netns=netns, check=False).returncode == 0
+def link_exists(name, netns=None, executor=None):
+    return run(["ip", "link", "show", "dev", name], netns=netns, check=False,
+               executor=executor).returncode == 0

@@ -15,6 +15,8 @@ from tenantnet.lab import netns as ns
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 VSWITCHD_CANDIDATES = ("/usr/sbin/ovs-vswitchd", "/usr/lib/openvswitch-switch/ovs-vswitchd")
 OVSDB_SERVER = "/usr/sbin/ovsdb-server"
+# Remotes configured in the database (ovs-vsctl set-manager), as ovs-ctl serves them.
+MANAGER_REMOTE = "db:Open_vSwitch,Open_vSwitch,manager_options"
 
 
 def _vswitchd_binary():
@@ -41,8 +43,12 @@ def check_prerequisites():
 class OvsInstance:
     """A private OVS rooted at *base_dir*, running inside network namespace *netns*.
 
-    *ovsdb_tcp* = (ip, port) additionally opens OVSDB on that TCP address, which is how a
-    controller on the management network reaches the node."""
+    ovsdb-server always serves the remotes in Open_vSwitch manager_options, as the
+    distribution's ovs-ctl does: node bootstrap opens OVSDB to the controller with
+    `ovs-vsctl set-manager ptcp:PORT:IP` (that is how the lab's nodes do it). *ovsdb_tcp* =
+    (ip, port) additionally opens OVSDB on that TCP address from the command line, for
+    instances that are not bootstrapped (do not combine it with set-manager on the same
+    port)."""
 
     def __init__(self, base_dir, netns=None, ovsdb_tcp=None, system_id=None):
         self.base_dir = os.path.abspath(base_dir)
@@ -90,7 +96,7 @@ class OvsInstance:
             os.makedirs(d, exist_ok=True)
         if not os.path.exists(self.db_file):
             ns.run(["ovsdb-tool", "create", self.db_file, SCHEMA], env=self.env)
-        remotes = [f"--remote=punix:{self.db_sock}"]
+        remotes = [f"--remote=punix:{self.db_sock}", f"--remote={MANAGER_REMOTE}"]
         if self.ovsdb_tcp:
             remotes.append(f"--remote=ptcp:{self.ovsdb_tcp[1]}:{self.ovsdb_tcp[0]}")
         ns.run([OVSDB_SERVER, self.db_file, *remotes,
