@@ -197,6 +197,9 @@ def create_endpoint(host, node_netns, netns, port_name):
     ns.run(["ip", "link", "add", port_name, "type", "veth", "peer", "name", "eth0",
             "netns", netns], netns=node_netns, executor=host)
     ns.run(["ip", "link", "set", port_name, "up"], netns=node_netns, executor=host)
+    # The link comes up now, before the controller attaches port_name to a bridge: a carrier
+    # change after Open vSwitch took the port can hold its first packets for a second.
+    ns.run(["ip", "link", "set", "eth0", "up"], netns=netns, executor=host)
 
 
 def configure_interface(host, netns, mac, ip_cidr, mtu=1400, tx_offload=False,
@@ -216,7 +219,7 @@ def configure_interface(host, netns, mac, ip_cidr, mtu=1400, tx_offload=False,
     def run(cmd, **kw):
         return ns.run(cmd, netns=netns, executor=host, **kw)
 
-    run(["ip", "link", "set", ifname, "down"])
+    # No down/up here (see create_endpoint): a veth takes a new MAC and MTU while up.
     run(["ip", "link", "set", ifname, "address", mac, "mtu", str(int(mtu))])
     run(["ip", "addr", "flush", "dev", ifname])
     run(["ip", "addr", "add", str(iface), "dev", ifname])
