@@ -296,7 +296,8 @@ def build_parser():
                    help="unanswered echoes before a switch is declared dead (default 3)")
     c.add_argument("--api-listen", help="HOST:PORT for the JSON HTTP API")
     c.add_argument("--api-socket", help="unix socket path for the JSON HTTP API")
-    c.add_argument("--node-netns", help="NODE=NETNS,... run node-side steps via ip netns (lab)")
+    c.add_argument("--node-netns", help="NODE=NETNS[:OVS_RUNDIR],... run node-side steps via ip netns "
+                        "(the lab)")
     c.add_argument("--ovsdb-remote", action="append", default=[],
                    help="NODE=REMOTE, e.g. compute1=unix:/run/x/db.sock (default: "
                         "tcp:MANAGEMENT_IP:OVSDB_PORT)")

@@ -85,8 +85,23 @@ class NetnsHost:
 
     The paper does this with a udev rule on the node; a node agent does it on real hosts."""
 
-    def __init__(self, netns):
+    def __init__(self, netns, rundir=None):
         self.netns = netns
+        self.rundir = rundir       # the node's OVS run directory (its ovs-vswitchd.ctl)
+
+    def set_tunnel_neighbor(self, ip, mac, bridge="br-tun"):
+        """A static entry in the node's userspace tunnel neighbour cache.
+
+        The userspace datapath drops the packet that finds a tunnel endpoint unresolved
+        while it resolves it; if that packet is a VM's first ARP request, the VM retries
+        only a second later. (The kernel datapath queues it instead, so this is a step of
+        userspace-datapath nodes only.)"""
+        if not self.rundir:
+            return False
+        from tenantnet.lab import netns as ns
+        ns.run(["ovs-appctl", f"--target={self.rundir}/ovs-vswitchd.ctl", "tnl/neigh/set",
+                bridge, ip, mac])
+        return True
 
     def set_address(self, ifname, cidr):
         from tenantnet.lab import netns as ns
@@ -114,6 +129,8 @@ class Core:
         self.lock = threading.RLock()
         self.portmaps = {}          # (node, bridge) -> {port name: ofport}
         self._in_sync = {}          # dpid -> cookies installed by our last sync (this connection)
+        self.endpoint_macs = {}     # node -> {br-tun interface: MAC in use}
+        self._tunnel_neighbors = set()   # (node, remote ip, mac) entries already set
         self.started = False
         self.ready = threading.Event()   # set once start() has connected and reconciled
         self._queue = []                  # placements waiting to be realised (see _submit)
@@ -194,6 +211,8 @@ class Core:
         for name, result in zip(ovsdb_nodes, results):
             for bridge, pm in result.portmaps.items():
                 self.portmaps[(name, bridge)] = pm
+            self.endpoint_macs[name] = result.macs
+        _parallel(lambda n: self._resolve_tunnels(topo, n), node_names)
         timings["ovsdb_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         t1 = time.perf_counter()
         jobs = []
@@ -209,6 +228,25 @@ class Core:
         _parallel(lambda job: self._sync_bridge(*job), jobs)
         timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
         return timings
+
+    def _resolve_tunnels(self, topo, node):
+        """Give *node* the MAC of every tunnel endpoint it has a GRE port to (see
+        NetnsHost.set_tunnel_neighbor), once per endpoint MAC."""
+        host = self.hosts.get(node)
+        if host is None or not hasattr(host, "set_tunnel_neighbor"):
+            return
+        for br in node_state(topo, node).bridges.values():
+            for port in br.ports.values():
+                if port.type != "gre":
+                    continue
+                peer = port.external_ids.get("tenantnet-peer")
+                net = port.external_ids.get("tenantnet-network")
+                endpoint = naming.ex_port_name(net) if net else "br-tun"
+                mac = self.endpoint_macs.get(peer, {}).get(endpoint)
+                key = (node, port.options["remote_ip"], mac)
+                if mac and key not in self._tunnel_neighbors:
+                    host.set_tunnel_neighbor(port.options["remote_ip"], mac)
+                    self._tunnel_neighbors.add(key)
 
     def _sync_bridge(self, node, bridge, bf, connect_timeout=15.0):
         if not self.pusher.wait_connected(bf.dpid, connect_timeout):
@@ -458,8 +496,9 @@ def build_core(pusher, app=None):
         remotes[node] = remote
     hosts = {}
     for item in filter(None, os.environ.get("TENANTNET_NODE_NETNS", "").split(",")):
-        node, _, netns = item.partition("=")
-        hosts[node] = NetnsHost(netns)
+        node, _, where = item.partition("=")
+        netns, _, rundir = where.partition(":")      # NETNS[:OVS_RUNDIR]
+        hosts[node] = NetnsHost(netns, rundir or None)
     core = Core(topo, pusher, ovsdb_remotes=remotes, hosts=hosts, source=path)
     sock = os.environ.get("TENANTNET_API_SOCKET")
     listen = os.environ.get("TENANTNET_API_LISTEN")

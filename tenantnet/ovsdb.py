@@ -47,7 +47,8 @@ class _Snapshot(ovs_command.BaseCommand):
             ifaces[row.uuid] = {
                 "name": _col(row, "name"), "type": _col(row, "type"),
                 "options": _col(row, "options"), "external_ids": _col(row, "external_ids"),
-                "ofport": _plain(_col(row, "ofport")), "error": _plain(_col(row, "error"))}
+                "ofport": _plain(_col(row, "ofport")), "error": _plain(_col(row, "error")),
+                "mac_in_use": _plain(_col(row, "mac_in_use"))}
         ports = {}
         for row in tables["Port"].rows.values():
             ports[row.uuid] = {
@@ -90,6 +91,7 @@ class ReconcileResult:
     commands: list = field(default_factory=list)   # human-readable description of each change
     seconds: float = 0.0
     portmaps: dict = field(default_factory=dict)   # bridge -> {port name: ofport}
+    macs: dict = field(default_factory=dict)       # interface -> MAC in use (tunnel endpoints)
 
     @property
     def changed(self):
@@ -277,7 +279,7 @@ class NodeOvsdb:
             except Exception as exc:
                 raise SouthboundError(f"node {self.node}: OVSDB transaction failed: {exc}") from exc
         result = ReconcileResult(node=self.node, commands=notes)
-        result.portmaps = self._wait_ports(desired, wait_ofport if cmds else 0.0)
+        result.portmaps, result.macs = self._wait_ports(desired, wait_ofport if cmds else 0.0)
         result.seconds = time.perf_counter() - start
         return result
 
@@ -297,7 +299,10 @@ class NodeOvsdb:
                     elif not isinstance(iface["ofport"], int) or iface["ofport"] <= 0:
                         missing.append(name)
             if not missing and not errors:
-                return {b: self.portmap(b, snap) for b in desired.bridges}
+                macs = {name: snap["interfaces"][name]["mac_in_use"]
+                        for name in snap["bridges"].get("br-tun", {}).get("ports", [])
+                        if name in snap["interfaces"]}
+                return {b: self.portmap(b, snap) for b in desired.bridges}, macs
             if time.time() >= deadline:
                 if errors:
                     raise SouthboundError(f"node {self.node}: port errors: {'; '.join(errors)}")

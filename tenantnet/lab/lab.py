@@ -135,7 +135,9 @@ class Lab:
         return result
 
     def _controller_cmd(self, topo, config_path, extra=()):
-        nodes = ",".join(f"{n.name}={self.fabric.node_netns(n.name)}" for n in topo.nodes())
+        fab = self.fabric
+        nodes = ",".join(f"{n.name}={fab.node_netns(n.name)}:{fab.ovs(n.name).rundir}"
+                         for n in topo.nodes())
         return [sys.executable, "-m", "tenantnet.cli", "controller", "-c",
                 os.path.abspath(config_path), "--listen-host", topo.controller.management_ip,
                 "--listen-port", str(topo.controller.openflow_port),
