@@ -348,9 +348,9 @@ class LabFabric:
             raise LabError(f"network namespace {name} already exists (left over from another "
                            f"lab?): remove it with `ip netns del {name}`")
 
-    def _add_ns(self, name, host_spec=None):
+    def _add_ns(self, name, host_spec=None, create=True):
         """Create namespace *name* (on host node *host_spec*), recorded first; refuse one
-        that is not ours."""
+        that is not ours. create=False only records it (the caller creates it)."""
         self._check_free(name, host_spec)
         if host_spec and host_spec != "local":
             if [host_spec, name] not in self.state["remote_namespaces"]:
@@ -358,7 +358,8 @@ class LabFabric:
             self._save()
         else:
             self._record_ns(name)
-        ns.add(name, executor=self._host(host_spec))
+        if create:
+            ns.add(name, executor=self._host(host_spec))
 
     def _host(self, spec, rec=None):
         """Executor of host *spec* ('local' or 'ssh:...'), with the SSH settings recorded
@@ -693,39 +694,42 @@ class LabFabric:
         self._save()
 
     # -- endpoints -------------------------------------------------------------------------
-    @_mutating
     def add_endpoint(self, name, node, port_name, kind="vm"):
         """Namespace <prefix>-v-<name> (<prefix>-p-<name> for kind="probe") with `eth0`;
         its veth peer *port_name* is put in the node namespace and set up (not attached to
         any bridge: that is the caller's business). Returns the namespace name.
 
-        On a host node all of it happens on that node's machine, through its executor."""
+        On a host node all of it happens on that node's machine, through its executor.
+        Only the bookkeeping holds the state lock; the `ip` commands run outside it, so a
+        batch of endpoints is created in parallel (everything is recorded before it exists)."""
         self._check_name("endpoint", name)
         self._check_ifname(port_name)
         if kind not in ("vm", "probe"):
             raise LabError(f"endpoint {name}: kind {kind!r} must be 'vm' or 'probe'")
-        if name in self.state["endpoints"]:
-            raise LabError(f"endpoint {name!r} already exists in this lab")
-        nrec = self._node(node)
-        spec = nrec.get("exec", "local")
-        host = self._node_host(nrec)
-        if ns.link_exists(port_name, netns=nrec["netns"], executor=host):
-            raise LabError(f"endpoint {name}: interface {port_name} already exists on node "
-                           f"{node}")
-        netns = f"{self.prefix}-{'v' if kind == 'vm' else 'p'}-{name}"
-        self._check_free(netns, spec)
-        self.state["endpoints"][name] = {"netns": netns, "node": node, "port_name": port_name,
-                                         "kind": kind, "config": None, "exec": spec}
+        with self._txn():
+            if name in self.state["endpoints"]:
+                raise LabError(f"endpoint {name!r} already exists in this lab")
+            nrec = self._node(node)
+            spec = nrec.get("exec", "local")
+            host = self._node_host(nrec)
+            if ns.link_exists(port_name, netns=nrec["netns"], executor=host):
+                raise LabError(f"endpoint {name}: interface {port_name} already exists on node "
+                               f"{node}")
+            netns = f"{self.prefix}-{'v' if kind == 'vm' else 'p'}-{name}"
+            self._check_free(netns, spec)
+            self.state["endpoints"][name] = {"netns": netns, "node": node,
+                                             "port_name": port_name, "kind": kind,
+                                             "config": None, "exec": spec}
+            self._add_ns(netns, spec, create=False)
         try:
-            self._add_ns(netns, spec)
             create_endpoint(host, nrec["netns"], netns, port_name)
         except Exception:
-            self._remove_endpoint(name)
-            self._save()
+            with self._txn():
+                self._remove_endpoint(name)
+                self._save()
             raise
         return netns
 
-    @_mutating
     def configure_endpoint(self, name, mac, ip_cidr, mtu=1400, tx_offload=False,
                            neigh_gc_thresh=None):
         """Set MAC, MTU, IP and offloads of the endpoint's eth0 and bring it up.
@@ -733,14 +737,17 @@ class LabFabric:
         tx_offload=False runs `ethtool -K eth0 tx off` (the userspace datapath does not
         complete partial checksums of veth traffic). neigh_gc_thresh: None, an int N
         (gc_thresh1/2/3 = N, 2N, 4N) or a 3-tuple. Returns a dict of what was applied."""
-        rec = self._endpoint(name)
-        applied = {"endpoint": name}
-        applied.update(configure_interface(self._endpoint_host(rec), rec["netns"], mac,
-                                           ip_cidr, mtu=mtu, tx_offload=tx_offload,
+        with self._txn():
+            rec = self._endpoint(name)
+            host, netns = self._endpoint_host(rec), rec["netns"]
+        applied = {"endpoint": name}          # the commands run outside the state lock
+        applied.update(configure_interface(host, netns, mac, ip_cidr, mtu=mtu,
+                                           tx_offload=tx_offload,
                                            neigh_gc_thresh=neigh_gc_thresh,
                                            what=f"configure_endpoint {name}"))
-        rec["config"] = applied
-        self._save()
+        with self._txn():
+            self._endpoint(name)["config"] = applied
+            self._save()
         return dict(applied)
 
     def _endpoint_host(self, rec):
@@ -753,6 +760,13 @@ class LabFabric:
         if not rec:
             return
         spec = rec.get("exec", "local")
+        # Delete the pair from its node side first: a namespace's devices are destroyed
+        # asynchronously by the kernel, so a node would otherwise keep the port a while.
+        node = self.state["nodes"].get(rec.get("node"), {})
+        if node and rec.get("port_name"):
+            host = self._endpoint_host(rec) if spec != "local" else None
+            ns.run(["ip", "link", "del", rec["port_name"]], netns=node.get("netns"),
+                   check=False, executor=host)
         if spec != "local":
             entry = [spec, rec["netns"]]
             if entry in self.state["remote_namespaces"]:

@@ -27,9 +27,14 @@ def run(cmd, netns=None, check=True, env=None, timeout=60, capture=True, executo
 
     With check=True a non-zero exit raises LabError carrying the command and its stderr,
     so callers never have to format subprocess failures themselves."""
+    cmd = list(cmd)
+    target = _on(executor, netns)
+    if netns and len(cmd) > 1 and cmd[0] == "ip" and cmd[1] != "netns":
+        # `ip -n NS ...` enters the namespace itself: one process instead of two, and the
+        # lab runs thousands of these.
+        cmd, target = ["ip", "-n", netns] + cmd[1:], (executor or _LOCAL)
     try:
-        return _on(executor, netns).run(list(cmd), check=check, timeout=timeout, env=env,
-                                        capture=capture)
+        return target.run(cmd, check=check, timeout=timeout, env=env, capture=capture)
     except ExecError as exc:
         raise LabError(str(exc)) from exc
 
