@@ -101,17 +101,17 @@ def _mac(source, key, value):
     return text
 
 
-def load_file(path):
-    """Read and validate *path*; return a Topology. Raises ConfigError."""
+def read_text(path):
+    """A file's text, or ConfigError naming it."""
     try:
         with open(path) as fh:
-            text = fh.read()
+            return fh.read()
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
-    return load_text(text, source=path)
 
 
-def load_text(text, source="<config>"):
+def parse_yaml(text, source):
+    """YAML text -> data; malformed or empty YAML is a ConfigError with line and column."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -121,7 +121,16 @@ def load_text(text, source="<config>"):
         raise ConfigError(source, "", f"malformed YAML: {where}{problem}") from None
     if data is None:
         raise ConfigError(source, "", "the file is empty")
-    return build(data, source)
+    return data
+
+
+def load_file(path):
+    """Read and validate *path*; return a Topology. Raises ConfigError."""
+    return load_text(read_text(path), source=path)
+
+
+def load_text(text, source="<config>"):
+    return build(parse_yaml(text, source), source)
 
 
 def build(data, source):

@@ -204,19 +204,20 @@ def run_bandwidth(lab, spec, mode, progress=None):
 
 
 # -- statistics ------------------------------------------------------------------------
-def _float(value):
+def finite(value):
+    """A finite float from a number or a raw/typed CSV cell, or None (bools are not numbers)."""
     if value is None or isinstance(value, bool):
         return None
     try:
         v = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(v) else v
+    return v if math.isfinite(v) else None
 
 
 def describe(values):
     """{n, mean, std (sample, None below 2 values), min, max} of the numbers in *values*."""
-    vals = [v for v in (_float(x) for x in values) if v is not None]
+    vals = [v for v in (finite(x) for x in values) if v is not None]
     if not vals:
         return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
     return {"n": len(vals), "mean": statistics.fmean(vals),

@@ -45,15 +45,7 @@ DIRECTION_LABELS = {"probe->vm": "probe → VM (controller to VM)",
 
 
 # -- loading -----------------------------------------------------------------------------
-def num(value):
-    """A finite float from a typed or raw CSV cell, or None."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+num = bw.finite        # a finite float from a typed or raw CSV cell, or None
 
 
 def boolean(value):

@@ -187,25 +187,11 @@ class Spec:
 # -- loading ------------------------------------------------------------------------
 def load_spec(path):
     """Read and validate an experiment spec file; return a Spec. Raises ConfigError."""
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
-    return load_spec_text(text, source=path)
+    return load_spec_text(config_mod.read_text(path), source=path)
 
 
 def load_spec_text(text, source="<spec>"):
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, "", f"malformed YAML: {where}{problem}") from None
-    if data is None:
-        raise ConfigError(source, "", "the file is empty")
-    return spec_from_dict(data, source)
+    return spec_from_dict(config_mod.parse_yaml(text, source), source)
 
 
 def _number(sec, name, default, minimum=None, maximum=None, integer=False, strict_min=False):
