@@ -177,8 +177,8 @@ class Core:
                 LOG.info("recovered VM %s on %s from the node's OVSDB", name, node_name)
 
     # -- realising a topology ------------------------------------------------------
-    def _reconcile_node(self, topo, name, force_addresses):
-        state = node_state(topo, name)
+    def _reconcile_node(self, state, force_addresses):
+        name = state.node
         result = self.nodes[name].reconcile(state)
         host = self.hosts.get(name)
         for ifname, cidr in state.addresses.items():
@@ -204,15 +204,17 @@ class Core:
         # *since*: the topology the switches were last reconciled to. A node whose desired
         # OVSDB state is the same under both (a VM placed elsewhere only changes its flows)
         # needs no OVSDB round trip.
+        states = {n: node_state(topo, n) for n in node_names}   # computed once per node
         known = {node for node, _ in self.portmaps}
         ovsdb_nodes = [n for n in node_names if since is None or n not in known
-                       or node_state(since, n) != node_state(topo, n)]
-        results = _parallel(lambda n: self._reconcile_node(topo, n, force_addresses), ovsdb_nodes)
+                       or node_state(since, n) != states[n]]
+        results = _parallel(lambda n: self._reconcile_node(states[n], force_addresses),
+                            ovsdb_nodes)
         for name, result in zip(ovsdb_nodes, results):
             for bridge, pm in result.portmaps.items():
                 self.portmaps[(name, bridge)] = pm
             self.endpoint_macs[name] = result.macs
-        _parallel(lambda n: self._resolve_tunnels(topo, n), node_names)
+        _parallel(lambda n: self._resolve_tunnels(states[n]), node_names)
         timings["ovsdb_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         t1 = time.perf_counter()
         jobs = []
@@ -229,13 +231,14 @@ class Core:
         timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
         return timings
 
-    def _resolve_tunnels(self, topo, node):
-        """Give *node* the MAC of every tunnel endpoint it has a GRE port to (see
-        NetnsHost.set_tunnel_neighbor), once per endpoint MAC."""
+    def _resolve_tunnels(self, state):
+        """Give the node of *state* the MAC of every tunnel endpoint it has a GRE port to
+        (see NetnsHost.set_tunnel_neighbor), once per endpoint MAC."""
+        node = state.node
         host = self.hosts.get(node)
         if host is None or not hasattr(host, "set_tunnel_neighbor"):
             return
-        for br in node_state(topo, node).bridges.values():
+        for br in state.bridges.values():
             for port in br.ports.values():
                 if port.type != "gre":
                     continue

@@ -78,13 +78,10 @@ def _remote_lab(args):
     return RemoteLab(prefix=args.prefix)
 
 
-def _say(text):
-    print(f"  · {text}", flush=True)
-
-
 def cmd_cluster_up(args):
+    from tenantnet.cli import _progress
     lab = _remote_lab(args)
-    result = lab.up(args.config, api=args.api, timeout=args.timeout, progress=_say,
+    result = lab.up(args.config, api=args.api, timeout=args.timeout, progress=_progress,
                     node_exec=_pairs(args.node_exec, "--node-exec"), identity=args.identity,
                     ssh_options=_pairs(args.ssh_option, "--ssh-option"), python=args.python)
     print(f"cluster '{args.prefix}' recorded: {len(result['nodes'])} hosts, API "

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from ovsdbapp.backend.ovs_idl import command as ovs_command
-from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet import naming

@@ -26,6 +26,7 @@ from tenantnet.errors import TenantnetError
 from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment import iperf
 from tenantnet.lab import netns as ns
+from tenantnet.lab.fabric import _proc_cmdline
 from tenantnet.lab import ovs as ovsmod
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.model import Tuning
@@ -109,7 +110,7 @@ def cleanup_baselines(prefix):
         inst = OvsInstance(base, netns=names(prefix)["ovs"])
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pid = inst.pid(daemon)
-            if ovsmod._alive(pid) and base in _cmdline(pid):
+            if ovsmod._alive(pid) and base in _proc_cmdline(pid):
                 ovsmod._terminate(pid)
                 removed.append(f"{daemon} pid {pid}")
     for name in _all_namespaces(prefix):
@@ -124,14 +125,6 @@ def cleanup_baselines(prefix):
     except OSError:
         pass
     return removed
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _refuse_leftovers(prefix):

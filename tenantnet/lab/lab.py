@@ -203,21 +203,33 @@ class Lab:
     def controller_log(self):
         return os.path.join(self.fabric.state_dir, "controller.log")
 
+    # How _wait_api polls and what it says; RemoteLab (a controller service) overrides them.
+    api_poll_interval = 0.1
+
+    def _controller_exited(self):
+        if not self.fabric.process_alive("controller"):
+            return ("the controller exited during start-up; last lines of "
+                    f"{self.controller_log()}:\n{self._log_tail()}")
+        return None
+
+    def _api_hint(self):
+        return f"see {self.controller_log()}"
+
     def _wait_api(self, timeout):
         deadline = time.time() + timeout
         last = None
         while time.time() < deadline:
-            if not self.fabric.process_alive("controller"):
-                raise LabError("the controller exited during start-up; last lines of "
-                               f"{self.controller_log()}:\n{self._log_tail()}")
+            exited = self._controller_exited()
+            if exited:
+                raise LabError(exited)
             try:
                 if self.api(timeout=5).health().get("status") == "ok":
                     return
             except ApiError as exc:
                 last = exc
-            time.sleep(0.1)
-        raise LabError(f"the controller's API did not answer within {timeout:.0f}s ({last}); "
-                       f"see {self.controller_log()}")
+            time.sleep(self.api_poll_interval)
+        raise LabError(f"the controller's API at {self.api_endpoint} did not answer within "
+                       f"{timeout:.0f}s ({last}); {self._api_hint()}")
 
     def _log_tail(self, lines=15):
         try:

@@ -22,7 +22,7 @@ import os
 import time
 
 from tenantnet import config as config_mod
-from tenantnet.errors import ApiError, LabError, TenantnetError
+from tenantnet.errors import LabError, TenantnetError
 from tenantnet.lab.lab import Lab
 
 DEFAULT_PYTHON = "/opt/tenantnet-venv/bin/python"
@@ -130,19 +130,13 @@ class RemoteLab(Lab):
             raise LabError("cannot use every host: " + "; ".join(problems))
         return found
 
-    def _wait_api(self, timeout):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            try:
-                if self.api(timeout=5).health().get("status") == "ok":
-                    return
-            except ApiError as exc:
-                last = exc
-            time.sleep(0.5)
-        raise LabError(f"the controller's API at {self.api_endpoint} did not answer within "
-                       f"{timeout:.0f}s ({last}); on the controller node see "
-                       "`journalctl -u tenantnet-controller`")
+    api_poll_interval = 0.5
+
+    def _controller_exited(self):
+        return None          # a systemd service on the controller node, not our process
+
+    def _api_hint(self):
+        return "on the controller node see `journalctl -u tenantnet-controller`"
 
     def controller_log(self):
         return "`journalctl -u tenantnet-controller` on the controller node"
