@@ -13,8 +13,8 @@ exactly as tenantnet's own tenant controller does, since the base rules are its 
 
 import os
 
-from tenantnet import naming
-from tenantnet.flowspec import Flow
+from tenantnet.model import naming
+from tenantnet.model.flowspec import Flow
 
 PRIO_ACL = 500     # above the NORMAL flow (priority 0) of brint-xy
 
@@ -31,7 +31,7 @@ def acl_pairs(text=None):
 
 
 def extra_flows(topo, node, bridge, pairs=None):
-    """Flows added to the tenant's own rules on *bridge* of *node* (tenantnet.tenant hook)."""
+    """Flows added to the tenant's own rules on *bridge* of *node* (tenantnet.controller.tenant hook)."""
     flows = []
     for src, dst in (acl_pairs() if pairs is None else pairs):
         a, b = topo.vm(src), topo.vm(dst)

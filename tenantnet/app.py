@@ -20,7 +20,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from tenantnet.ofswitch import FlowPusher
+from tenantnet.southbound.ofswitch import FlowPusher
 
 LOG = logging.getLogger("tenantnet.app")
 
@@ -49,7 +49,7 @@ class TenantnetApp(app_manager.OSKenApp):
         self.pusher = FlowPusher()
         factory = CORE_FACTORY
         if factory is None:
-            from tenantnet import controller
+            from tenantnet.controller import core as controller
             factory = controller.build_core
         self.core = factory(self.pusher, self)
 
@@ -61,7 +61,7 @@ class TenantnetApp(app_manager.OSKenApp):
     def _start_core(self):
         # The core creates bridges that connect to us at once: if the OpenFlow port did not
         # listen yet, Open vSwitch would back off for a second before trying again.
-        from tenantnet import ofrunner
+        from tenantnet.controller import runner as ofrunner
         ofrunner.wait_listening(10.0)
         try:
             self.core.start()

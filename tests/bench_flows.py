@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from test_ofswitch import BRIDGE, DPID, PORTS, Lab   # noqa: E402
-from tenantnet import ofctl                          # noqa: E402
-from tenantnet.flowspec import Flow                  # noqa: E402
+from tenantnet.southbound import ofctl  # noqa: E402
+from tenantnet.model.flowspec import Flow                  # noqa: E402
 
 
 def make_flows(n):

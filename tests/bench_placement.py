@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tenantnet import naming  # noqa: E402
+from tenantnet.model import naming  # noqa: E402
 from tenantnet.lab.lab import Lab  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "lab", "two-tenants.yaml")

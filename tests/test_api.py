@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from tenantnet import api as api_mod
-from tenantnet.api import MAX_BODY, ROUTES, ApiServer, openapi_document, write_openapi
-from tenantnet.client import ApiClient, _decode, _UnixHTTPConnection
+from tenantnet.controller import api as api_mod
+from tenantnet.controller.api import MAX_BODY, ROUTES, ApiServer, openapi_document, write_openapi
+from tenantnet.controller.client import ApiClient, decode_response, UnixHTTPConnection
 from tenantnet.errors import (ApiError, ConfigError, PlacementError, SouthboundError,
                               TenantnetError)
 
@@ -131,7 +131,7 @@ def connection(server, timeout=10):
     if server.tcp_address:
         host, port = server.tcp_address
         return http.client.HTTPConnection(host, port, timeout=timeout)
-    return _UnixHTTPConnection(server.unix_path, timeout)
+    return UnixHTTPConnection(server.unix_path, timeout)
 
 
 def raw(server, method, path, body=None, headers=None):
@@ -253,7 +253,7 @@ def test_config_error_is_400(client):
 
 
 def test_internal_error_is_500_one_line_traceback_only_logged(server, caplog):
-    with caplog.at_level(logging.ERROR, logger="tenantnet.api"):
+    with caplog.at_level(logging.ERROR, logger="tenantnet.controller.api"):
         status, _, body = post_json(server, {**VM, "node": "crash"})
     assert status == 500
     assert "RuntimeError" in body["error"] and "Traceback" not in body["error"]
@@ -449,7 +449,7 @@ def test_committed_openapi_json_is_up_to_date(tmp_path):
     with open(os.path.join(REPO, "docs", "openapi.json")) as fh:
         committed = fh.read()
     assert committed == generated, \
-        "docs/openapi.json is stale: regenerate it with `python -m tenantnet.api`"
+        "docs/openapi.json is stale: regenerate it with `python -m tenantnet.controller.api`"
 
 
 # -- the unix socket -------------------------------------------------------------------
@@ -633,12 +633,12 @@ def test_client_endpoints(endpoint, kind, address):
 
 def test_client_decodes_non_json_errors():
     with pytest.raises(ApiError) as err:
-        _decode(502, "Bad Gateway", b"<html><body>proxy says no</body></html>", "GET", "/x")
+        decode_response(502, "Bad Gateway", b"<html><body>proxy says no</body></html>", "GET", "/x")
     assert err.value.status == 502
     assert str(err.value).startswith("HTTP 502 Bad Gateway: <html>")
     with pytest.raises(ApiError, match="not JSON"):
-        _decode(200, "OK", b"<html>", "GET", "/x")
-    assert _decode(200, "OK", b'{"a": 1}', "GET", "/x") == {"a": 1}
+        decode_response(200, "OK", b"<html>", "GET", "/x")
+    assert decode_response(200, "OK", b'{"a": 1}', "GET", "/x") == {"a": 1}
 
 
 def test_client_rejects_empty_names(client):

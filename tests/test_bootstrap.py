@@ -1,4 +1,4 @@
-"""Node bootstrap (tenantnet.bootstrap, `tenantnet node bootstrap`) against a real private
+"""Node bootstrap (tenantnet.node.bootstrap, `tenantnet node bootstrap`) against a real private
 Open vSwitch in its own namespace: bridges, uplink, flows, manager, system-id, addresses,
 an idempotent second run, and a clear error for every unmet prerequisite.
 
@@ -15,9 +15,9 @@ import tempfile
 import pytest
 
 from conftest import ROOT, lab_prerequisites
-from tenantnet.bootstrap import (ARP_SYSCTLS, BootstrapError, ExecHost, apply_endpoint_addresses,
+from tenantnet.node.bootstrap import (ARP_SYSCTLS, BootstrapError, ExecHost, apply_endpoint_addresses,
                                  bootstrap_node)
-from tenantnet.hostexec import NetnsExecutor
+from tenantnet.node.hostexec import NetnsExecutor
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 
@@ -174,7 +174,7 @@ def test_cli_on_a_host(node):
     """`tenantnet node bootstrap` as on a real host (plain ovs-vsctl/ovs-ofctl, `ip`), here
     run inside the node's namespace against its database."""
     ovs, _ = node
-    cmd = ["ip", "netns", "exec", NETNS, sys.executable, "-m", "tenantnet.node_cli", "node",
+    cmd = ["ip", "netns", "exec", NETNS, sys.executable, "-m", "tenantnet.cli.node", "node",
            "bootstrap", "--role", "compute", "--transport-interface", "eth1",
            "--transport-ip", TRANSPORT, "--management-ip", MGMT_IP, "--datapath", "netdev",
            "--system-id", "tnf-cli", "--db", ovs.unix_remote]

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from conftest import two_tenant_config
-from tenantnet import config
+from tenantnet.model import config
 from tenantnet.errors import ConfigError
 
 BASE = two_tenant_config()

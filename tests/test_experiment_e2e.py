@@ -45,7 +45,7 @@ def test_ci_spec_end_to_end(mode, prepare_vms, tmp_path, clean_lab):
     spec = load_spec(SPEC)
     why = mode_unsupported(spec, mode)
     if why:
-        pytest.skip(f"mode {mode} is not accepted by tenantnet.config yet: {why}")
+        pytest.skip(f"mode {mode} is not accepted by tenantnet.model.config yet: {why}")
     spec.reachability.prepare_vms = prepare_vms
     if prepare_vms:
         spec.bandwidth.enabled = False          # covered by the other runs
@@ -112,10 +112,10 @@ def test_interrupted_run_tears_the_lab_down(tmp_path, clean_lab):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while a
     sub-experiment runs, then a second one during the teardown: nothing is left behind."""
     out = tmp_path / "results"
-    # tenantnet.cli's main() in miniature (the lead hooks the commands into it)
+    # tenantnet.cli.main's main() in miniature (the lead hooks the commands into it)
     code = ("import argparse, sys\n"
             "from tenantnet.errors import TenantnetError\n"
-            "from tenantnet.experiment.cli import add_experiment_commands\n"
+            "from tenantnet.cli.experiment import add_experiment_commands\n"
             "p = argparse.ArgumentParser()\n"
             "add_experiment_commands(p.add_subparsers(dest='c', required=True))\n"
             "a = p.parse_args()\n"

@@ -144,7 +144,7 @@ def test_udp_rate_preset_and_modes_option():
 
 
 def test_generated_lab_config_is_valid_and_has_no_vms():
-    from tenantnet import config
+    from tenantnet.model import config
     spec = spec_from_dict({"name": "x", "lab": {"compute_nodes": 3},
                            "tuning": {"vm_mtu": 1300}})
     topo = config.load_text(spec.lab_config_text("dnb", 4), source="gen")
@@ -160,7 +160,7 @@ def test_generated_lab_config_is_valid_and_has_no_vms():
 
 
 def test_placements_round_robin_over_networks_and_nodes():
-    from tenantnet import config
+    from tenantnet.model import config
     spec = spec_from_dict({"name": "x", "lab": {"compute_nodes": 3}})
     ps = spec.placements(12, 2)
     assert [p.name for p in ps] == [f"vm{i}" for i in range(1, 13)]

@@ -15,7 +15,7 @@ import pytest
 
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
-from tenantnet.lab.fabric import LabFabric, _alive, check_host
+from tenantnet.lab.fabric import LabFabric, pid_alive, check_host
 
 # Another lab already using "tnt" on this machine would make the tests fail (they never touch
 # namespaces they did not create): pick another prefix with TENANTNET_TEST_PREFIX then.
@@ -157,7 +157,7 @@ class TestSharedLab:
         pid = fab.start_process("sleeper", ["sleep", "60"], fab.endpoint_netns("e1"), log)
         assert fab.status()["processes"]["sleeper"]["alive"]
         fab.stop_process("sleeper")
-        assert not _alive(pid)
+        assert not pid_alive(pid)
         assert "sleeper" not in fab.status()["processes"]
 
 
@@ -206,7 +206,7 @@ def test_down_removes_everything_and_is_repeatable(state_dir):
 
     fab.down()
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     assert not os.path.exists(os.path.join(state_dir, "state.json"))
     assert not os.path.exists(os.path.join(state_dir, "nodes"))
     fab.down()                                # second time: nothing to do, no error
@@ -239,7 +239,7 @@ def test_down_after_crash_and_manual_kills(state_dir):
     assert set(again.state["namespaces"]) == created
     again.down()
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     again.down()
 
 

@@ -1,4 +1,4 @@
-"""Executors (tenantnet.hostexec): local and network-namespace ones for real, the SSH one
+"""Executors (tenantnet.node.hostexec): local and network-namespace ones for real, the SSH one
 against an sshd of our own in namespace tnf-ssh (reached from namespace tnf-sshc, on
 198.18.250.0/30, with a key pair and host key generated in a temporary directory), and the
 multi-node lab's host nodes (VM namespaces made on a host over SSH, its Open vSwitch
@@ -18,7 +18,7 @@ import pytest
 
 from conftest import lab_prerequisites
 from tenantnet.errors import LabError
-from tenantnet.hostexec import (ExecError, LocalExecutor, NetnsExecutor, SshExecutor,
+from tenantnet.node.hostexec import (ExecError, LocalExecutor, NetnsExecutor, SshExecutor,
                                 executor_for, parse_ssh_target)
 from tenantnet.lab import netns as ns
 
@@ -273,7 +273,7 @@ def test_vm_namespaces_on_a_host_node_over_ssh(sshd, tmp_path):
     reason = lab_prerequisites()
     if reason:
         pytest.skip(reason)
-    from tenantnet.bootstrap import ExecHost, bootstrap_node, local_vsctl
+    from tenantnet.node.bootstrap import ExecHost, bootstrap_node, local_vsctl
     from tenantnet.lab.fabric import LabFabric
     from tenantnet.lab.ovs import OvsInstance
     # The host's Open vSwitch: a private instance in the server's namespace (never the

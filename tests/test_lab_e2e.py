@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import CONFIGS, ROOT, lab_prerequisites
-from tenantnet import equations, naming
+from tenantnet.model import equations, naming
 from tenantnet.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab,

@@ -1,9 +1,9 @@
 """Model, names, desired state, flows and equations (pure logic: no switch involved)."""
 
 from conftest import two_tenant_config
-from tenantnet import config, equations, naming
-from tenantnet.desired import desired_state
-from tenantnet.flows import (RULE_EGRESS, RULE_FLOOD, RULE_INGRESS, T_CLASSIFY, T_EGRESS,
+from tenantnet.model import config, equations, naming
+from tenantnet.model.desired import desired_state
+from tenantnet.model.flows import (RULE_EGRESS, RULE_FLOOD, RULE_INGRESS, T_CLASSIFY, T_EGRESS,
                              all_flows, node_flows)
 
 CFG = two_tenant_config(3, ("web1@compute1", "web2@compute2", "app1@compute1"))

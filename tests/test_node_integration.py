@@ -6,10 +6,11 @@ import pytest
 
 from conftest import lab_prerequisites, two_tenant_config
 from tenantnet import app as tapp
-from tenantnet import config, naming, ofrunner
-from tenantnet.controller import Core
-from tenantnet.flowspec import COOKIE_PREFIX
-from tenantnet.flows import node_flows
+from tenantnet.model import config, naming
+from tenantnet.controller import runner as ofrunner
+from tenantnet.controller.core import Core
+from tenantnet.model.flowspec import COOKIE_PREFIX
+from tenantnet.model.flows import node_flows
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 
@@ -125,7 +126,7 @@ def test_flows_on_every_tenant_bridge_are_exactly_the_computed_ones(node):
 def test_second_pass_changes_nothing(node):
     ovs, core = node
     result = core.nodes["compute1"].reconcile(
-        __import__("tenantnet.desired", fromlist=["node_state"]).node_state(core.topo, "compute1"))
+        __import__("tenantnet.model.desired", fromlist=["node_state"]).node_state(core.topo, "compute1"))
     assert result.commands == []
     for bridge, bf in node_flows(core.topo, "compute1").items():
         res = core.pusher.sync(bf.dpid, bf.flows, core.nodes["compute1"].portmap(bridge))

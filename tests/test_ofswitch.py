@@ -4,7 +4,7 @@ Harness (one per module):
   * a fresh network namespace tnx-b-<pid> holding a private OvsInstance (its own
     ovsdb-server + ovs-vswitchd, run/db/log dirs under /tmp/tnx-b-<pid>/) with bridge
     tnx-b-br (datapath_type=netdev, fail_mode=secure, protocols=OpenFlow13);
-  * the os-ken controller runs IN THIS PROCESS via tenantnet.ofrunner.ControllerRuntime,
+  * the os-ken controller runs IN THIS PROCESS via tenantnet.controller.runner.ControllerRuntime,
     whose thread enters the same namespace (setns) before starting os-ken, so every
     os-ken thread and socket lives there and the bridge reaches it on the namespace's
     own 127.0.0.1. Nothing is created in the root namespace except the /tmp dir.
@@ -27,10 +27,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tenantnet import app as tapp            # noqa: E402
-from tenantnet import ofctl, ofrunner        # noqa: E402
+from tenantnet import app as tapp  # noqa: E402
+from tenantnet.southbound import ofctl  # noqa: E402
+from tenantnet.controller import runner as ofrunner
 from tenantnet.errors import SouthboundError  # noqa: E402
-from tenantnet.flowspec import COOKIE_PREFIX, Flow  # noqa: E402
+from tenantnet.model.flowspec import COOKIE_PREFIX, Flow  # noqa: E402
 from tenantnet.lab import netns as ns        # noqa: E402
 from tenantnet.lab.ovs import OvsInstance    # noqa: E402
 

@@ -3,11 +3,11 @@
 import pytest
 
 from conftest import lab_prerequisites, two_tenant_config
-from tenantnet import config, naming
-from tenantnet.desired import node_state
+from tenantnet.model import config, naming
+from tenantnet.model.desired import node_state
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
-from tenantnet.ovsdb import NodeOvsdb
+from tenantnet.southbound.ovsdb import NodeOvsdb
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]

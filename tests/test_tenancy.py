@@ -3,14 +3,14 @@
 import pytest
 
 from conftest import two_tenant_config
-from tenantnet import config, naming
-from tenantnet.api import ApiServer
-from tenantnet.client import ApiClient
-from tenantnet.controller import Core, make_authorizer
-from tenantnet.desired import node_state
+from tenantnet.model import config, naming
+from tenantnet.controller.api import ApiServer
+from tenantnet.controller.client import ApiClient
+from tenantnet.controller.core import Core, make_authorizer
+from tenantnet.model.desired import node_state
 from tenantnet.errors import ApiError, ConfigError
-from tenantnet.flows import node_flows
-from tenantnet.tenant import topology_from_api
+from tenantnet.model.flows import node_flows
+from tenantnet.controller.tenant import topology_from_api
 
 ACME_CTL = "tcp:198.18.0.201:6653"
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from conftest import CONFIGS, lab_prerequisites
-from tenantnet import naming
-from tenantnet.flowspec import COOKIE_PREFIX
+from tenantnet.model import naming
+from tenantnet.model.flowspec import COOKIE_PREFIX
 from tenantnet.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab,

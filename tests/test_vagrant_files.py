@@ -21,7 +21,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from tenantnet import config as config_mod
+from tenantnet.model import config as config_mod
 
 VAGRANT = os.path.join(ROOT, "vagrant")
 VAGRANTFILE = os.path.join(VAGRANT, "Vagrantfile")

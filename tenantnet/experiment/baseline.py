@@ -26,10 +26,10 @@ from tenantnet.errors import TenantnetError
 from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment import iperf
 from tenantnet.lab import netns as ns
-from tenantnet.lab.fabric import _proc_cmdline
+from tenantnet.lab.fabric import proc_cmdline
 from tenantnet.lab import ovs as ovsmod
 from tenantnet.lab.ovs import OvsInstance
-from tenantnet.model import Tuning
+from tenantnet.model.topology import Tuning
 
 BASE_ROOT = "/run/tenantnet-baseline"
 MODES = ("veth", "ovs-flat")
@@ -110,8 +110,8 @@ def cleanup_baselines(prefix):
         inst = OvsInstance(base, netns=names(prefix)["ovs"])
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pid = inst.pid(daemon)
-            if ovsmod._alive(pid) and base in _proc_cmdline(pid):
-                ovsmod._terminate(pid)
+            if ovsmod.pid_alive(pid) and base in proc_cmdline(pid):
+                ovsmod.terminate_pid(pid)
                 removed.append(f"{daemon} pid {pid}")
     for name in _all_namespaces(prefix):
         if ns.exists(name):

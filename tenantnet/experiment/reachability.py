@@ -51,7 +51,7 @@ import threading
 import time
 
 import tenantnet
-from tenantnet import config as config_mod
+from tenantnet.model import config as config_mod
 from tenantnet.errors import ApiError, TenantnetError
 
 INSTANCE_FIELDS = (

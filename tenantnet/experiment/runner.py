@@ -48,7 +48,7 @@ import threading
 import time
 
 import tenantnet
-from tenantnet import config as config_mod
+from tenantnet.model import config as config_mod
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.experiment import stats
 from tenantnet.experiment.reachability import (GUARD, INSTANCE_FIELDS, ExperimentError,

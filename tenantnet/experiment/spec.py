@@ -8,7 +8,7 @@
     bandwidth: {duration_s: 3, udp_rate: 100M, vms: 2, protocols: [tcp, udp]}
     tuning: {vm_mtu: 1400, tx_checksum_offload: false}   # passed to the lab config as is
 
-Validation follows tenantnet.config: unknown keys are refused and every error is a
+Validation follows tenantnet.model.config: unknown keys are refused and every error is a
 ConfigError naming the file, the key and the problem, e.g.
 ``configs/experiments/x.yaml: reachability.instances[1]: expected a positive integer, got 0``.
 
@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
-from tenantnet import config as config_mod
-from tenantnet.config import _Section, _typename
+from tenantnet.model import config as config_mod
+from tenantnet.model.config import Section, typename
 from tenantnet.errors import ConfigError
 
 KNOWN_MODES = ("dnb", "cnb")
@@ -218,7 +218,7 @@ def _int_list(sec, name, default, maximum):
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, int) or item < 1:
             raise ConfigError(sec.source, f"{key}[{i}]",
-                              f"expected a positive integer, got {_typename(item)} {item!r}")
+                              f"expected a positive integer, got {typename(item)} {item!r}")
         if item > maximum:
             raise ConfigError(sec.source, f"{key}[{i}]", f"{item} is more than {maximum}")
         if item in out:
@@ -272,13 +272,13 @@ def normalise_rate(value, source, key):
 
 
 def spec_from_dict(data, source="<spec>"):
-    top = _Section(source, "", data)
+    top = Section(source, "", data)
     name = top.take("name", str, required=True)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
         raise ConfigError(source, "name", f"{name!r}: use 1-64 characters from [A-Za-z0-9_.-]")
     modes = _modes(source, top)
 
-    sec = _Section(source, "lab", top.take("lab", dict, default={}))
+    sec = Section(source, "lab", top.take("lab", dict, default={}))
     lab = LabSpec()
     lab.compute_nodes = _number(sec, "compute_nodes", lab.compute_nodes, 1, MAX_COMPUTE, True)
     lab.network_nodes = _number(sec, "network_nodes", lab.network_nodes, 1, MAX_NETWORK_NODES,
@@ -286,7 +286,7 @@ def spec_from_dict(data, source="<spec>"):
     lab.up_timeout_s = float(_number(sec, "up_timeout_s", lab.up_timeout_s, 1))
     sec.done()
 
-    sec = _Section(source, "reachability", top.take("reachability", dict, default={}))
+    sec = Section(source, "reachability", top.take("reachability", dict, default={}))
     r = ReachabilitySpec()
     r.enabled = sec.take("enabled", bool, default=True)
     r.instances = _int_list(sec, "instances", r.instances, 10000)
@@ -304,7 +304,7 @@ def spec_from_dict(data, source="<spec>"):
                                   f"{math.ceil(n / k)} VMs on one /24 network "
                                   f"(at most {MAX_VMS_PER_NETWORK})")
 
-    sec = _Section(source, "bandwidth", top.take("bandwidth", dict, default={}))
+    sec = Section(source, "bandwidth", top.take("bandwidth", dict, default={}))
     b = BandwidthSpec()
     b.enabled = sec.take("enabled", bool, default=True)
     b.duration_s = float(_number(sec, "duration_s", b.duration_s, 0, strict_min=True))
@@ -331,7 +331,7 @@ def spec_from_dict(data, source="<spec>"):
 
 
 def check_mode(spec, mode):
-    """Raise ConfigError when tenantnet.config does not accept a lab config in *mode*
+    """Raise ConfigError when tenantnet.model.config does not accept a lab config in *mode*
     (for instance while a mode is not implemented yet). Nothing is created."""
     text = spec.lab_config_text(mode, 1)
     try:

@@ -11,7 +11,7 @@ Pure mechanics, no knowledge of tenants. Layout (names for prefix "tn"):
     tn-v-<name>    an endpoint ("VM"; tn-p-<name> for probes): `eth0`, whose veth peer
                    (named by the caller) sits in the node namespace
 
-Node set-up goes through tenantnet.bootstrap.bootstrap_node, the code `tenantnet node
+Node set-up goes through tenantnet.node.bootstrap.bootstrap_node, the code `tenantnet node
 bootstrap` runs on a real host. A lab may also hold *host nodes* (add_host_node): machines
 that exist already (the Vagrant lab's VMs), reached through an executor (SSH); endpoints
 are then made on that machine by the same functions (create_endpoint, configure_interface)
@@ -39,10 +39,10 @@ import sys
 import threading
 import time
 
-from tenantnet.bootstrap import ARP_SYSCTLS, ExecHost, bootstrap_node
-from tenantnet.desired import COMMON_BRIDGES
+from tenantnet.node.bootstrap import ARP_SYSCTLS, ExecHost, bootstrap_node
+from tenantnet.model.desired import COMMON_BRIDGES
 from tenantnet.errors import LabError, TenantnetError
-from tenantnet.hostexec import executor_for
+from tenantnet.node.hostexec import executor_for
 from tenantnet.lab import netns as ns
 from tenantnet.lab import ovs as ovsmod
 from tenantnet.lab.ovs import OvsInstance
@@ -95,7 +95,7 @@ def _proc_start_time(pid):
     return int(fields[19])
 
 
-def _proc_cmdline(pid):
+def proc_cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
@@ -122,7 +122,7 @@ def _group_members(pgid, min_start):
     return found
 
 
-def _alive(pid, start_time=None):
+def pid_alive(pid, start_time=None):
     if not pid:
         return False
     st = _proc_start_time(pid)
@@ -131,18 +131,18 @@ def _alive(pid, start_time=None):
     return start_time is None or st == start_time
 
 
-def _terminate(pid, timeout=5.0):
+def terminate_pid(pid, timeout=5.0):
     """SIGTERM, then SIGKILL after *timeout*; a zombie counts as gone (our PID 1 may reap
     detached daemons late, which would make a plain kill(pid, 0) loop wait for nothing)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.time() + timeout
-        while time.time() < deadline and _alive(pid):
+        while time.time() < deadline and pid_alive(pid):
             time.sleep(0.02)
 
 
@@ -642,8 +642,8 @@ class LabFabric:
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pids = {inst.pid(daemon), (rec.get("pids") or {}).get(daemon)}
             for pid in sorted(p for p in pids if p):
-                if _alive(pid) and rec["base_dir"] in _proc_cmdline(pid):
-                    _terminate(pid)
+                if pid_alive(pid) and rec["base_dir"] in proc_cmdline(pid):
+                    terminate_pid(pid)
         shutil.rmtree(rec["base_dir"], ignore_errors=True)
 
     def _remove_node(self, name):
@@ -820,7 +820,7 @@ class LabFabric:
         output to *log_path*; its pid is recorded. Returns the pid."""
         self._check_name("process", name)
         old = self.state["processes"].get(name)
-        if old and _alive(old["pid"], old.get("start_time")):
+        if old and pid_alive(old["pid"], old.get("start_time")):
             raise LabError(f"process {name!r} is already running (pid {old['pid']})")
         if netns and not ns.exists(netns):
             raise LabError(f"start_process {name}: no network namespace {netns}")
@@ -852,7 +852,7 @@ class LabFabric:
         proc = self._popen.get(name)
         if proc is not None and proc.poll() is not None:
             return False
-        return _alive(rec["pid"], rec.get("start_time"))
+        return pid_alive(rec["pid"], rec.get("start_time"))
 
     @_mutating
     def stop_process(self, name, timeout=5.0):

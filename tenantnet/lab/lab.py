@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 
-from tenantnet import config as config_mod
-from tenantnet import naming
-from tenantnet.client import ApiClient
+from tenantnet.model import config as config_mod
+from tenantnet.model import naming
+from tenantnet.controller.client import ApiClient
 from tenantnet.errors import ApiError, LabError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
-from tenantnet.model import probe_name
+from tenantnet.model.topology import probe_name
 
 META = "lab.json"
 

@@ -1,13 +1,13 @@
 """Thin wrappers around `ip netns` and subprocess: every command the lab runs goes through here.
 
-Each function takes an optional *executor* (tenantnet.hostexec): the host the command runs
+Each function takes an optional *executor* (tenantnet.node.hostexec): the host the command runs
 on. None is this host, exactly as before executors existed; an SshExecutor makes the same
 calls on another machine (the multi-node lab's nodes)."""
 
 import os
 
 from tenantnet.errors import LabError
-from tenantnet.hostexec import ExecError, LocalExecutor, NetnsExecutor
+from tenantnet.node.hostexec import ExecError, LocalExecutor, NetnsExecutor
 
 _LOCAL = LocalExecutor()
 

@@ -122,19 +122,19 @@ class OvsInstance:
         raise LabError(f"ovs-vswitchd under {self.base_dir} did not come up; see {self.logdir}")
 
     def running(self):
-        return any(_alive(self.pid(d)) for d in ("ovs-vswitchd", "ovsdb-server"))
+        return any(pid_alive(self.pid(d)) for d in ("ovs-vswitchd", "ovsdb-server"))
 
     def stop(self, remove=True):
         """Stop our two daemons by pid (never by name); optionally remove the directories.
 
         Userspace bridges are persistent tap devices: outside a namespace (which takes them
         along when it is deleted) the bridges are deleted first so that no device is left."""
-        if self.netns is None and _alive(self.pid("ovs-vswitchd")):
+        if self.netns is None and pid_alive(self.pid("ovs-vswitchd")):
             bridges = self.vsctl("list-br", check=False).stdout.split()
             for br in bridges:
                 self.vsctl("--if-exists", "del-br", br, check=False)
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
-            _terminate(self.pid(daemon))
+            terminate_pid(self.pid(daemon))
         if remove and os.path.isdir(self.base_dir):
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -152,7 +152,7 @@ class OvsInstance:
                        *args], env=self.env, check=check)
 
 
-def _alive(pid):
+def pid_alive(pid):
     """True while *pid* runs. A zombie counts as gone: daemons detach, so their parent is
     PID 1, which may reap them late, and waiting for that would only stall shutdown."""
     if not pid:
@@ -165,8 +165,8 @@ def _alive(pid):
     return state not in ("Z", "X")
 
 
-def _terminate(pid, timeout=5.0):
-    if not _alive(pid):
+def terminate_pid(pid, timeout=5.0):
+    if not pid_alive(pid):
         return
     try:
         os.kill(pid, signal.SIGTERM)
@@ -174,7 +174,7 @@ def _terminate(pid, timeout=5.0):
         return
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.05)
     try:

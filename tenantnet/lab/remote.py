@@ -21,7 +21,7 @@ import json
 import os
 import time
 
-from tenantnet import config as config_mod
+from tenantnet.model import config as config_mod
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.lab.lab import Lab
 

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..")))
 
 from tenantnet.errors import LabError  # noqa: E402
 from tenantnet.lab import netns as ns  # noqa: E402
-from tenantnet.lab.fabric import _alive, _proc_cmdline, _terminate  # noqa: E402
+from tenantnet.lab.fabric import pid_alive, proc_cmdline, terminate_pid  # noqa: E402
 from tenantnet.lab.ovs import OvsInstance  # noqa: E402
 
 PREFIX = "tnx-a"
@@ -107,8 +107,8 @@ def cleanup():
         inst = ovs_for(n)
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pid = inst.pid(daemon)
-            if _alive(pid) and inst.base_dir in _proc_cmdline(pid):
-                _terminate(pid)
+            if pid_alive(pid) and inst.base_dir in proc_cmdline(pid):
+                terminate_pid(pid)
     for t in TENANTS:
         for n in NODES:
             ns.delete(vm_ns(t, n))

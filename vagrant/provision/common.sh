@@ -41,6 +41,6 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$SRC"
     echo "$want" > "$stamp"
 fi
-"$VENV/bin/python" -c 'import tenantnet.cli' || die "tenantnet does not import from $VENV"
+"$VENV/bin/python" -c 'import tenantnet.cli.main' || die "tenantnet does not import from $VENV"
 ln -sf "$VENV/bin/tenantnet" /usr/local/bin/tenantnet
 say "ok: $("$VENV/bin/python" -c 'import tenantnet; print("tenantnet", tenantnet.__version__)'), $(ovs-vsctl --version | head -n1)"

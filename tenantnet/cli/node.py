@@ -1,5 +1,5 @@
-"""`tenantnet node ...` and `tenantnet cluster ...`: hooked into tenantnet/cli.py by
-add_node_commands (also runnable as `python -m tenantnet.node_cli ...`).
+"""`tenantnet node ...` and `tenantnet cluster ...`: hooked into tenantnet/cli/main.py by
+add_node_commands (also runnable as `python -m tenantnet.cli.node ...`).
 
   tenantnet node bootstrap --role compute|network --transport-interface IF
         --transport-ip IP/PREFIX --management-ip IP [--ovsdb-port 6640]
@@ -13,7 +13,7 @@ add_node_commands (also runnable as `python -m tenantnet.node_cli ...`).
         (then `tenantnet vm add|del|list --prefix tn` makes VM namespaces on the hosts,
         and `tenantnet lab exec VM --prefix tn -- CMD` runs commands in them)
 
-Errors are TenantnetError subclasses: tenantnet.cli prints them as one line."""
+Errors are TenantnetError subclasses: tenantnet.cli.main prints them as one line."""
 
 import argparse
 import json
@@ -26,14 +26,14 @@ DEFAULT_CLUSTER_CONFIG = "/etc/tenantnet/config.yaml"
 
 
 def _host_tools(args):
-    from tenantnet.bootstrap import ExecHost, local_ofctl, local_vsctl
-    from tenantnet.hostexec import LocalExecutor
+    from tenantnet.node.bootstrap import ExecHost, local_ofctl, local_vsctl
+    from tenantnet.node.hostexec import LocalExecutor
     ex = LocalExecutor()
     return local_vsctl(db=args.db, executor=ex), local_ofctl(executor=ex), ExecHost(ex)
 
 
 def cmd_node_bootstrap(args):
-    from tenantnet.bootstrap import bootstrap_node
+    from tenantnet.node.bootstrap import bootstrap_node
     vsctl, ofctl, host = _host_tools(args)
     steps = bootstrap_node(vsctl, args.role, args.transport_interface, args.transport_ip,
                            args.management_ip, ovsdb_port=args.ovsdb_port,
@@ -52,7 +52,7 @@ def cmd_node_bootstrap(args):
 
 
 def cmd_node_addresses(args):
-    from tenantnet.bootstrap import apply_endpoint_addresses
+    from tenantnet.node.bootstrap import apply_endpoint_addresses
     vsctl, _, host = _host_tools(args)
     applied = apply_endpoint_addresses(vsctl, host.set_address, only=args.interface)
     if args.interface and args.interface not in applied:
@@ -79,9 +79,9 @@ def _remote_lab(args):
 
 
 def cmd_cluster_up(args):
-    from tenantnet.cli import _progress
+    from tenantnet.cli.common import progress
     lab = _remote_lab(args)
-    result = lab.up(args.config, api=args.api, timeout=args.timeout, progress=_progress,
+    result = lab.up(args.config, api=args.api, timeout=args.timeout, progress=progress,
                     node_exec=_pairs(args.node_exec, "--node-exec"), identity=args.identity,
                     ssh_options=_pairs(args.ssh_option, "--ssh-option"), python=args.python)
     print(f"cluster '{args.prefix}' recorded: {len(result['nodes'])} hosts, API "
@@ -101,19 +101,19 @@ def cmd_cluster_down(args):
 
 
 def cmd_cluster_status(args):
-    from tenantnet.cli import cmd_lab_status
+    from tenantnet.cli.lab import cmd_lab_status
     return cmd_lab_status(args)
 
 
 def cmd_cluster_matrix(args):
-    from tenantnet.cli import cmd_lab_matrix
+    from tenantnet.cli.lab import cmd_lab_matrix
     return cmd_lab_matrix(args)
 
 
 def add_node_commands(subparsers):
     """Add `node bootstrap|addresses` and `cluster up|status|matrix|down` to tenantnet's
     top-level *subparsers*."""
-    from tenantnet.bootstrap import DATAPATHS, ROLES
+    from tenantnet.node.bootstrap import DATAPATHS, ROLES
     node = subparsers.add_parser("node", help="prepare this host as a tenantnet node")
     sub = node.add_subparsers(dest="node_cmd", required=True)
 

@@ -1,6 +1,6 @@
 """Python client of the controller's HTTP API (standard library only).
 
-    from tenantnet.client import ApiClient
+    from tenantnet.controller.client import ApiClient
     api = ApiClient("unix:/run/tenantnet/api.sock")        # or "http://127.0.0.1:8080"
     vm = api.add_vm("web1", "acme/front", "node1", ip="10.0.0.11/24")
     api.del_vm("web1")
@@ -18,7 +18,7 @@ from tenantnet.errors import ApiError, ConfigError
 DEFAULT_TIMEOUT = 120.0   # seconds; add_vm answers only once the placement is realised
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix stream socket."""
 
     def __init__(self, path, timeout):
@@ -102,7 +102,7 @@ class ApiClient:
     # -- transport -------------------------------------------------------------------
     def _connection(self):
         if self.kind == "unix":
-            return _UnixHTTPConnection(self.address, self.timeout)
+            return UnixHTTPConnection(self.address, self.timeout)
         return http.client.HTTPConnection(*self.address, timeout=self.timeout)
 
     def request(self, method, path, body=None):
@@ -142,7 +142,7 @@ class ApiClient:
                                   f"({exc.strerror or exc})") from None
         finally:
             conn.close()
-        return _decode(resp.status, resp.reason, raw, method, path)
+        return decode_response(resp.status, resp.reason, raw, method, path)
 
 
 def _segment(name):
@@ -151,7 +151,7 @@ def _segment(name):
     return quote(name, safe="")
 
 
-def _decode(status, reason, raw, method, path):
+def decode_response(status, reason, raw, method, path):
     try:
         payload = json.loads(raw.decode("utf-8")) if raw.strip() else None
     except (UnicodeDecodeError, json.JSONDecodeError):

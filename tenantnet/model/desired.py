@@ -2,11 +2,11 @@
 
 For each node: the bridges (with their kind, datapath id, controller target and ports),
 each port's type, options, VLAN tag and external_ids, and the addresses of the ex-
-endpoints. tenantnet.ovsdb makes a node look like this; nothing here talks to a switch."""
+endpoints. tenantnet.southbound.ovsdb makes a node look like this; nothing here talks to a switch."""
 
 from dataclasses import dataclass, field
 
-from tenantnet import naming
+from tenantnet.model import naming
 
 OWNER_KEY = "tenantnet-owner"
 OWNER = "tenantnet"

@@ -1,4 +1,4 @@
-"""Flow (tenantnet.flowspec) -> os-ken OpenFlow 1.3 messages, and the sync plan.
+"""Flow (tenantnet.model.flowspec) -> os-ken OpenFlow 1.3 messages, and the sync plan.
 
 Pure translation: nothing here sends, waits or keeps state. The only thing a function
 needs from *dp* is ``dp.ofproto`` / ``dp.ofproto_parser`` (a connected
@@ -12,7 +12,7 @@ flows to add and which installed cookies to delete; a delete removes exactly one
 
 import struct
 
-from tenantnet.flowspec import COOKIE_MASK_OURS, COOKIE_PREFIX
+from tenantnet.model.flowspec import COOKIE_MASK_OURS, COOKIE_PREFIX
 
 OFP13 = 0x04
 ADD = "add"

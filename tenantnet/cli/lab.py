@@ -1,104 +1,12 @@
-"""The `tenantnet` command line.
-
-  tenantnet check-config FILE
-  tenantnet controller -c FILE [OpenFlow, API and logging options]
-  tenantnet lab up -c FILE | down | status [--json] | exec VM -- CMD | matrix | demo -c FILE
-  tenantnet vm add NAME --network TENANT/NET --node NODE [--mac M] [--ip IP] | del NAME | list
-
-Every failure is one clear line on stderr and a non-zero exit, never a traceback."""
+"""`tenantnet lab ...` and `tenantnet vm ...`: the one-machine lab (and, through
+tenantnet.cli.node, a multi-node cluster) and runtime VM placement."""
 
 import argparse
-import json
 import os
 import sys
 
+from tenantnet.cli.common import DEFAULT_PREFIX, print_json, progress, read_token
 from tenantnet.errors import TenantnetError
-
-DEFAULT_PREFIX = os.environ.get("TENANTNET_LAB_PREFIX", "tn")
-
-
-def _print_json(data):
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
-# -- check-config -------------------------------------------------------------------
-def cmd_check_config(args):
-    from tenantnet import config, equations
-    topo = config.load_file(args.file)
-    print(f"{args.file}: OK — mode {topo.mode}, {len(topo.compute_nodes())} compute + "
-          f"{len(topo.network_nodes())} network nodes, {len(topo.tenants())} tenants, "
-          f"{len(topo.networks())} networks, {len(topo.vms())} VMs")
-    print(f"  bridges (eq. 2): {equations.total_bridges(topo)}, "
-          f"tunnels: {equations.total_tunnels(topo)} (bound, eq. 4: "
-          f"{equations.total_tunnel_bound(topo)})")
-    for vm in sorted(topo.vms().values(), key=lambda v: v.name):
-        print(f"  {vm.name:12} {vm.network:20} {vm.node:10} {vm.mac} {vm.ip}")
-    return 0
-
-
-# -- controller ---------------------------------------------------------------------
-def _read_token(args):
-    if args.token_file:
-        try:
-            with open(args.token_file) as fh:
-                return fh.read().strip()
-        except OSError as exc:
-            raise TenantnetError(f"cannot read {args.token_file}: {exc.strerror}") from None
-    return args.token or os.environ.get("TENANTNET_TOKEN")
-
-
-def cmd_controller(args):
-    if args.tenant:
-        return _tenant_controller(args)
-    if not args.config:
-        raise TenantnetError("controller: give -c FILE (the provider's controller) or "
-                             "--tenant NAME --api URL (a tenant's own controller)")
-    from tenantnet import config
-    config.load_file(args.config)          # refuse a bad config before anything starts
-    os.environ["TENANTNET_CONFIG"] = os.path.abspath(args.config)
-    if args.api_socket:
-        os.environ["TENANTNET_API_SOCKET"] = args.api_socket
-    if args.api_listen:
-        os.environ["TENANTNET_API_LISTEN"] = args.api_listen
-    if args.node_netns:
-        os.environ["TENANTNET_NODE_NETNS"] = args.node_netns
-    if args.ovsdb_remote:
-        os.environ["TENANTNET_OVSDB_REMOTES"] = ",".join(args.ovsdb_remote)
-    return _run_os_ken(args, "controller")
-
-
-def _run_os_ken(args, what):
-    """Run the os-ken app in the foreground with the command line's OpenFlow options."""
-    from tenantnet.ofrunner import run_controller
-    try:
-        run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
-                       echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
-                       log_level=args.log_level)
-    except RuntimeError as exc:
-        raise TenantnetError(f"{what} stopped: {exc}") from None
-    return 0
-
-
-def _tenant_controller(args):
-    if not args.api:
-        raise TenantnetError("controller --tenant: give --api URL, the provider's API "
-                             "(e.g. http://198.18.0.1:8080)")
-    from tenantnet import app as tapp
-    from tenantnet.tenant import tenant_core_factory
-    extra = None
-    if args.app:
-        import importlib
-        try:
-            module = importlib.import_module(args.app)
-        except ImportError as exc:
-            raise TenantnetError(f"cannot load app {args.app}: {exc}") from None
-        extra = getattr(module, "extra_flows", None)
-        if extra is None:
-            raise TenantnetError(f"{args.app} has no extra_flows(topo, node, bridge)")
-    tapp.CORE_FACTORY = tenant_core_factory(args.tenant, args.api, token=_read_token(args),
-                                            poll_interval=args.poll_interval, extra_flows=extra,
-                                            cache=args.cache)
-    return _run_os_ken(args, "tenant controller")
 
 
 # -- lab ------------------------------------------------------------------------------
@@ -107,14 +15,10 @@ def _lab(args):
     return Lab(prefix=args.prefix)
 
 
-def _progress(text):
-    print(f"  · {text}", flush=True)
-
-
 def cmd_lab_up(args):
     lab = _lab(args)
     try:
-        result = lab.up(args.config, timeout=args.timeout, progress=_progress)
+        result = lab.up(args.config, timeout=args.timeout, progress=progress)
     except BaseException:
         if not args.keep_on_failure:
             print("lab up failed: tearing down what was built", file=sys.stderr)
@@ -145,7 +49,7 @@ def cmd_lab_down(args):
 def cmd_lab_status(args):
     status = _lab(args).status()
     if args.json:
-        _print_json(status)
+        print_json(status)
         return 0
     c = status["controller"]
     print(f"lab '{status['prefix']}' ({status['state_dir']}); controller pid {c['pid']} "
@@ -197,7 +101,7 @@ def print_matrix(m):
 def cmd_lab_matrix(args):
     m = _lab(args).matrix()
     if args.json:
-        _print_json(m)
+        print_json(m)
         return 0
     return print_matrix(m)
 
@@ -219,15 +123,15 @@ def _vm_target(args):
     """In a lab the VM namespace is created too; otherwise only the API is called."""
     from tenantnet.lab.lab import Lab
     if args.api:
-        from tenantnet.client import ApiClient
-        return None, ApiClient(args.api, token=_read_token(args))
+        from tenantnet.controller.client import ApiClient
+        return None, ApiClient(args.api, token=read_token(args))
     lab = Lab(prefix=args.prefix)
     if lab.is_up():
         return lab, lab.api()
     env = os.environ.get("TENANTNET_API")
     if env:
-        from tenantnet.client import ApiClient
-        return None, ApiClient(env, token=_read_token(args))
+        from tenantnet.controller.client import ApiClient
+        return None, ApiClient(env, token=read_token(args))
     raise TenantnetError(f"no lab with prefix {args.prefix!r} is up and no --api given "
                          "(e.g. --api http://198.18.0.1:8080 or unix:/path/api.sock)")
 
@@ -239,7 +143,7 @@ def cmd_vm_add(args):
     else:
         rec = api.add_vm(args.name, args.network, args.node, mac=args.mac, ip=args.ip)
     if args.json:
-        _print_json(rec)
+        print_json(rec)
     else:
         t = rec.get("timings", {})
         print(f"{rec['name']}: {rec['network']} on {rec['node']}, {rec['mac']} {rec['ip']} — "
@@ -260,7 +164,7 @@ def cmd_vm_list(args):
     _, api = _vm_target(args)
     vms = api.list_vms()
     if args.json:
-        _print_json(vms)
+        print_json(vms)
         return 0
     for v in vms:
         print(f"{v['name']:12} {v['network']:20} {v['node']:10} {v['mac']} {v['ip']:15} "
@@ -268,42 +172,8 @@ def cmd_vm_list(args):
     return 0
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="tenantnet", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("check-config", help="validate a config file")
-    c.add_argument("file")
-    c.set_defaults(func=cmd_check_config)
-
-    c = sub.add_parser("controller", help="run the os-ken controller in the foreground")
-    c.add_argument("-c", "--config", help="the provider's config (not with --tenant)")
-    c.add_argument("--tenant", help="run as this tenant's own controller (reads --api)")
-    c.add_argument("--api", help="with --tenant: the provider's API, http://HOST:PORT")
-    c.add_argument("--token", help="with --tenant: the tenant's API credential")
-    c.add_argument("--token-file", help="with --tenant: a file holding the credential")
-    c.add_argument("--poll-interval", type=float, default=0.2,
-                   help="with --tenant: seconds between placement reads (default 0.2)")
-    c.add_argument("--app", help="with --tenant: a module with extra_flows(topo, node, "
-                                 "bridge), e.g. ryu_apps.tenant_acl")
-    c.add_argument("--cache", help="with --tenant: keep the last placement read in this file "
-                                   "and start from it when the provider's API is down")
-    c.add_argument("--listen-host", default="0.0.0.0", help="OpenFlow listen address")
-    c.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
-    c.add_argument("--echo-interval", type=float, default=1.0,
-                   help="seconds between OpenFlow echo requests (default 1)")
-    c.add_argument("--echo-max-unreplied", type=int, default=3,
-                   help="unanswered echoes before a switch is declared dead (default 3)")
-    c.add_argument("--api-listen", help="HOST:PORT for the JSON HTTP API")
-    c.add_argument("--api-socket", help="unix socket path for the JSON HTTP API")
-    c.add_argument("--node-netns", help="NODE=NETNS[:OVS_RUNDIR],... run node-side steps via ip netns "
-                        "(the lab)")
-    c.add_argument("--ovsdb-remote", action="append", default=[],
-                   help="NODE=REMOTE, e.g. compute1=unix:/run/x/db.sock (default: "
-                        "tcp:MANAGEMENT_IP:OVSDB_PORT)")
-    c.add_argument("--log-level", default="INFO")
-    c.set_defaults(func=cmd_controller)
-
+def add_lab_commands(sub):
+    """`lab up|down|status|exec|matrix|demo` under *sub*."""
     lab = sub.add_parser("lab", help="the one-machine lab").add_subparsers(dest="lab_cmd",
                                                                            required=True)
     for name, func, helptext in (("up", cmd_lab_up, "build a lab from a config"),
@@ -329,11 +199,10 @@ def build_parser():
     for c in lab.choices.values():
         c.add_argument("--prefix", default=DEFAULT_PREFIX, help="lab name prefix (default tn)")
 
-    from tenantnet.experiment.cli import add_experiment_commands
-    from tenantnet.node_cli import add_node_commands
-    add_experiment_commands(sub)
-    add_node_commands(sub)
 
+
+def add_vm_commands(sub):
+    """`vm add|del|list` under *sub*."""
     vm = sub.add_parser("vm", help="place VMs at runtime").add_subparsers(dest="vm_cmd",
                                                                           required=True)
     c = vm.add_parser("add")
@@ -355,20 +224,3 @@ def build_parser():
         c.add_argument("--api", help="API endpoint (http://HOST:PORT or unix:PATH)")
         c.add_argument("--token", help="API credential (default: $TENANTNET_TOKEN)")
         c.add_argument("--token-file", help="a file holding the API credential")
-    return p
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except TenantnetError as exc:
-        print(f"tenantnet: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("tenantnet: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,10 +19,10 @@ import logging
 import threading
 import time
 
-from tenantnet import ofctl
+from tenantnet.southbound import ofctl
 from tenantnet.errors import SouthboundError
 
-LOG = logging.getLogger("tenantnet.ofswitch")
+LOG = logging.getLogger("tenantnet.southbound.ofswitch")
 
 MODE_BUNDLE = "bundle"
 MODE_FLOWMOD = "flowmod"

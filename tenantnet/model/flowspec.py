@@ -1,6 +1,6 @@
 """Flows as plain data, independent of os-ken.
 
-The pure logic (tenantnet.flows) returns lists of Flow; tenantnet.ofctl turns them into
+The pure logic (tenantnet.model.flows) returns lists of Flow; tenantnet.southbound.ofctl turns them into
 os-ken OpenFlow 1.3 messages. Port references are *names* (str) until the southbound
 resolves them with the bridge's name->ofport map, so desired flows are a pure function of
 the topology model.

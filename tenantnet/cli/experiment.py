@@ -1,10 +1,10 @@
-"""`tenantnet experiment ...`: hooked into tenantnet/cli.py by add_experiment_commands.
+"""`tenantnet experiment ...`: hooked into tenantnet/cli/main.py by add_experiment_commands.
 
   tenantnet experiment run -c FILE [--out DIR] [--modes dnb,cnb] [--prefix P] [--no-progress]
   tenantnet experiment plot RESULTS_DIR
   tenantnet experiment check -c FILE      (validate a spec, print the grid; builds nothing)
 
-Errors are TenantnetError subclasses: tenantnet.cli prints them as one line."""
+Errors are TenantnetError subclasses: tenantnet.cli.main prints them as one line."""
 
 import os
 import sys

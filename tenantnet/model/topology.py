@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from tenantnet import naming
+from tenantnet.model import naming
 
 
 @dataclass(frozen=True)

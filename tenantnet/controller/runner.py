@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 
-LOG = logging.getLogger("tenantnet.ofrunner")
+LOG = logging.getLogger("tenantnet.controller.runner")
 
 DEFAULT_APPS = ("tenantnet.app",)
 CLONE_NEWNET = 0x40000000

@@ -14,14 +14,14 @@ import os
 import threading
 import time
 
-from tenantnet import config as config_mod
-from tenantnet import naming
-from tenantnet.desired import node_state
+from tenantnet.model import config as config_mod
+from tenantnet.model import naming
+from tenantnet.model.desired import node_state
 from tenantnet.errors import ConfigError, PlacementError, SouthboundError, TenantnetError
-from tenantnet.flows import node_flows
-from tenantnet.ovsdb import NodeOvsdb, recovered_vms
+from tenantnet.model.flows import node_flows
+from tenantnet.southbound.ovsdb import NodeOvsdb, recovered_vms
 
-LOG = logging.getLogger("tenantnet.controller")
+LOG = logging.getLogger("tenantnet.controller.core")
 API_SOURCE = "API request"
 
 
@@ -308,7 +308,7 @@ class Core:
         self._in_sync.pop(dpid, None)
         LOG.info("switch %s disconnected", naming.dpid_str(dpid))
 
-    # -- placement service (used by tenantnet.api) --------------------------------
+    # -- placement service (used by tenantnet.controller.api) --------------------------------
     def _change(self, new_topo, nets):
         """Realise *new_topo* for the networks *nets*; on success it becomes the model."""
         affected = sorted({n for key in nets for n in self.topo.hosting_nodes(key)}
@@ -506,7 +506,7 @@ def build_core(pusher, app=None):
     sock = os.environ.get("TENANTNET_API_SOCKET")
     listen = os.environ.get("TENANTNET_API_LISTEN")
     if sock or listen:
-        from tenantnet.api import ApiServer
+        from tenantnet.controller.api import ApiServer
         tcp = None
         if listen:
             host, _, port = listen.rpartition(":")

@@ -4,7 +4,7 @@ The provider does the OVSDB work (bridges, patch ports, ex- endpoints, tunnels, 
 and points the tenant's brint-/brtun- bridges at this controller. This controller reads the
 tenant's placement from the provider's API (with the tenant's credential: it sees only its
 own networks and VMs) and installs the same Table I rules, computed by the same code
-(tenantnet.flows), on those bridges. Port numbers come from the switches themselves
+(tenantnet.model.flows), on those bridges. Port numbers come from the switches themselves
 (OpenFlow port description), since a tenant has no OVSDB access.
 
 It keeps working when the provider's controller is down: the bridges keep their flows
@@ -16,13 +16,13 @@ import logging
 import os
 import threading
 
-from tenantnet import naming
-from tenantnet.client import ApiClient
+from tenantnet.model import naming
+from tenantnet.controller.client import ApiClient
 from tenantnet.errors import TenantnetError
-from tenantnet.flows import node_flows
-from tenantnet.model import Attachment, Network, Node, Topology
+from tenantnet.model.flows import node_flows
+from tenantnet.model.topology import Attachment, Network, Node, Topology
 
-LOG = logging.getLogger("tenantnet.tenant")
+LOG = logging.getLogger("tenantnet.controller.tenant")
 
 
 def topology_from_api(data):

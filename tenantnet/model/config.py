@@ -10,9 +10,9 @@ import re
 
 import yaml
 
-from tenantnet import naming
+from tenantnet.model import naming
 from tenantnet.errors import ConfigError
-from tenantnet.model import (Attachment, ControllerSettings, LabSettings, Network, Node,
+from tenantnet.model.topology import (Attachment, ControllerSettings, LabSettings, Network, Node,
                              Topology, Tuning, ex_ip, reserved_probe_ips)
 
 MODES = ("dnb", "cnb")
@@ -21,13 +21,13 @@ MAX_SEGMENTATION_ID = 2 ** 32 - 1  # GRE keys are 32 bits
 IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 
-class _Section:
+class Section:
     """A mapping being read: remembers which keys were taken so unknown ones are refused."""
 
     def __init__(self, source, path, data):
         if not isinstance(data, dict):
             raise ConfigError(source, path or "(top level)",
-                              f"expected a mapping, got {_typename(data)}")
+                              f"expected a mapping, got {typename(data)}")
         self.source, self.path, self.data, self.taken = source, path, data, set()
 
     def key(self, name):
@@ -45,7 +45,7 @@ class _Section:
         ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
         if not ok:
             raise ConfigError(self.source, self.key(name),
-                              f"expected {_kindname(kinds)}, got {_typename(value)} {value!r}")
+                              f"expected {_kindname(kinds)}, got {typename(value)} {value!r}")
         return value
 
     def done(self):
@@ -55,14 +55,14 @@ class _Section:
                               f"unknown key (allowed: {', '.join(sorted(self.taken))})")
 
 
-def _typename(value):
+def typename(value):
     return {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
             bool: "a boolean", float: "a number", type(None): "nothing"}.get(type(value),
                                                                               type(value).__name__)
 
 
 def _kindname(kinds):
-    return " or ".join(_typename(k()) if k is not type(None) else "nothing" for k in kinds)
+    return " or ".join(typename(k()) if k is not type(None) else "nothing" for k in kinds)
 
 
 def _name(source, key, value, what):
@@ -134,7 +134,7 @@ def load_text(text, source="<config>"):
 
 
 def build(data, source):
-    top = _Section(source, "", data)
+    top = Section(source, "", data)
     mode = top.take("mode", str, default="dnb")
     if mode not in MODES:
         raise ConfigError(source, "mode", f"unknown mode {mode!r} (supported: {', '.join(MODES)})")
@@ -154,7 +154,7 @@ def build(data, source):
 
 
 def _controller(source, raw):
-    sec = _Section(source, "controller", raw)
+    sec = Section(source, "controller", raw)
     c = ControllerSettings()
     c.management_ip = _ip(source, sec.key("management_ip"),
                           sec.take("management_ip", str, default=c.management_ip))
@@ -199,7 +199,7 @@ def _openflow_target(source, key, value):
 
 
 def _tuning(source, raw):
-    sec = _Section(source, "tuning", raw)
+    sec = Section(source, "tuning", raw)
     t = Tuning()
     t.vm_mtu = sec.take("vm_mtu", int, default=t.vm_mtu)
     if not 576 <= t.vm_mtu <= 9000:
@@ -217,7 +217,7 @@ def _tuning(source, raw):
 
 
 def _lab(source, raw):
-    sec = _Section(source, "lab", raw)
+    sec = Section(source, "lab", raw)
     lab = LabSettings()
     for key in ("management_cidr", "transport_cidr"):
         value = sec.take(key, str, default=getattr(lab, key))
@@ -234,7 +234,7 @@ def _nodes(source, topo, raw_nodes):
     trans_net = ipaddress.ip_network(topo.lab.transport_cidr)
     for i, raw in enumerate(raw_nodes):
         path = f"nodes[{i}]"
-        sec = _Section(source, path, raw)
+        sec = Section(source, path, raw)
         name = _name(source, sec.key("name"), sec.take("name", str, required=True), "node")
         role = sec.take("role", str, required=True)
         if role not in ROLES:
@@ -272,7 +272,7 @@ def _tenants(source, topo, raw_tenants, mode):
     lab_trans = ipaddress.ip_network(topo.lab.transport_cidr)
     tenant_names = set()
     for i, raw in enumerate(raw_tenants):
-        sec = _Section(source, f"tenants[{i}]", raw)
+        sec = Section(source, f"tenants[{i}]", raw)
         tname = _name(source, sec.key("name"), sec.take("name", str, required=True), "tenant")
         if tname in tenant_names:
             raise ConfigError(source, sec.key("name"), f"duplicate tenant {tname!r}")
@@ -286,7 +286,7 @@ def _tenants(source, topo, raw_tenants, mode):
             topo.tenant_tokens[tname] = token
         net_names = set()
         for j, rawnet in enumerate(nets):
-            nsec = _Section(source, f"tenants[{i}].networks[{j}]", rawnet)
+            nsec = Section(source, f"tenants[{i}].networks[{j}]", rawnet)
             nname = _name(source, nsec.key("name"), nsec.take("name", str, required=True),
                           "network")
             if nname in net_names:
@@ -359,7 +359,7 @@ def _check_ex_ips(topo, net, source, key):
 
 def vm_from_spec(topo, raw, source, path, vm_source="config"):
     """Validate one VM declaration against *topo* (which must not yet hold it)."""
-    sec = _Section(source, path, raw)
+    sec = Section(source, path, raw)
     name = _name(source, sec.key("name"), sec.take("name", str, required=True), "VM")
     net_key = sec.take("network", str, required=True)
     node_name = sec.take("node", str, required=True)

@@ -21,9 +21,9 @@ the transport traffic of the node's endpoints (LOCAL and every ex- port) to the 
 brint-xy (and in CNB the common br-int) is the tenant's virtual ToR switch: VLAN-tagged access ports for VMs (and the
 probe), a trunk patch port to brtun-xy, and one NORMAL flow that does L2 learning."""
 
-from tenantnet import naming
-from tenantnet.desired import node_state
-from tenantnet.flowspec import BridgeFlows, Flow
+from tenantnet.model import naming
+from tenantnet.model.desired import node_state
+from tenantnet.model.flowspec import BridgeFlows, Flow
 
 T_CLASSIFY, T_EGRESS = 0, 1
 PRIO_UNDERLAY, PRIO_UNICAST, PRIO_CLASSIFY, PRIO_FLOOD, PRIO_DEFAULT = 300, 200, 100, 100, 0

@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote, urlsplit
 from tenantnet import __version__
 from tenantnet.errors import ConfigError, PlacementError, TenantnetError
 
-log = logging.getLogger("tenantnet.api")
+log = logging.getLogger("tenantnet.controller.api")
 
 MAX_BODY = 1024 * 1024          # bytes; larger request bodies get 413
 _DRAIN_LIMIT = 4 * MAX_BODY     # an oversized body up to this size is read and dropped so
@@ -713,6 +713,6 @@ def write_openapi(path):
     return path
 
 
-if __name__ == "__main__":  # python -m tenantnet.api [PATH]: regenerate docs/openapi.json
+if __name__ == "__main__":  # python -m tenantnet.controller.api [PATH]: regenerate docs/openapi.json
     import sys
     print(write_openapi(sys.argv[1] if len(sys.argv) > 1 else "docs/openapi.json"))

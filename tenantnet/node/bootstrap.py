@@ -34,10 +34,10 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tenantnet.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS, KIND_KEY,
+from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS, KIND_KEY,
                                OWNER_KEY, TRANSPORT_BRIDGE)
 from tenantnet.errors import TenantnetError
-from tenantnet.hostexec import LocalExecutor
+from tenantnet.node.hostexec import LocalExecutor
 
 DATAPATHS = ("netdev", "system")
 ROLES = tuple(COMMON_BRIDGES)
@@ -69,7 +69,7 @@ class Step:
 
 class ExecHost:
     """Host-side operations (addresses, links, sysctls) through an executor
-    (tenantnet.hostexec): LocalExecutor on a real host, NetnsExecutor for a lab node,
+    (tenantnet.node.hostexec): LocalExecutor on a real host, NetnsExecutor for a lab node,
     SshExecutor for another machine. `set_address` has the signature the controller's
     host objects use, so an ExecHost can stand in for controller.NetnsHost."""
 

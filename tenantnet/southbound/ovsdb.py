@@ -14,8 +14,8 @@ from ovsdbapp.backend.ovs_idl import command as ovs_command
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from tenantnet import naming
-from tenantnet.desired import KIND_KEY, OWNER, OWNER_KEY
+from tenantnet.model import naming
+from tenantnet.model.desired import KIND_KEY, OWNER, OWNER_KEY
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
