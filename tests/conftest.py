@@ -53,3 +53,49 @@ def two_tenant_config(n_compute=2, vms=("web1@compute1",), header=""):
         net = "acme/web" if name.startswith("web") else "globex/app"
         lines.append(f"  - {{name: {name}, network: {net}, node: {node}}}")
     return "\n".join(lines) + "\n"
+
+
+
+def at_limit(head, last, size=32):
+    """A name of *size* characters (32: the longest a config takes): *head*, '-' up to
+    *size*, then *last*, so names with the same head share all but their last characters."""
+    return head + "-" * (size - len(head) - len(last)) + last
+
+
+# The longest and strangest names `check-config` accepts: every one of them at the limit
+# (but the network node "ctl"), pairs differing in their last character only (naive
+# truncation would merge them), names ending in '-' or '_', and node names shaped like the
+# lab's own namespaces: "ctl" (the controller's) and "v-" + a VM's name (that VM's).
+LONG_TENANTS = [at_limit("tenant_a", "1"), at_limit("tenant_a", "_")]
+LONG_NETS = [at_limit("net_", "a"), at_limit("net_", "-")]
+LONG_VMS = [at_limit("vm_", last) for last in ("1", "2", "3", "4", "5", "6", "_")] + \
+    [at_limit("vm_", "x", size=30)]
+LONG_COMPUTES = [at_limit("compute_", "1"), at_limit("compute_", "2"), "v-" + LONG_VMS[-1]]
+
+
+def longest_names_config():
+    """YAML text for LONG_*: network node "ctl", three compute nodes, two tenants with two
+    networks each (the second tenant's second one CNB; both first ones on 10.0.0.0/24),
+    and two VMs per network spread over the compute nodes."""
+    lines = ["nodes:", "  - {name: ctl, role: network, management_ip: 198.18.0.2, "
+                       "transport_ip: 198.19.0.2}"]
+    for i, node in enumerate(LONG_COMPUTES, start=1):
+        lines.append(f"  - {{name: '{node}', role: compute, management_ip: 198.18.0.{10 + i}, "
+                     f"transport_ip: 198.19.0.{10 + i}}}")
+    lines.append("tenants:")
+    keys = []
+    for tenant in LONG_TENANTS:
+        lines += [f"  - name: '{tenant}'", "    networks:"]
+        for net in LONG_NETS:
+            keys.append(f"{tenant}/{net}")
+            k = len(keys)
+            cidr = "10.0.0.0/24" if net == LONG_NETS[0] else f"10.{k}.0.0/24"
+            mode = "cnb" if k == 4 else "dnb"
+            tcidr = "" if mode == "cnb" else f", transport_cidr: 198.19.{100 + k}.0/24"
+            lines.append(f"      - {{name: '{net}', mode: {mode}, segmentation_id: {100 + k}, "
+                         f"cidr: {cidr}{tcidr}}}")
+    lines.append("vms:")
+    for i, vm in enumerate(LONG_VMS):
+        lines.append(f"  - {{name: '{vm}', network: '{keys[i // 2]}', "
+                     f"node: '{LONG_COMPUTES[i % 3]}'}}")
+    return "\n".join(lines) + "\n"

@@ -16,11 +16,14 @@ import time
 
 import pytest
 
+from conftest import two_tenant_config
 from tenantnet.controller import api as api_mod
 from tenantnet.controller.api import MAX_BODY, ROUTES, ApiServer, openapi_document, write_openapi
 from tenantnet.controller.client import ApiClient, decode_response, UnixHTTPConnection
+from tenantnet.controller.core import Core
 from tenantnet.errors import (ApiError, ConfigError, PlacementError, SouthboundError,
                               TenantnetError)
+from tenantnet.model import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -250,6 +253,26 @@ def test_config_error_is_400(client):
         client.add_vm("x", "no-slash", "node1")
     assert err.value.status == 400
     assert str(err.value) == "api: network: must be tenant/network (got 'no-slash')"
+
+
+@pytest.mark.parametrize("mac, words", [
+    ("00:00:00:00:00:00", "is the all-zero MAC"),
+    ("ff:ff:ff:ff:ff:ff", "is the broadcast MAC"),
+    ("01:00:5e:00:00:01", "is a multicast MAC"),
+])
+def test_non_assignable_mac_is_400_from_the_real_core(mac, words):
+    """The controller's own validation (not the fake service): refused before any switch."""
+    core = Core(config.load_text(two_tenant_config(), "t.yaml"), pusher=None)
+    core.started = True
+    srv = ApiServer(core, tcp=("127.0.0.1", 0)).start()
+    try:
+        status, _, body = post_json(srv, {"name": "web9", "network": "acme/web",
+                                          "node": "compute1", "mac": mac})
+        assert status == 400
+        assert body["error"].startswith("API request: mac: ") and words in body["error"]
+        assert "web9" not in {v["name"] for v in ApiClient(srv.endpoints[0]).list_vms()}
+    finally:
+        srv.stop()
 
 
 def test_internal_error_is_500_one_line_traceback_only_logged(server, caplog):

@@ -56,6 +56,14 @@ def test_shipped_lab_configs_are_valid(config_path):
      "vms[1].mac", "not a MAC"),
     ("  - {name: web2, network: acme/web, node: compute1, mac: '01:00:00:00:00:01'}\n",
      "vms[1].mac", "multicast"),
+    ("  - {name: web2, network: acme/web, node: compute1, mac: '00:00:00:00:00:00'}\n",
+     "vms[1].mac", "is the all-zero MAC"),
+    ("  - {name: web2, network: acme/web, node: compute1, mac: 'ff:ff:ff:ff:ff:ff'}\n",
+     "vms[1].mac", "is the broadcast MAC"),
+    ("  - {name: web2, network: acme/web, node: compute1, mac: 'FF:FF:FF:FF:FF:FF'}\n",
+     "vms[1].mac", "is the broadcast MAC"),
+    ("  - {name: web2, network: acme/web, node: compute1, mac: '33:33:00:00:00:01'}\n",
+     "vms[1].mac", "multicast"),
 ])
 def test_bad_vm_entries(snippet, key, words):
     err = error_of(BASE + snippet)
@@ -63,6 +71,13 @@ def test_bad_vm_entries(snippet, key, words):
     assert err.key == key
     assert words in err.problem
     assert str(err).startswith(f"test.yaml: {key}: ")
+
+
+@pytest.mark.parametrize("mac", ["00:00:00:00:00:01", "fe:ff:ff:ff:ff:ff", "02:00:00:00:00:00",
+                                 "AA:BB:CC:DD:EE:FF"])
+def test_assignable_macs_are_taken(mac):
+    text = BASE.replace("node: compute1}", f"node: compute1, mac: '{mac}'}}")
+    assert config.load_text(text, "test.yaml").vm("web1").mac == mac.lower()
 
 
 def test_duplicate_mac():

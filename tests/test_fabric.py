@@ -15,7 +15,8 @@ import pytest
 
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
-from tenantnet.lab.fabric import LabFabric, pid_alive, check_host
+from tenantnet.lab.fabric import LabFabric, check_host
+from tenantnet.lab.procs import pid_alive
 
 # Another lab already using "tnt" on this machine would make the tests fail (they never touch
 # namespaces they did not create): pick another prefix with TENANTNET_TEST_PREFIX then.
@@ -185,10 +186,13 @@ class TestSharedLab:
 
 
 def _pids(fab):
+    """[(pid, start_time)] of every process the lab recorded (the start time tells a pid
+    reused later from ours)."""
     pids = []
     for rec in fab.state["nodes"].values():
-        pids += [p for p in rec["pids"].values() if p]
-    pids += [r["pid"] for r in fab.state["processes"].values()]
+        pids += [(p, rec["start_times"][d]) for d, p in rec["pids"].items() if p]
+    pids += [(r["pid"], r["start_time"]) for r in fab.state["processes"].values()]
+    assert all(st is not None for _, st in pids)
     return pids
 
 
@@ -206,7 +210,7 @@ def test_down_removes_everything_and_is_repeatable(state_dir):
 
     fab.down()
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
-    assert not any(pid_alive(p) for p in pids)
+    assert not any(pid_alive(*p) for p in pids)
     assert not os.path.exists(os.path.join(state_dir, "state.json"))
     assert not os.path.exists(os.path.join(state_dir, "nodes"))
     fab.down()                                # second time: nothing to do, no error
@@ -230,16 +234,16 @@ def test_down_after_crash_and_manual_kills(state_dir):
 
     # "crash": kill every recorded process by hand, remove a namespace by hand, and tear
     # down from a fresh object that only has the state file (as another process would).
-    for pid in pids:
+    for pid, _ in pids:
         os.kill(pid, signal.SIGKILL)
     subprocess.run(["ip", "netns", "del", f"{PREFIX}-v-e1"], check=True)
     del fab
 
     again = LabFabric(PREFIX, state_dir=state_dir)
     assert set(again.state["namespaces"]) == created
-    again.down()
+    again.down()                  # returns only once every recorded process is gone
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
-    assert not any(pid_alive(p) for p in pids)
+    assert not [p for p in pids if pid_alive(*p)]
     again.down()
 
 

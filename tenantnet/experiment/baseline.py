@@ -26,8 +26,8 @@ from tenantnet.errors import TenantnetError
 from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment import iperf
 from tenantnet.lab import netns as ns
-from tenantnet.lab.fabric import proc_cmdline
 from tenantnet.lab import ovs as ovsmod
+from tenantnet.lab.procs import pid_alive, proc_cmdline, terminate_pid
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.model.topology import Tuning
 
@@ -110,8 +110,8 @@ def cleanup_baselines(prefix):
         inst = OvsInstance(base, netns=names(prefix)["ovs"])
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             pid = inst.pid(daemon)
-            if ovsmod.pid_alive(pid) and base in proc_cmdline(pid):
-                ovsmod.terminate_pid(pid)
+            if pid_alive(pid) and base in proc_cmdline(pid):
+                terminate_pid(pid)
                 removed.append(f"{daemon} pid {pid}")
     for name in _all_namespaces(prefix):
         if ns.exists(name):

@@ -4,12 +4,15 @@ Pure mechanics, no knowledge of tenants. Layout (names for prefix "tn"):
 
     tn-fabric      Linux bridges `mgmt` and `transport` (the physical networks)
     tn-ctl         a controller namespace with `mgmt` on the management network
-    tn-<node>      one emulated node: `mgmt` (management IP, OVSDB listens here),
+    tn-<node>      one emulated node (tn-n-<node> when the name could be mistaken for
+                   one of the others): `mgmt` (management IP, OVSDB listens here),
                    `eth1` on the transport network, attached to the OVS bridge br-tun whose
                    LOCAL port carries the node's transport IP; br-int on every node, br-ex
                    on role=network nodes; its own ovsdb-server + ovs-vswitchd (netdev)
     tn-v-<name>    an endpoint ("VM"; tn-p-<name> for probes): `eth0`, whose veth peer
                    (named by the caller) sits in the node namespace
+
+Every name derived from a node or endpoint name comes from tenantnet.model.naming.
 
 Node set-up goes through tenantnet.node.bootstrap.bootstrap_node, the code `tenantnet node
 bootstrap` runs on a real host. A lab may also hold *host nodes* (add_host_node): machines
@@ -27,7 +30,6 @@ re-reads it, so no process ever saves a stale copy over another's changes.
 import contextlib
 import fcntl
 import functools
-import hashlib
 import ipaddress
 import json
 import os
@@ -40,17 +42,20 @@ import threading
 import time
 
 from tenantnet.node.bootstrap import ARP_SYSCTLS, ExecHost, bootstrap_node
+from tenantnet.model import naming
 from tenantnet.model.desired import COMMON_BRIDGES
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.node.hostexec import executor_for
 from tenantnet.lab import netns as ns
 from tenantnet.lab import ovs as ovsmod
+from tenantnet.lab import procs
 from tenantnet.lab.ovs import OvsInstance
+from tenantnet.lab.procs import pid_alive, proc_cmdline
 
 STATE_VERSION = 1
 DEFAULT_STATE_ROOT = "/run/tenantnet"
 IFNAMSIZ_MAX = 15
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$" % (naming.LAB_NAME_MAX - 1))
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 _PREFIX_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,6}[a-z0-9])?$")
 # Unix socket paths (OVS db.sock, <bridge>.mgmt, *.ctl) must fit in sun_path (108 bytes).
@@ -75,75 +80,6 @@ def check_host():
             pkg = {"ip": "iproute2", "ping": "iputils-ping", "sysctl": "procps"}.get(tool, tool)
             raise LabError(f"'{tool}' not found: install the '{pkg}' package")
     ovsmod.check_prerequisites()
-
-
-def _short_hash(text, n=8):
-    return hashlib.sha1(text.encode()).hexdigest()[:n]
-
-
-def _proc_start_time(pid):
-    """Kernel start time of *pid* (clock ticks since boot), or None when it is gone/zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # comm may contain spaces/parentheses: split after the last ')'.
-    fields = data[data.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def proc_cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _group_members(pgid, min_start):
-    """Live processes of process group *pgid* started no earlier than *min_start*."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(")") + 2:].split()
-        if fields[0] in ("Z", "X") or int(fields[2]) != pgid:
-            continue
-        if int(fields[19]) >= min_start:
-            found.append(int(entry))
-    return found
-
-
-def pid_alive(pid, start_time=None):
-    if not pid:
-        return False
-    st = _proc_start_time(pid)
-    if st is None:
-        return False
-    return start_time is None or st == start_time
-
-
-def terminate_pid(pid, timeout=5.0):
-    """SIGTERM, then SIGKILL after *timeout*; a zombie counts as gone (our PID 1 may reap
-    detached daemons late, which would make a plain kill(pid, 0) loop wait for nothing)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not pid_alive(pid):
-            return
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.time() + timeout
-        while time.time() < deadline and pid_alive(pid):
-            time.sleep(0.02)
 
 
 def _mutating(method):
@@ -378,8 +314,8 @@ class LabFabric:
     @staticmethod
     def _check_name(what, name):
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise LabError(f"{what} name {name!r}: use 1-40 characters from [A-Za-z0-9_.-], "
-                           "starting with a letter or digit")
+            raise LabError(f"{what} name {name!r}: use 1-{naming.LAB_NAME_MAX} characters from "
+                           "[A-Za-z0-9_.-], starting with a letter or digit")
 
     @staticmethod
     def _check_ifname(name):
@@ -389,20 +325,16 @@ class LabFabric:
 
     @property
     def fabric_netns(self):
-        return f"{self.prefix}-fabric"
+        return naming.fabric_netns(self.prefix)
 
     @property
     def controller_netns(self):
-        return f"{self.prefix}-ctl"
+        return naming.controller_netns(self.prefix)
 
     @_reading
     def node_netns(self, node):
         rec = self.state["nodes"].get(node)
-        return rec["netns"] if rec else f"{self.prefix}-{node}"
-
-    def _fabric_peer(self, kind, owner):
-        """Deterministic <=15-char name for the fabric side of a veth (m=mgmt, t=transport)."""
-        return f"{kind}-{_short_hash(self.prefix + ':' + owner)}"
+        return rec["netns"] if rec else naming.node_netns(self.prefix, node)
 
     def _require_fabric(self):
         if not self.state["fabric"]:
@@ -487,7 +419,7 @@ class LabFabric:
         ctl = self.controller_netns
         if self.state["controller"]:
             raise LabError(f"the controller namespace {ctl} already exists in this lab")
-        peer = self._fabric_peer("m", "ctl")
+        peer = naming.fabric_peer_name("m", "ctl", "")
         self._check_free(ctl)
         self.state["controller"] = {"netns": ctl, "management_ip": management_ip,
                                     "prefix_len": int(prefix_len), "fabric_peer": peer}
@@ -506,8 +438,6 @@ class LabFabric:
         Returns {netns, ovsdb_remote, unix_remote, base_dir}."""
         self._require_fabric()
         self._check_name("node", name)
-        if name in ("fabric", "ctl") or name.startswith(("v-", "p-")):
-            raise LabError(f"node name {name!r} would collide with the lab's own namespaces")
         if role not in ("compute", "network"):
             raise LabError(f"node {name}: role {role!r} must be 'compute' or 'network'")
         if name in self.state["nodes"]:
@@ -517,7 +447,7 @@ class LabFabric:
         for other, rec in self.state["nodes"].items():
             if rec["management_ip"] == management_ip or rec["transport_ip"] == transport_ip:
                 raise LabError(f"node {name}: address already used by node {other}")
-        netns = f"{self.prefix}-{name}"
+        netns = naming.node_netns(self.prefix, name)
         base_dir = os.path.join(self.state_dir, "nodes", name)
         if len(os.path.join(base_dir, "run")) > _MAX_RUNDIR:
             raise LabError(f"state dir {self.state_dir} is too long for OVS unix sockets "
@@ -528,8 +458,8 @@ class LabFabric:
                "ovsdb_port": int(ovsdb_port), "base_dir": base_dir,
                "ovsdb_remote": f"tcp:{management_ip}:{int(ovsdb_port)}",
                "unix_remote": f"unix:{os.path.join(base_dir, 'run', 'db.sock')}",
-               "fabric_peers": {"mgmt": self._fabric_peer("m", name),
-                                "transport": self._fabric_peer("t", name)},
+               "fabric_peers": {"mgmt": naming.fabric_peer_name("m", "node", name),
+                                "transport": naming.fabric_peer_name("t", "node", name)},
                "pids": {}, "addresses": {}, "bridges": []}
         self._check_free(netns)
         self.state["nodes"][name] = rec
@@ -544,6 +474,7 @@ class LabFabric:
             self._save()                      # base_dir recorded before OVS writes there
             inst.start()
             rec["pids"] = {d: inst.pid(d) for d in ("ovsdb-server", "ovs-vswitchd")}
+            rec["start_times"] = {d: procs.start_time(p) for d, p in rec["pids"].items()}
             self._save()
             self._bootstrap(name, inst, rec)
         except Exception:
@@ -634,28 +565,58 @@ class LabFabric:
                                f"within {timeout:.0f}s")
             time.sleep(0.05)
 
-    def _stop_ovs(self, rec):
-        """Stop a node's daemons by pid, only when the pid really is that node's daemon."""
+    @staticmethod
+    def _ovs_procs(rec):
+        """[(pid, start_time, daemon)] of a node's live daemons: the recorded pid with its
+        recorded start time, or a pidfile's pid that runs from the node's directory."""
         if rec.get("host_node") or not rec.get("base_dir"):
-            return                            # a host node's Open vSwitch is not ours
+            return []                         # a host node's Open vSwitch is not ours
         inst = OvsInstance(rec["base_dir"], netns=rec.get("netns"))
+        pids, starts = rec.get("pids") or {}, rec.get("start_times") or {}
+        found = []
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
-            pids = {inst.pid(daemon), (rec.get("pids") or {}).get(daemon)}
-            for pid in sorted(p for p in pids if p):
-                if pid_alive(pid) and rec["base_dir"] in proc_cmdline(pid):
-                    terminate_pid(pid)
-        shutil.rmtree(rec["base_dir"], ignore_errors=True)
+            for pid in sorted({inst.pid(daemon), pids.get(daemon)} - {None}):
+                started = starts.get(daemon) if pid == pids.get(daemon) else None
+                if started is None:
+                    # No start time (a crash before it was saved, or an older state file):
+                    # ours only while it runs from our directory. The start time now pins it.
+                    if rec["base_dir"] not in proc_cmdline(pid):
+                        continue
+                    started = procs.start_time(pid)
+                if pid_alive(pid, started):
+                    found.append((pid, started, daemon))
+        return found
+
+    def _stop_ovs(self, *recs):
+        """Stop nodes' daemons by pid (see _ovs_procs) and wait until they are gone; then
+        remove their directories. Returns problems (a survivor keeps its directory)."""
+        owned = {rec["base_dir"]: self._ovs_procs(rec) for rec in recs if rec.get("base_dir")
+                 and not rec.get("host_node")}
+        left = procs.stop([(pid, st) for found in owned.values() for pid, st, _ in found])
+        problems = []
+        for base_dir, found in owned.items():
+            alive = [(pid, daemon) for pid, st, daemon in found if (pid, st) in left]
+            if alive:
+                problems.append(f"ovs {base_dir}: " + ", ".join(
+                    f"{daemon} {procs.describe(pid)} survived SIGKILL" for pid, daemon in alive))
+            else:
+                shutil.rmtree(base_dir, ignore_errors=True)
+        return problems
 
     def _remove_node(self, name):
+        """Remove node *name*; returns problems (the node then stays recorded for down)."""
         rec = self.state["nodes"].get(name)
         if not rec:
-            return
-        self._stop_ovs(rec)
+            return []
+        problems = self._stop_ovs(rec)
+        if problems:
+            return problems
         if not rec.get("host_node"):
             if rec["netns"] in self.state["namespaces"]:
                 ns.delete(rec["netns"])
             self._forget_ns(rec["netns"])
         del self.state["nodes"][name]
+        return []
 
     @_mutating
     def set_node_address(self, node, ifname, ip_cidr, timeout=5.0):
@@ -715,7 +676,7 @@ class LabFabric:
             if ns.link_exists(port_name, netns=nrec["netns"], executor=host):
                 raise LabError(f"endpoint {name}: interface {port_name} already exists on node "
                                f"{node}")
-            netns = f"{self.prefix}-{'v' if kind == 'vm' else 'p'}-{name}"
+            netns = naming.endpoint_netns(self.prefix, kind, name)
             self._check_free(netns, spec)
             self.state["endpoints"][name] = {"netns": netns, "node": node,
                                              "port_name": port_name, "kind": kind,
@@ -840,7 +801,7 @@ class LabFabric:
             self._save()
             raise LabError(f"start_process {name}: {exc}") from exc
         self._popen[name] = proc
-        self.state["processes"][name].update(pid=proc.pid, start_time=_proc_start_time(proc.pid))
+        self.state["processes"][name].update(pid=proc.pid, start_time=procs.start_time(proc.pid))
         self._save()
         return proc.pid
 
@@ -857,32 +818,29 @@ class LabFabric:
     @_mutating
     def stop_process(self, name, timeout=5.0):
         """SIGTERM (then SIGKILL) the recorded process and the rest of its process group
-        (only members started after it, so a reused pid is never hit); forget it."""
+        (only members started after it, so a reused pid is never hit), wait until they are
+        gone, and forget it. LabError (the record kept) when one survives SIGKILL."""
         rec = self.state["processes"].get(name)
         if not rec:
             return
         pid, st = rec.get("pid"), rec.get("start_time")
-        proc = self._popen.pop(name, None)
-        if proc is not None:
-            proc.poll()                       # reap it if it already ended
+        proc = self._popen.get(name)
+        poll = proc.poll if proc is not None else None   # reaps it once it ended
         if pid and st is not None:
             for sig in (signal.SIGTERM, signal.SIGKILL):
-                members = _group_members(pid, st)
-                if not members:
+                left = procs.group_members(pid, st)
+                if not left:
                     break
-                for member in members:
-                    try:
-                        os.kill(member, sig)
-                    except ProcessLookupError:
-                        pass
-                deadline = time.time() + timeout
-                while time.time() < deadline:
-                    if proc is not None:
-                        proc.poll()
-                    if not _group_members(pid, st):
-                        break
-                    time.sleep(0.05)
+                procs.signal_all(left, sig)
+                left = procs.wait_gone(left, timeout, poll)
+                if not left:
+                    break
+            if left:
+                raise LabError(f"process {name} did not exit within {2 * timeout:.0f}s of "
+                               "SIGTERM and SIGKILL: "
+                               + ", ".join(procs.describe(p) for p, _ in left))
         if proc is not None:
+            self._popen.pop(name, None)
             try:
                 proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
@@ -945,8 +903,7 @@ class LabFabric:
             try:
                 self.stop_process(name)
             except Exception as exc:  # noqa: BLE001 -- keep tearing down
-                problems.append(f"process {name}: {exc}")
-                self.state["processes"].pop(name, None)
+                problems.append(f"process {name}: {exc}")   # its record stays for a retry
         # OVS first (the daemons would keep a deleted namespace alive), also instances whose
         # directory exists without a node record (crash between mkdir and save).
         recs = list(self.state["nodes"].values())
@@ -957,11 +914,10 @@ class LabFabric:
                 base = os.path.join(nodes_dir, entry)
                 if base not in known:
                     recs.append({"base_dir": base, "netns": None, "pids": {}})
-        for rec in recs:
-            try:
-                self._stop_ovs(rec)
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"ovs {rec['base_dir']}: {exc}")
+        try:
+            problems += self._stop_ovs(*recs)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"ovs: {exc}")
 
         # Endpoints on host nodes: on their machines, through their executors.
         for spec, name in list(self.state["remote_namespaces"]):

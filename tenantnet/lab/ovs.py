@@ -6,11 +6,11 @@ the host's Open vSwitch. Processes are tracked by pidfile and stopped by pid onl
 
 import os
 import shutil
-import signal
 import time
 
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
+from tenantnet.lab.procs import describe, pid_alive, stop as stop_pids
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 VSWITCHD_CANDIDATES = ("/usr/sbin/ovs-vswitchd", "/usr/lib/openvswitch-switch/ovs-vswitchd")
@@ -125,7 +125,8 @@ class OvsInstance:
         return any(pid_alive(self.pid(d)) for d in ("ovs-vswitchd", "ovsdb-server"))
 
     def stop(self, remove=True):
-        """Stop our two daemons by pid (never by name); optionally remove the directories.
+        """Stop our two daemons by pid (never by name) and wait until they are gone (LabError
+        naming a survivor); optionally remove the directories.
 
         Userspace bridges are persistent tap devices: outside a namespace (which takes them
         along when it is deleted) the bridges are deleted first so that no device is left."""
@@ -133,8 +134,10 @@ class OvsInstance:
             bridges = self.vsctl("list-br", check=False).stdout.split()
             for br in bridges:
                 self.vsctl("--if-exists", "del-br", br, check=False)
-        for daemon in ("ovs-vswitchd", "ovsdb-server"):
-            terminate_pid(self.pid(daemon))
+        left = stop_pids([(self.pid(d), None) for d in ("ovs-vswitchd", "ovsdb-server")])
+        if left:
+            raise LabError(f"Open vSwitch under {self.base_dir} did not exit: "
+                           + ", ".join(describe(pid) for pid, _ in left))
         if remove and os.path.isdir(self.base_dir):
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -151,33 +154,3 @@ class OvsInstance:
         return ns.run(["ovs-appctl", f"--target={os.path.join(self.rundir, 'ovs-vswitchd.ctl')}",
                        *args], env=self.env, check=check)
 
-
-def pid_alive(pid):
-    """True while *pid* runs. A zombie counts as gone: daemons detach, so their parent is
-    PID 1, which may reap them late, and waiting for that would only stall shutdown."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def terminate_pid(pid, timeout=5.0):
-    if not pid_alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

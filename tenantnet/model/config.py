@@ -96,8 +96,16 @@ def _mac(source, key, value):
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p)
                                   for p in parts):
         raise ConfigError(source, key, f"{value!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    # Only a unicast address other than all-zero can be assigned to an interface.
+    if text == "ff:ff:ff:ff:ff:ff":
+        raise ConfigError(source, key, f"{value!r} is the broadcast MAC; a VM needs a unicast "
+                                       "one, e.g. 02:00:00:00:00:01")
     if int(parts[0], 16) & 1:
-        raise ConfigError(source, key, f"{value!r} is a multicast MAC; a VM needs a unicast one")
+        raise ConfigError(source, key, f"{value!r} is a multicast MAC; a VM needs a unicast one, "
+                                       "e.g. 02:00:00:00:00:01")
+    if text == "00:00:00:00:00:00":
+        raise ConfigError(source, key, f"{value!r} is the all-zero MAC, which no interface can "
+                                       "have; a VM needs a unicast one, e.g. 02:00:00:00:00:01")
     return text
 
 
@@ -424,13 +432,26 @@ def vm_from_spec(topo, raw, source, path, vm_source="config"):
 
 
 def check_names_unique(topo, source):
-    """Shortened names must not collide within one OVS instance."""
-    owners = {}
+    """Shortened names must not collide: interface names within an OVS instance (checked
+    across all of them at once), probe names within the lab (they name its endpoints)."""
+    def unique(entries, what):
+        owners = {}
+        for name, owner, key in entries:
+            if owners.setdefault(name, owner) != owner:
+                raise ConfigError(source, key, f"{owners[name]} and {owner} map to the same "
+                                               f"{what} {name!r}; rename one")
+
+    nodes = [n.name for n in topo.nodes()]
+    ifaces = []
     for key in topo.networks():
-        for name in (naming.brint_name(key), naming.brtun_name(key), naming.ex_port_name(key),
-                     naming.patch_int_name(key), naming.patch_tun_name(key),
-                     naming.probe_port_name(key)):
-            if name in owners and owners[name] != key:
-                raise ConfigError(source, "tenants", f"networks {owners[name]} and {key} map to "
-                                                     f"the same interface name {name!r}; rename one")
-            owners[name] = key
+        ifaces += [(name, f"network {key}", "tenants") for name in (
+            naming.brint_name(key), naming.brtun_name(key), naming.ex_port_name(key),
+            naming.patch_int_name(key), naming.patch_tun_name(key), naming.probe_port_name(key))]
+        if topo.mode_of(key) == "dnb":
+            ifaces += [(naming.gre_port_name(key, peer), f"network {key}'s tunnel to {peer}",
+                        "tenants") for peer in nodes]
+    ifaces += [(naming.cnb_gre_port_name(peer), f"the common tunnel to node {peer}", "nodes")
+               for peer in nodes]
+    unique(ifaces, "interface name")
+    unique([(naming.probe_name(key, node.name), f"the probe of {key} on {node.name}", "tenants")
+            for key in topo.networks() for node in topo.network_nodes()], "probe name")

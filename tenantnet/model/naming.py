@@ -3,14 +3,22 @@
 Linux interface names (and so OVS bridges of the netdev datapath and internal ports) are
 limited to 15 characters. A name that fits is used as is; a longer one keeps a readable
 head and ends in a short hash of the full name, so the same input always gives the same
-name and different inputs practically never collide (config validation checks anyway)."""
+name and different inputs practically never collide (config validation checks anyway).
 
+The one-machine lab's names (endpoints, namespaces, fabric veths) come from here too, by
+the same rule (`fit`): whatever `tenantnet check-config` accepts -- names of up to MAX_NAME
+characters from a-z, 0-9, '_' and '-' -- gives valid and distinct lab names."""
+
+import base64
 import hashlib
 import re
 
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 MAX_NAME = 32  # longest node/tenant/network/VM name we accept
+LAB_NAME_MAX = 40  # a lab endpoint's or process's name (tenantnet.lab.fabric)
+NETNS_MAX = 64  # a lab namespace's name (Linux takes 255; keep `ip netns` readable)
+LAB_TAG = 8  # hex digits of the hash that ends a shortened lab name
 
 
 def _digest(text, nbytes=8):
@@ -18,15 +26,27 @@ def _digest(text, nbytes=8):
 
 
 def short_name(prefix, body, limit=IFNAMSIZ):
-    """`prefix-body` when it fits in *limit*, else `prefix-<head><hash4>`."""
+    """`prefix-body` when it fits in *limit*, else `prefix-<head><tag>`: *tag* is 6 base-32
+    characters (30 bits) of a hash of the full name, so that even thousands of names sharing
+    a long head practically never collide (config validation refuses a collision)."""
     full = f"{prefix}-{body}"
     if len(full) <= limit:
         return full
-    tag = _digest(full).hex()[:4]
+    tag = base64.b32encode(_digest(full)).decode().lower()[:6]
     room = limit - len(prefix) - 1 - len(tag)
     if room < 1:
         raise ValueError(f"prefix {prefix!r} leaves no room in a {limit}-character name")
     return f"{prefix}-{body[:room]}{tag}"
+
+
+def fit(full, limit, tag=LAB_TAG):
+    """*full* when it has at most *limit* characters, else its first characters and *tag*
+    hex digits of a hash of all of it (so names sharing a long head stay apart)."""
+    if len(full) <= limit:
+        return full
+    if limit <= tag:
+        raise ValueError(f"{limit} characters leave no room for a readable head")
+    return full[:limit - tag] + _digest(full).hex()[:tag]
 
 
 def network_key(tenant, network):
@@ -84,6 +104,49 @@ def vm_port_name(vm_name):
 def probe_port_name(net_key):
     """Host side of the network node's probe link for a network (the DHCP-namespace analogue)."""
     return short_name("prb", _net_body(net_key))
+
+
+def probe_name(net_key, node):
+    """The probe of *net_key* on network node *node*: `probe.<tenant>.<network>.<node>`,
+    shortened to LAB_NAME_MAX. '.' never occurs in a VM name, so no VM is called so."""
+    return fit(f"probe.{_net_body(net_key)}.{node}", LAB_NAME_MAX)
+
+
+# -- the one-machine lab (prefix: the lab's own, 1-8 characters) ---------------------------
+# Namespaces are `<prefix>-fabric`, `<prefix>-ctl`, `<prefix>-<node>`, `<prefix>-v-<vm>`,
+# `<prefix>-p-<probe>` and `<prefix>-tc-<tenant>` (a tenant's own controller). A node whose
+# name could be mistaken for one of the others gets `<prefix>-n-<node>` instead.
+_LAB_OWN = ("fabric", "ctl")
+_LAB_KINDS = ("v-", "p-", "tc-", "n-")
+
+
+def fabric_netns(prefix):
+    return f"{prefix}-fabric"
+
+
+def controller_netns(prefix):
+    return f"{prefix}-ctl"
+
+
+def node_netns(prefix, node):
+    reserved = node in _LAB_OWN or node.startswith(_LAB_KINDS)
+    return fit(f"{prefix}-{'n-' if reserved else ''}{node}", NETNS_MAX)
+
+
+def endpoint_netns(prefix, kind, name):
+    """The namespace of lab endpoint *name*: kind 'vm' or 'probe'."""
+    return fit(f"{prefix}-{'v' if kind == 'vm' else 'p'}-{name}", NETNS_MAX)
+
+
+def tenant_netns(prefix, tenant):
+    """The namespace of *tenant*'s own controller in the lab."""
+    return fit(f"{prefix}-tc-{tenant}", NETNS_MAX)
+
+
+def fabric_peer_name(kind, owner_kind, owner):
+    """The fabric side of a veth (kind 'm' management, 't' transport) of *owner* (owner_kind
+    'node', 'ctl' or 'tenant'): <kind>-<8 hex>, 10 characters."""
+    return f"{kind}-{_digest(f'{owner_kind}:{owner}').hex()[:8]}"
 
 
 def datapath_id(node, bridge):

@@ -236,7 +236,7 @@ class Topology:
 
 
 def probe_name(net_key, node_name):
-    return f"probe.{net_key.replace('/', '.')}.{node_name}"
+    return naming.probe_name(net_key, node_name)
 
 
 def probe_ip(net, index):
