@@ -1,6 +1,7 @@
 """End to end on the one-machine lab: 3 compute nodes, a network node, 2 tenants whose
 networks use the same CIDR. Real namespaces, real Open vSwitch, real packets."""
 
+import json
 import os
 import re
 import subprocess
@@ -164,6 +165,26 @@ def test_runtime_add_is_reachable_and_delete_removes_its_flows(lab):
         assert not any(rec["mac"] in f for f in brtun_flows(lab, node, "acme/web")), node
     assert not os.path.exists(f"/run/netns/{PREFIX}-v-web9")
     assert "web9" not in {v["name"] for v in lab.api().list_vms()}
+
+
+def test_provider_controller_runs_under_ryu_manager(lab):
+    """The lab starts the provider's controller as `ryu-manager tenantnet.app
+    --config-file F`, and status names its command line, pid, namespace and address."""
+    st = json.loads(cli("lab", "status", "--json").stdout)
+    (ctl,) = [c for c in st["controllers"] if c["role"] == "provider"]
+    assert os.path.basename(ctl["argv"][0]) == "ryu-manager" or \
+        ctl["argv"][1:3] == ["-m", "tenantnet.controller.ryumanager"]
+    assert "tenantnet.app" in ctl["argv"] and "--config-file" in ctl["argv"]
+    assert ctl["alive"] and ctl["namespace"] == lab.fabric.controller_netns
+    with open(f"/proc/{ctl['pid']}/cmdline", "rb") as fh:
+        running = fh.read().split(b"\0")
+    assert b"tenantnet.app" in running           # the recorded pid is that very process
+    topo = lab.topology()
+    assert ctl["listen"] == f"{topo.controller.management_ip}:{topo.controller.openflow_port}"
+    conf = ctl["argv"][ctl["argv"].index("--config-file") + 1]
+    with open(conf) as fh:
+        text = fh.read()
+    assert "[tenantnet]" in text and f"config = {lab.meta()['config']}" in text
 
 
 def test_first_vm_of_network_on_node_creates_bridges_and_last_removes_them(lab):

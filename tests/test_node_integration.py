@@ -5,7 +5,7 @@ core add and remove bridges and flows. The os-ken controller runs in this proces
 import pytest
 
 from conftest import lab_prerequisites, two_tenant_config
-from tenantnet import app as tapp
+from tenantnet.controller.settings import CONTEXT, Settings
 from tenantnet.model import config, naming
 from tenantnet.controller import runner as ofrunner
 from tenantnet.controller.core import Core
@@ -62,19 +62,18 @@ def node(tmp_path_factory):
         port = _free_port()
         topo = config.load_text(CFG.replace("PORT", str(port)), "t.yaml")
         cores = []
-        tapp.CORE_FACTORY = lambda pusher, app: cores.append(
-            Core(topo, pusher, ovsdb_remotes={"compute1": ovs.unix_remote},
-                 managed_nodes={"compute1"})) or cores[-1]
+        settings = Settings(config="t.yaml", echo_interval=1, echo_max_unreplied=3,
+                            core_factory=lambda pusher, app, _settings: cores.append(
+                                Core(topo, pusher, ovsdb_remotes={"compute1": ovs.unix_remote},
+                                     managed_nodes={"compute1"})) or cores[-1])
         runtime = ofrunner.ControllerRuntime(listen_host="127.0.0.1", listen_port=port,
-                                             echo_interval=1, echo_max_unreplied=3,
-                                             netns=NETNS).start()
+                                             netns=NETNS, contexts={CONTEXT: settings}).start()
         core = cores[0]
         assert core.ready.wait(60), "controller core did not start"
         yield ovs, core
     finally:
         if runtime is not None:
             runtime.stop()
-        tapp.CORE_FACTORY = None
         ovs.stop()
         ns.delete(NETNS)
 

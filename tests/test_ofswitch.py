@@ -8,7 +8,7 @@ Harness (one per module):
     whose thread enters the same namespace (setns) before starting os-ken, so every
     os-ken thread and socket lives there and the bridge reaches it on the namespace's
     own 127.0.0.1. Nothing is created in the root namespace except the /tmp dir.
-  * tenantnet.app.CORE_FACTORY is a StubCore that records connects/disconnects and, when
+  * the app's core (Settings.core_factory, handed in as an os-ken context) is a StubCore that records connects/disconnects and, when
     given desired flows, syncs them on every connect (the production path).
 The test thread stays in the root namespace; ovs-vsctl/ovs-ofctl reach the instance
 through its unix sockets. Requires root and Open vSwitch; skipped otherwise.
@@ -27,7 +27,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tenantnet import app as tapp  # noqa: E402
+from tenantnet.controller.settings import CONTEXT, Settings  # noqa: E402
 from tenantnet.southbound import ofctl  # noqa: E402
 from tenantnet.controller import runner as ofrunner
 from tenantnet.errors import SouthboundError  # noqa: E402
@@ -134,10 +134,12 @@ class Lab:
         ns.add(self.netns)
         self.ovs.start()
         self.port = _free_port_in(self.netns)
-        tapp.CORE_FACTORY = StubCore
+        settings = Settings(config="(none: a stub core)", echo_interval=ECHO_INTERVAL,
+                            echo_max_unreplied=ECHO_MAX,
+                            core_factory=lambda pusher, app, _settings: StubCore(pusher, app))
         self.runtime = ofrunner.ControllerRuntime(
-            listen_host="127.0.0.1", listen_port=self.port, echo_interval=ECHO_INTERVAL,
-            echo_max_unreplied=ECHO_MAX, netns=self.netns).start()
+            listen_host="127.0.0.1", listen_port=self.port, netns=self.netns,
+            contexts={CONTEXT: settings}).start()
         self.app = self.runtime.app("TenantnetApp")
         self.core = self.app.core
         self.pusher = self.app.pusher
@@ -162,7 +164,6 @@ class Lab:
             if self.runtime is not None:
                 self.runtime.stop()
         finally:
-            tapp.CORE_FACTORY = None
             pid = self.ovs.pid("ovs-vswitchd")
             if pid:                       # in case a test left it stopped
                 try:

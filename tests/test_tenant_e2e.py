@@ -16,11 +16,12 @@ from conftest import CONFIGS, lab_prerequisites
 from tenantnet.model import naming
 from tenantnet.model.flowspec import COOKIE_PREFIX
 from tenantnet.lab.lab import Lab
+from ryu_apps.tenant_acl import COOKIE_PREFIX as ACL_COOKIE_PREFIX
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
 
-PREFIX = "tnc"
+PREFIX = os.environ.get("TENANTNET_TEST_PREFIX_TENANT", "tnc")
 CONFIG = os.path.join(CONFIGS, "tenant-controllers.yaml")
 
 
@@ -171,7 +172,9 @@ def test_a_tenant_controller_refuses_another_tenants_bridge(lab):
 
 def test_tenant_network_function_drops_one_direction(lab):
     lab.stop_tenant_controller("acme")
-    lab.start_tenant_controller("acme", app="ryu_apps.tenant_acl", env={"TENANTNET_ACL": "web1>web2"})
+    # `ryu-manager ryu_apps.tenant_l2 ryu_apps.tenant_acl`, [tenant_acl] pairs = web1>web2
+    lab.start_tenant_controller("acme", app="ryu_apps.tenant_acl",
+                                conf={"tenant_acl": {"pairs": "web1>web2"}})
     try:
         def blocked():
             rows = {(r["src"], r["dst"]): r for r in lab.matrix(listen=1.5)["rows"]}
@@ -181,8 +184,101 @@ def test_tenant_network_function_drops_one_direction(lab):
         dump = lab.fabric.ovs("compute1").ofctl("dump-flows", naming.brint_name("acme/web")).stdout
         acl = [line for line in dump.splitlines() if "priority=500" in line]
         assert len(acl) == 1 and vms(lab)["web2"]["mac"] in acl[0] and "n_packets=0" not in acl[0]
+        assert f"cookie=0x{ACL_COOKIE_PREFIX:08x}" in acl[0]      # tenant_acl's own cookie
+        # it follows the placement: a new VM that web1 must not reach either ...
+        lab.stop_tenant_controller("acme")
+        lab.start_tenant_controller("acme", app="ryu_apps.tenant_acl",
+                                    conf={"tenant_acl": {"pairs": "web1>web2,web1>web7"}})
+        rec = lab.add_vm("web7", "acme/web", "compute2")
+        lab.wait_reachable(lab.topology_from_api(), ["web7"], timeout=30)
+        assert wait_for(lambda: rec["mac"] in lab.fabric.ovs("compute1").ofctl(
+            "dump-flows", naming.brint_name("acme/web")).stdout)
+        assert not lab.ping("web1", rec["ip"].split("/")[0], count=2)
+        # ... and whose rule goes when it does; tenant_l2's flows were never touched
+        tnnt = cookies(lab, "compute1", naming.brint_name("acme/web"))
+        lab.del_vm("web7")
+        assert wait_for(lambda: rec["mac"] not in lab.fabric.ovs("compute1").ofctl(
+            "dump-flows", naming.brint_name("acme/web")).stdout)
+        after = cookies(lab, "compute1", naming.brint_name("acme/web"))
+        assert [c for c in tnnt if int(c, 16) >> 32 == COOKIE_PREFIX] == \
+            [c for c in after if int(c, 16) >> 32 == COOKIE_PREFIX]
+    finally:
+        # tenant_l2 alone leaves tenant_acl's drop rules where they are (not its cookie);
+        # tenant_acl with no pairs removes them
+        lab.stop_tenant_controller("acme")
+        lab.start_tenant_controller("acme", app="ryu_apps.tenant_acl",
+                                    conf={"tenant_acl": {"pairs": ""}})
+        assert wait_for(lambda: not [c for c in cookies(lab, "compute1",
+                                                        naming.brint_name("acme/web"))
+                                     if int(c, 16) >> 32 == ACL_COOKIE_PREFIX])
+        lab.stop_tenant_controller("acme")
+        lab.start_tenant_controller("acme")
+    assert wait_for(lambda: lab.ping("web1", vms(lab)["web2"]["ip"]), 30)
+
+
+# A tenant's own app, written for Ryu (classic `ryu.` imports), run unchanged next to
+# tenant_l2 by tenantnet's ryu-manager: it drops ICMP sent by one VM, nothing else.
+CLASSIC_ICMP_DROP = """
+from ryu.base import app_manager
+from ryu.controller import ofp_event
+from ryu.controller.handler import CONFIG_DISPATCHER, set_ev_cls
+from ryu.ofproto import ofproto_v1_3
+
+MAC = "{mac}"
+
+
+class NoPingFromOneVm(app_manager.RyuApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def switch_features(self, ev):
+        dp = ev.msg.datapath
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        match = parser.OFPMatch(eth_type=0x0800, ip_proto=1, eth_src=MAC)
+        inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [])]
+        dp.send_msg(parser.OFPFlowMod(datapath=dp, cookie=0x1C3B, priority=700, match=match,
+                                      instructions=inst))
+        self.logger.info("no ICMP from %s on %016x", MAC, dp.id)
+"""
+
+
+def test_a_classic_ryu_app_runs_next_to_tenant_l2(lab, tmp_path):
+    """`ryu-manager ryu_apps.tenant_l2 ./no_ping.py` as acme's controller: web1's pings are
+    dropped on its brint bridge; its other traffic, and everyone else's pings, pass."""
+    v = vms(lab)
+    app = tmp_path / "no_ping.py"
+    app.write_text(CLASSIC_ICMP_DROP.format(mac=v["web1"]["mac"]))
+    brint = naming.brint_name("acme/web")
+    lab.stop_tenant_controller("acme")
+    lab.start_tenant_controller("acme", app=str(app))
+    try:
+        def dropping():
+            dump = lab.fabric.ovs("compute1").ofctl("dump-flows", brint).stdout
+            return "cookie=0x1c3b" in dump and "priority=700" in dump
+        assert wait_for(dropping, 30), open(lab.tenant_log("acme")).read()[-3000:]
+        # the drop ...
+        assert not lab.ping("web1", v["web2"]["ip"], count=2)
+        assert not lab.ping("web1", v["web3"]["ip"], count=2)
+        # ... and the untouched rest: web1 still reaches everyone at layer 2, and the
+        # others ping each other (web2 -> web1 echo requests arrive; the replies are ICMP
+        # from web1 and are dropped too, so ping web2 -> web3 for the IP path)
+        rows = {(r["src"], r["dst"]): r for r in lab.matrix(listen=1.5)["rows"]}
+        assert rows[("web1", "web2")]["unicast"] and rows[("web1", "web3")]["unicast"]
+        assert rows[("web2", "web1")]["unicast"]
+        assert lab.ping("web2", v["web3"]["ip"], count=2)
+        assert lab.ping("app1", v["app2"]["ip"], count=2)        # another tenant: untouched
+        dump = lab.fabric.ovs("compute1").ofctl("dump-flows", brint).stdout
+        mine = [line for line in dump.splitlines() if "cookie=0x1c3b" in line]
+        assert len(mine) == 1 and "n_packets=0" not in mine[0]
+        assert [c for c in cookies(lab, "compute1", brint) if int(c, 16) >> 32 == COOKIE_PREFIX]
+        log = open(lab.tenant_log("acme")).read()
+        assert "no ICMP from" in log and "Traceback" not in log
     finally:
         lab.stop_tenant_controller("acme")
+        for node in ("compute1", "compute2", "compute3"):
+            for bridge in (brint, naming.brtun_name("acme/web")):
+                lab.fabric.ovs(node).ofctl("del-flows", bridge, "cookie=0x1c3b/-1",
+                                           check=False)
         lab.start_tenant_controller("acme")
     assert wait_for(lambda: lab.ping("web1", vms(lab)["web2"]["ip"]), 30)
 

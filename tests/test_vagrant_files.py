@@ -186,7 +186,8 @@ def test_systemd_units_verify(tmp_path):
     paths = []
     for unit in UNITS:
         with open(os.path.join(VAGRANT, unit)) as fh:
-            text = fh.read().replace("/opt/tenantnet-venv/bin/tenantnet", str(fake))
+            text = fh.read().replace("/opt/tenantnet-venv/bin/tenantnet", str(fake)) \
+                .replace("/opt/tenantnet-venv/bin/ryu-manager", str(fake))
         name = unit.replace("@.service", "@ex-acme.web.service")   # a template needs an instance
         (tmp_path / name).write_text(text)
         paths.append(str(tmp_path / name))
@@ -200,13 +201,13 @@ def test_systemd_units_verify(tmp_path):
 def test_units_name_what_provisioning_writes():
     with open(os.path.join(VAGRANT, "tenantnet-controller.service")) as fh:
         ctl = fh.read()
-    assert "controller -c /etc/tenantnet/config.yaml" in ctl
-    assert "--api-listen ${TENANTNET_MANAGEMENT_IP}:${TENANTNET_API_PORT}" in ctl
+    assert "ryu-manager tenantnet.app" in ctl
+    assert "--config-file /etc/tenantnet/tenantnet.conf" in ctl
     assert "Restart=on-failure" in ctl
+    assert "${TENANTNET_" not in ctl            # everything is in the conf file
     with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
         sh = fh.read()
-    for var in re.findall(r"\$\{(TENANTNET_\w+)\}", ctl):
-        assert f"{var}=" in sh, var
+    assert 'install -m 644 "$conf_new" "$CONF/tenantnet.conf"' in sh
     with open(os.path.join(VAGRANT, "tenantnet-node.service")) as fh:
         node = fh.read()
     with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
@@ -217,6 +218,29 @@ def test_units_name_what_provisioning_writes():
     with open(os.path.join(VAGRANT, "90-tenantnet-ex.rules")) as fh:
         rule = fh.read()
     assert 'KERNEL=="ex-*"' in rule and "tenantnet-ex-address@%k.service" in rule
+
+
+def test_provisioned_controller_conf_is_what_ryu_manager_reads(tmp_path):
+    """The conf file controller.sh writes, with its variables filled in, gives the
+    controller exactly the settings the unit needs (parsed by tenantnet's own code)."""
+    with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
+        sh = fh.read()
+    body = re.search(r'cat > "\$conf_new" <<CONF\n(.*?)\nCONF\n', sh, re.S).group(1)
+    values = {"MGMT_IP": "192.0.2.10", "API_PORT": "8080", "CONF": "/etc/tenantnet"}
+    text = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], body)
+    conf = tmp_path / "tenantnet.conf"
+    conf.write_text(text)
+    code = ("import json; from os_ken import cfg; "
+            "from tenantnet.controller import ryumanager, settings; "
+            f"ryumanager.parse(['tenantnet.app', '--config-file', {str(conf)!r}]); "
+            "s = settings.Settings.from_conf(cfg.CONF); "
+            "print(json.dumps([s.config, s.api_listen, s.api_socket, cfg.CONF.ofp_listen_host, "
+            "cfg.CONF.ofp_tcp_listen_port]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["/etc/tenantnet/config.yaml", "192.0.2.10:8080",
+                                      "/run/tenantnet-controller/api.sock", "192.0.2.10", 6653]
 
 
 # -- the controller's config -------------------------------------------------------------

@@ -54,6 +54,11 @@ def cmd_lab_status(args):
     c = status["controller"]
     print(f"lab '{status['prefix']}' ({status['state_dir']}); controller pid {c['pid']} "
           f"{'alive' if c['alive'] else 'NOT RUNNING'}, API {c['api']}")
+    for ctl in status.get("controllers", []):
+        who = "provider" if ctl["role"] == "provider" else f"tenant {ctl['tenant']}"
+        print(f"  controller {who}: pid {ctl['pid']} "
+              f"{'alive' if ctl['alive'] else 'NOT RUNNING'}, ns {ctl['namespace']}, "
+              f"OpenFlow {ctl['listen']}\n    {ctl['command_line']}")
     for name, n in sorted(status["nodes"].items()):
         print(f"  node {name:10} {n['role']:8} ns {n['namespace']:14} {n['ovsdb_remote']:24} "
               f"bridges: {' '.join(n['bridges'])}")

@@ -8,6 +8,7 @@
 Every failure is one clear line on stderr and a non-zero exit, never a traceback."""
 
 import argparse
+import logging
 import os
 import sys
 
@@ -31,58 +32,99 @@ def cmd_check_config(args):
 
 
 # -- controller ---------------------------------------------------------------------
+def controller_argv(args):
+    """`tenantnet controller -c FILE ...` as the equivalent `ryu-manager` arguments."""
+    argv = ["tenantnet.app", "--tenantnet-config", os.path.abspath(args.config)]
+    if args.config_file:
+        argv += [x for f in args.config_file for x in ("--config-file", f)]
+    for flag, value in (("--ofp-listen-host", args.listen_host),
+                        ("--ofp-tcp-listen-port", args.listen_port),
+                        ("--tenantnet-echo-interval", args.echo_interval),
+                        ("--tenantnet-echo-max-unreplied", args.echo_max_unreplied),
+                        ("--tenantnet-api-listen", args.api_listen),
+                        ("--tenantnet-api-socket", args.api_socket),
+                        ("--tenantnet-api-token-file", args.api_token_file)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.ovsdb_remote:
+        pairs = dict(_pair(item, "--ovsdb-remote") for item in args.ovsdb_remote)
+        argv += ["--tenantnet-ovsdb-remote", ",".join(f"{k}:{v}" for k, v in pairs.items())]
+    if args.node_netns:
+        pairs = dict(_pair(item, "--node-netns") for item in args.node_netns.split(","))
+        argv += ["--tenantnet-node-netns", ",".join(
+            f"{k}:{v.replace(':', '@', 1)}" for k, v in pairs.items())]
+    return argv + ["--default-log-level", str(log_level(args))]
+
+
+def log_level(args):
+    level = logging.getLevelName(str(args.log_level).upper())
+    if not isinstance(level, int):
+        raise TenantnetError(f"--log-level {args.log_level!r}: expected DEBUG, INFO, WARNING "
+                             "or ERROR")
+    return level
+
+
+def _pair(item, flag):
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+        raise TenantnetError(f"{flag} {item!r}: expected NODE=VALUE")
+    return key, value
+
+
 def cmd_controller(args):
+    """A front on `ryu-manager tenantnet.app`: the same code, flags for options."""
     if args.tenant:
         return _tenant_controller(args)
     if not args.config:
         raise TenantnetError("controller: give -c FILE (the provider's controller) or "
                              "--tenant NAME --api URL (a tenant's own controller)")
+    from tenantnet.controller import ryumanager
     from tenantnet.model import config
     config.load_file(args.config)          # refuse a bad config before anything starts
-    os.environ["TENANTNET_CONFIG"] = os.path.abspath(args.config)
-    if args.api_socket:
-        os.environ["TENANTNET_API_SOCKET"] = args.api_socket
-    if args.api_listen:
-        os.environ["TENANTNET_API_LISTEN"] = args.api_listen
-    if args.node_netns:
-        os.environ["TENANTNET_NODE_NETNS"] = args.node_netns
-    if args.ovsdb_remote:
-        os.environ["TENANTNET_OVSDB_REMOTES"] = ",".join(args.ovsdb_remote)
-    return _run_os_ken(args, "controller")
+    return ryumanager.run(controller_argv(args))
 
 
-def _run_os_ken(args, what):
-    """Run the os-ken app in the foreground with the command line's OpenFlow options."""
-    from tenantnet.controller.runner import run_controller
-    try:
-        run_controller(listen_host=args.listen_host, listen_port=args.listen_port,
-                       echo_interval=args.echo_interval, echo_max_unreplied=args.echo_max_unreplied,
-                       log_level=args.log_level)
-    except RuntimeError as exc:
-        raise TenantnetError(f"{what} stopped: {exc}") from None
-    return 0
+def tenant_conf_text(args, token_file):
+    """The [tenant_l2] section `tenantnet controller --tenant` hands to ryu_apps.tenant_l2."""
+    lines = ["[DEFAULT]",
+             f"echo_request_interval = {args.echo_interval or 1.0}",
+             f"maximum_unreplied_echo_requests = {args.echo_max_unreplied or 3}",
+             "", "[tenant_l2]", f"tenant = {args.tenant}", f"api = {args.api}",
+             f"poll_interval = {args.poll_interval}"]
+    if token_file:
+        lines.append(f"token_file = {token_file}")
+    if args.cache:
+        lines.append(f"cache = {os.path.abspath(args.cache)}")
+    return "\n".join(lines) + "\n"
 
 
 def _tenant_controller(args):
+    """A front on `ryu-manager ryu_apps.tenant_l2 [--app ...] --config-file GENERATED`."""
+    import tempfile
     if not args.api:
         raise TenantnetError("controller --tenant: give --api URL, the provider's API "
                              "(e.g. http://198.18.0.1:8080)")
-    from tenantnet import app as tapp
-    from tenantnet.controller.tenant import tenant_core_factory
-    extra = None
-    if args.app:
-        import importlib
-        try:
-            module = importlib.import_module(args.app)
-        except ImportError as exc:
-            raise TenantnetError(f"cannot load app {args.app}: {exc}") from None
-        extra = getattr(module, "extra_flows", None)
-        if extra is None:
-            raise TenantnetError(f"{args.app} has no extra_flows(topo, node, bridge)")
-    tapp.CORE_FACTORY = tenant_core_factory(args.tenant, args.api, token=read_token(args),
-                                            poll_interval=args.poll_interval, extra_flows=extra,
-                                            cache=args.cache)
-    return _run_os_ken(args, "tenant controller")
+    from tenantnet.controller import ryumanager
+    token_file = os.path.abspath(args.token_file) if args.token_file else None
+    with tempfile.TemporaryDirectory(prefix="tenantnet-tenant-") as tmp:
+        token = None if token_file else read_token(args)
+        if token:
+            token_file = os.path.join(tmp, "token")
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token)
+        conf = os.path.join(tmp, "tenant.conf")
+        with open(conf, "w") as fh:
+            fh.write(tenant_conf_text(args, token_file))
+        argv = ["ryu_apps.tenant_l2", *args.app]
+        for f in args.config_file:        # the user's own files: [tenant_acl] pairs, ...
+            argv += ["--config-file", f]
+        argv += ["--config-file", conf]   # last: the flags of this command win
+        for flag, value in (("--ofp-listen-host", args.listen_host),
+                            ("--ofp-tcp-listen-port", args.listen_port)):
+            if value is not None:
+                argv += [flag, str(value)]
+        return ryumanager.run(argv + ["--default-log-level", str(log_level(args))])
 
 
 def build_parser():
@@ -101,15 +143,21 @@ def build_parser():
     c.add_argument("--token-file", help="with --tenant: a file holding the credential")
     c.add_argument("--poll-interval", type=float, default=0.2,
                    help="with --tenant: seconds between placement reads (default 0.2)")
-    c.add_argument("--app", help="with --tenant: a module with extra_flows(topo, node, "
-                                 "bridge), e.g. ryu_apps.tenant_acl")
+    c.add_argument("--app", action="append", default=[],
+                   help="with --tenant: another os-ken/Ryu app to run next to "
+                        "ryu_apps.tenant_l2, e.g. ryu_apps.tenant_acl (repeatable)")
     c.add_argument("--cache", help="with --tenant: keep the last placement read in this file "
                                    "and start from it when the provider's API is down")
-    c.add_argument("--listen-host", default="0.0.0.0", help="OpenFlow listen address")
-    c.add_argument("--listen-port", type=int, default=6653, help="OpenFlow listen port")
-    c.add_argument("--echo-interval", type=float, default=1.0,
+    c.add_argument("--listen-host", help="OpenFlow listen address (default 0.0.0.0)")
+    c.add_argument("--listen-port", type=int, help="OpenFlow listen port (default 6653)")
+    c.add_argument("--config-file", action="append", default=[], metavar="CONF",
+                   help="oslo.config file(s) with [DEFAULT] and [tenantnet] options, as for "
+                        "ryu-manager; the flags here override it")
+    c.add_argument("--api-token-file", help="a file holding the provider's API token "
+                                            "(default: controller.api_token of the config)")
+    c.add_argument("--echo-interval", type=float, default=None,
                    help="seconds between OpenFlow echo requests (default 1)")
-    c.add_argument("--echo-max-unreplied", type=int, default=3,
+    c.add_argument("--echo-max-unreplied", type=int, default=None,
                    help="unanswered echoes before a switch is declared dead (default 3)")
     c.add_argument("--api-listen", help="HOST:PORT for the JSON HTTP API")
     c.add_argument("--api-socket", help="unix socket path for the JSON HTTP API")
@@ -142,6 +190,17 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("tenantnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+
+
+def quiet_broken_pipe():
+    """The reader of our output went away (`tenantnet ... | head`): stop quietly, as a
+    Unix tool killed by SIGPIPE would, and keep the interpreter's final flush of stdout
+    from reporting it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + 13                   # what the shell reports for SIGPIPE
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Only when all of that succeeded does the new Topology replace the old one. A swi
 
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 
@@ -487,30 +486,21 @@ def make_authorizer(topo):
     return authorize
 
 
-def build_core(pusher, app=None):
-    """Factory used by tenantnet.app: settings come from the environment (set by the CLI)."""
-    path = os.environ.get("TENANTNET_CONFIG")
-    if not path:
-        raise TenantnetError("TENANTNET_CONFIG is not set: run `tenantnet controller -c FILE`")
-    topo = config_mod.load_file(path)
-    remotes = {}
-    for item in filter(None, os.environ.get("TENANTNET_OVSDB_REMOTES", "").split(",")):
-        node, _, remote = item.partition("=")
-        remotes[node] = remote
-    hosts = {}
-    for item in filter(None, os.environ.get("TENANTNET_NODE_NETNS", "").split(",")):
-        node, _, where = item.partition("=")
-        netns, _, rundir = where.partition(":")      # NETNS[:OVS_RUNDIR]
-        hosts[node] = NetnsHost(netns, rundir or None)
-    core = Core(topo, pusher, ovsdb_remotes=remotes, hosts=hosts, source=path)
-    sock = os.environ.get("TENANTNET_API_SOCKET")
-    listen = os.environ.get("TENANTNET_API_LISTEN")
-    if sock or listen:
+def build_core(pusher, app, settings):
+    """The provider's core from its Settings (tenantnet.controller.settings)."""
+    topo = config_mod.load_file(settings.config)
+    if settings.api_token:
+        topo.controller.api_token = settings.api_token
+    hosts = {node: NetnsHost(where.netns, where.rundir)
+             for node, where in settings.node_netns.items()}
+    unknown = sorted(set(settings.ovsdb_remotes) - {n.name for n in topo.nodes()})
+    if unknown:
+        raise TenantnetError(f"ovsdb_remote names unknown node(s) {', '.join(unknown)} "
+                             f"(the config has {', '.join(n.name for n in topo.nodes())})")
+    core = Core(topo, pusher, ovsdb_remotes=settings.ovsdb_remotes, hosts=hosts,
+                source=settings.config)
+    if settings.api_socket or settings.api_listen:
         from tenantnet.controller.api import ApiServer
-        tcp = None
-        if listen:
-            host, _, port = listen.rpartition(":")
-            tcp = (host or "127.0.0.1", int(port))
-        core.api_server = ApiServer(core, tcp=tcp, unix_path=sock,
+        core.api_server = ApiServer(core, tcp=settings.api_tcp, unix_path=settings.api_socket,
                                     authorizer=make_authorizer(topo), unix_trusted=True)
     return core

@@ -21,7 +21,9 @@ os-ken pitfalls handled here (native hub):
     of the dead connection leak. Our Datapath subclass declares DEAD as soon as the
     receive loop ends and wakes the send thread.
   * run_apps() ends with `t.kill()` on its service threads; native HubThread has no
-    kill(), so it raises AttributeError after everything was already closed.
+    kill(), so it raises AttributeError after everything was already closed: we run the
+    same steps without it (ControllerRuntime._run_apps), which also hands our contexts
+    (the tenantnet Settings) to the apps.
 """
 
 import contextlib
@@ -32,6 +34,8 @@ import signal
 import socket
 import threading
 
+from tenantnet.errors import TenantnetError
+
 LOG = logging.getLogger("tenantnet.controller.runner")
 
 DEFAULT_APPS = ("tenantnet.app",)
@@ -41,19 +45,31 @@ _ACTIVE = None                     # the ControllerRuntime whose apps are runnin
 _ACTIVE_LOCK = threading.Lock()
 
 
-def configure(listen_host="0.0.0.0", listen_port=6653, echo_interval=2,
-              echo_max_unreplied=3):
-    """Parse os-ken's CONF once (empty argv) and override the controller options."""
+def os_ken_version():
+    """The installed os-ken's version string."""
+    from importlib import metadata
+    try:
+        return metadata.version("os-ken")
+    except metadata.PackageNotFoundError:
+        return "(unknown version)"
+
+
+def configure(listen_host=None, listen_port=None, echo_interval=None,
+              echo_max_unreplied=None):
+    """Parse os-ken's CONF once (empty argv, unless a manager parsed it already) and
+    override the OpenFlow options that are given (None: leave as parsed)."""
     from os_ken import cfg
+    import os_ken.base.app_manager  # noqa: F401  first: os-ken's modules import it circularly
     import os_ken.controller.controller  # noqa: F401  registers ofp-* CLI options
     import os_ken.controller.ofp_handler  # noqa: F401
     conf = cfg.CONF
     if getattr(conf, "_namespace", None) is None:
         conf([], project="os_ken", default_config_files=[])
-    conf.set_override("ofp_listen_host", listen_host)
-    conf.set_override("ofp_tcp_listen_port", int(listen_port))
-    conf.set_override("echo_request_interval", float(echo_interval))
-    conf.set_override("maximum_unreplied_echo_requests", int(echo_max_unreplied))
+    for name, value in (("ofp_listen_host", listen_host), ("ofp_tcp_listen_port", listen_port),
+                        ("echo_request_interval", echo_interval),
+                        ("maximum_unreplied_echo_requests", echo_max_unreplied)):
+        if value is not None:
+            conf.set_override(name, value)
     return conf
 
 
@@ -152,9 +168,14 @@ class ControllerRuntime:
     once the OpenFlow port listens; run() runs it in the calling thread; stop() (or
     request_stop(), safe from a signal handler) ends it and closes switch connections."""
 
-    def __init__(self, app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=6653,
-                 echo_interval=2, echo_max_unreplied=3, netns=None):
+    def __init__(self, app_modules=DEFAULT_APPS, listen_host=None, listen_port=None,
+                 echo_interval=None, echo_max_unreplied=None, netns=None, contexts=None):
+        """*contexts*: extra keyword arguments for every app's constructor (os-ken
+        contexts), e.g. {"tenantnet_settings": Settings(...)}. Listen and echo options
+        left at None keep what os-ken's CONF holds (a manager's command line, or the
+        defaults)."""
         self.app_modules = list(app_modules)
+        self.contexts = dict(contexts or {})
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.echo_interval = echo_interval
@@ -215,20 +236,40 @@ class ControllerRuntime:
         try:
             if self.netns:
                 enter_netns(self.netns)
-            AppManager.run_apps(self.app_modules)
-        except AttributeError as exc:
-            if "kill" not in str(exc):   # native HubThread has no kill(): see module doc
-                raise
+            self._run_apps(AppManager.get_instance())
+        except TenantnetError as exc:     # a setting or start-up problem: one clear line
+            self._error = self._error or str(exc)
+            LOG.error("%s", exc)
+            raise
         except Exception as exc:
             self._error = self._error or f"controller failed: {exc}"
             LOG.exception("controller failed")
             raise
         finally:
-            if self._error is None and not self._listening.is_set():
+            if self._error is None and not self._listening.is_set() and not self.stopping:
                 self._error = "controller stopped before listening"
             self._close_datapaths()
             self._finished.set()
             self._listening.set()
+
+    def _run_apps(self, app_mgr):
+        """AppManager.run_apps with our contexts, minus its final t.kill() (see above)."""
+        import gc
+        from os_ken.lib import hub
+        # AppManager is a process-wide singleton whose close() keeps the classes it loaded:
+        # an earlier runtime's apps would be started again next to ours.
+        app_mgr.applications_cls.clear()
+        app_mgr.contexts_cls.clear()
+        app_mgr.load_apps(self.app_modules)
+        contexts = app_mgr.create_contexts()
+        contexts.update(self.contexts)
+        services = app_mgr.instantiate_apps(**contexts)
+        try:
+            hub.joinall(services)
+        finally:
+            app_mgr.close()
+            hub.joinall(services)
+            gc.collect()
 
     def start(self, timeout=10):
         """Run in a background thread; return once listening (RuntimeError if it fails)."""
@@ -312,17 +353,14 @@ def fail(error):
     runtime.request_stop()
 
 
-def run_controller(app_modules=DEFAULT_APPS, listen_host="0.0.0.0", listen_port=6653,
-                   echo_interval=2, echo_max_unreplied=3, log_level="INFO"):
+def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
     """Run the os-ken apps in the foreground; return after SIGTERM or SIGINT.
 
-    A switch that stops answering echo requests is declared DEAD after
+    *options* are ControllerRuntime's listen and echo options. A switch that stops
+    answering echo requests is declared dead after
     echo_interval * (echo_max_unreplied + 1) to echo_interval * (echo_max_unreplied + 2)
     seconds; a closed TCP connection is seen at once."""
-    logging.basicConfig(level=getattr(logging, str(log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = ControllerRuntime(app_modules, listen_host, listen_port, echo_interval,
-                                echo_max_unreplied)
+    runtime = ControllerRuntime(app_modules, contexts=contexts, **options)
 
     def on_signal(signum, _frame):
         LOG.info("signal %s: stopping", signal.Signals(signum).name)

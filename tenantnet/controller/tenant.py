@@ -43,16 +43,20 @@ def topology_from_api(data):
 
 
 class TenantCore:
-    """The core of a tenant's controller (plugs into tenantnet.app via CORE_FACTORY)."""
+    """The core of a tenant's controller (the logic of ryu_apps.tenant_l2)."""
 
-    def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, extra_flows=None,
-                 cache=None):
+    def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, cache=None,
+                 on_synced=None):
         self.pusher = pusher
         self.tenant = tenant
         self.client = ApiClient(api, timeout=10, token=token)
         self.poll_interval = poll_interval
-        self.extra_flows = extra_flows      # callable(topo, node, bridge) -> [Flow]: tenant NFs
         self.cache = cache                  # file keeping the last placement read
+        # callable(dpid, node, bridge, topo, portmap), called after every sync of one of the
+        # tenant's bridges (on connect and on each placement change, also when none of its
+        # flows changed): how other apps on those bridges follow the placement
+        # (ryu_apps.tenant_l2 publishes it as the os-ken/Ryu event EventBridgeSynced).
+        self.on_synced = on_synced
         self.topo = None
         self.lock = threading.RLock()
         self.ready = threading.Event()
@@ -121,8 +125,6 @@ class TenantCore:
             return None
         node, bridge = owner
         bf = node_flows(self.topo, node, tenant=self.tenant)[bridge]
-        if self.extra_flows:
-            bf.flows = bf.flows + list(self.extra_flows(self.topo, node, bridge))
         return node, bridge, bf
 
     def _sync(self, dpid):
@@ -136,12 +138,18 @@ class TenantCore:
         except KeyError:
             want = None
         if want is not None and self._in_sync.get(dpid) == want:
-            return {"added": 0, "removed": 0}
-        res = self.pusher.sync(dpid, bf.flows, portmap, installed=self._in_sync.get(dpid))
-        if want is not None:
-            self._in_sync[dpid] = want
-        LOG.info("tenant %s: %s/%s +%d -%d flows", self.tenant, node, bridge, res["added"],
-                 res["removed"])
+            res = {"added": 0, "removed": 0}
+        else:
+            res = self.pusher.sync(dpid, bf.flows, portmap, installed=self._in_sync.get(dpid))
+            if want is not None:
+                self._in_sync[dpid] = want
+            LOG.info("tenant %s: %s/%s +%d -%d flows", self.tenant, node, bridge,
+                     res["added"], res["removed"])
+        if self.on_synced is not None:
+            try:
+                self.on_synced(dpid, node, bridge, self.topo, portmap)
+            except Exception:  # noqa: BLE001 -- a listener's bug must not stop our syncs
+                LOG.exception("tenant %s: on_synced listener failed", self.tenant)
         return res
 
     def _sync_all(self):
@@ -173,12 +181,3 @@ class TenantCore:
 
     def switch_disconnected(self, dpid):
         self._in_sync.pop(dpid, None)
-
-
-def tenant_core_factory(tenant, api, token=None, poll_interval=0.2, extra_flows=None,
-                        cache=None):
-    """A CORE_FACTORY for tenantnet.app running as *tenant*'s controller."""
-    def factory(pusher, app):
-        return TenantCore(pusher, tenant, api, token=token, poll_interval=poll_interval,
-                          extra_flows=extra_flows, cache=cache)
-    return factory

@@ -10,6 +10,7 @@ import concurrent.futures
 import ipaddress
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import time
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.controller.client import ApiClient
-from tenantnet.errors import ApiError, LabError
+from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
 from tenantnet.model.topology import probe_name
@@ -37,6 +38,14 @@ def tenant_controllers(topo):
 def _say(progress, text):
     if progress:
         progress(text)
+
+
+def ryu_manager_cmd():
+    """How to run our `ryu-manager` (the console script beside this interpreter)."""
+    script = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "tenantnet.controller.ryumanager"]
 
 
 class Lab:
@@ -134,16 +143,29 @@ class Lab:
         result["seconds"] = round(time.perf_counter() - t0, 2)
         return result
 
-    def _controller_cmd(self, topo, config_path, extra=()):
+    def _controller_conf(self, topo, config_path):
+        """The provider controller's oslo.config file, as an operator would write it."""
         fab = self.fabric
-        nodes = ",".join(f"{n.name}={fab.node_netns(n.name)}:{fab.ovs(n.name).rundir}"
+        c = topo.controller
+        netns = ",".join(f"{n.name}:{fab.node_netns(n.name)}@{fab.ovs(n.name).rundir}"
                          for n in topo.nodes())
-        return [sys.executable, "-m", "tenantnet.cli", "controller", "-c",
-                os.path.abspath(config_path), "--listen-host", topo.controller.management_ip,
-                "--listen-port", str(topo.controller.openflow_port),
-                "--api-socket", self.api_socket, "--node-netns", nodes,
-                "--api-listen", f"{topo.controller.management_ip}:{topo.controller.api_port}",
-                *extra]
+        path = os.path.join(fab.state_dir, "controller.conf")
+        text = (f"# written by `tenantnet lab up` (prefix {self.prefix})\n"
+                "[DEFAULT]\n"
+                f"ofp_listen_host = {c.management_ip}\n"
+                f"ofp_tcp_listen_port = {c.openflow_port}\n\n"
+                "[tenantnet]\n"
+                f"config = {os.path.abspath(config_path)}\n"
+                f"api_listen = {c.management_ip}:{c.api_port}\n"
+                f"api_socket = {self.api_socket}\n"
+                f"node_netns = {netns}\n")
+        with open(path, "w") as fh:
+            fh.write(text)
+        return path
+
+    def _controller_cmd(self, topo, config_path, extra=()):
+        return [*ryu_manager_cmd(), "tenantnet.app", "--config-file",
+                self._controller_conf(topo, config_path), *extra]
 
     def _start_controller(self, topo, config_path, extra=()):
         log = os.path.join(self.fabric.state_dir, "controller.log")
@@ -154,18 +176,29 @@ class Lab:
     def _tenant_host(self, tenant, ip, prefix_len):
         """A namespace on the management network for *tenant*'s controller."""
         fab = self.fabric
-        netns = f"{self.prefix}-tc-{tenant}"
+        netns = naming.tenant_netns(self.prefix, tenant)
         if ns.exists(netns):
             return netns
         with fab._txn():
             fab._add_ns(netns)
-            fab._veth_to_fabric(netns, "mgmt", "mgmt", fab._fabric_peer("m", f"tc-{tenant}"))
+            fab._veth_to_fabric(netns, "mgmt", "mgmt",
+                                naming.fabric_peer_name("m", "tenant", tenant))
             ns.run(["ip", "addr", "replace", f"{ip}/{prefix_len}", "dev", "mgmt"], netns=netns)
         return netns
 
-    def start_tenant_controller(self, tenant, topo=None, app=None, env=None):
-        """Run *tenant*'s own controller (`tenantnet controller --tenant`) where its networks'
-        `controller:` target points, reading the provider's API with the tenant's token."""
+    def start_tenant_controller(self, tenant, topo=None, app=None, env=None, conf=None,
+                                manager=None, args=()):
+        """Run *tenant*'s own controller where its networks' `controller:` target points:
+        `ryu-manager ryu_apps.tenant_l2 [APP...] --config-file <state>/tenant-T.conf`.
+
+        The generated conf (tenant_conf()) holds the OpenFlow listen address and the
+        [tenant_l2] section: the tenant, the provider's API, the tenant's token file and
+        the placement cache. *app*: further app module(s) to run next to tenant_l2 (a
+        name or a list); *conf*: further settings, {section: {key: value}} (e.g.
+        {"tenant_acl": {"pairs": "web1>web2"}}); *env*: environment variables;
+        *manager*: the ryu-manager command to use (a path or an argv list; default ours,
+        beside this interpreter; e.g. the real Ryu's in .venv-ryu); *args*: more
+        ryu-manager arguments (e.g. ["--wsapi-host", ip] for ryu.app.ofctl_rest)."""
         topo = topo or self.topology()
         target = tenant_controllers(topo).get(tenant)
         if target is None:
@@ -176,23 +209,59 @@ class Lab:
             raise LabError(f"tenant {tenant}'s controller {target} is outside the lab's "
                            f"management network {mgmt}: run it yourself")
         netns = self._tenant_host(tenant, ip, mgmt.prefixlen)
+        conf_path = self.tenant_conf(tenant, topo, conf)
+        apps = [app] if isinstance(app, str) else list(app or ())
+        if manager is None:
+            cmd = ryu_manager_cmd()
+        else:
+            cmd = [manager] if isinstance(manager, str) else list(manager)
+        cmd += ["ryu_apps.tenant_l2", *apps, "--config-file", conf_path, *args]
+        if env:
+            cmd = ["env"] + [f"{k}={v}" for k, v in env.items()] + cmd
+        self.fabric.start_process(self.tenant_process(tenant), cmd, netns,
+                                  self.tenant_log(tenant))
+        return netns
+
+    def tenant_conf(self, tenant, topo=None, extra=None):
+        """Write *tenant*'s controller conf (oslo.config, as the tenant would write it) into
+        the lab's state directory; return its path. *extra*: {section: {key: value}}."""
+        topo = topo or self.topology()
+        target = tenant_controllers(topo).get(tenant)
+        if target is None:
+            raise LabError(f"tenant {tenant} has no network with a controller of its own")
+        _, ip, port = target.split(":")
         token = topo.tenant_tokens.get(tenant)
         if token is None:
             raise LabError(f"tenant {tenant} has no API token in the config (tenants[].token)")
-        token_file = os.path.join(self.fabric.state_dir, f"token-{tenant}")
+        state = self.fabric.state_dir
+        token_file = os.path.join(state, f"token-{tenant}")
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
-        cmd = [sys.executable, "-m", "tenantnet.cli", "controller", "--tenant", tenant,
-               "--api", f"http://{topo.controller.management_ip}:{topo.controller.api_port}",
-               "--token-file", token_file, "--listen-host", ip, "--listen-port", port,
-               "--cache", os.path.join(self.fabric.state_dir, f"placement-{tenant}.json")]
-        if app:
-            cmd += ["--app", app]
-        if env:
-            cmd = ["env"] + [f"{k}={v}" for k, v in env.items()] + cmd
-        self.fabric.start_process(f"tenant-{tenant}", cmd, netns, self.tenant_log(tenant))
-        return netns
+        sections = {
+            "DEFAULT": {"ofp_listen_host": ip, "ofp_tcp_listen_port": port,
+                        "echo_request_interval": 1, "maximum_unreplied_echo_requests": 3},
+            "tenant_l2": {"tenant": tenant,
+                          "api": f"http://{topo.controller.management_ip}:"
+                                 f"{topo.controller.api_port}",
+                          "token_file": token_file,
+                          "cache": os.path.join(state, f"placement-{tenant}.json")},
+        }
+        for section, values in (extra or {}).items():
+            sections.setdefault(section, {}).update(values)
+        lines = [f"# written by the lab (prefix {self.prefix}) for tenant {tenant}'s "
+                 "controller: ryu-manager ryu_apps.tenant_l2 ... --config-file THIS"]
+        for section, values in sections.items():
+            lines += ["", f"[{section}]"] + [f"{k} = {v}" for k, v in values.items()]
+        path = os.path.join(state, f"tenant-{tenant}.conf")
+        with open(path, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        return path
+
+    @staticmethod
+    def tenant_process(tenant):
+        """The lab's process name for *tenant*'s controller."""
+        return f"tenant-{tenant}"
 
     def stop_tenant_controller(self, tenant):
         self.fabric.stop_process(f"tenant-{tenant}")
@@ -428,6 +497,7 @@ class Lab:
         alive = ctl.get("alive", False) if ctl else (api_ok and st["controller"] is None)
         ctl = ctl or {}
         return {"prefix": self.prefix, "state_dir": st["state_dir"],
+                "controllers": self._controllers(st),
                 "controller": {"namespace": (st["controller"] or {}).get("netns"),
                                "pid": ctl.get("pid"), "alive": alive,
                                "api": self.api_endpoint, "api_ok": api_ok,
@@ -435,6 +505,33 @@ class Lab:
                 "nodes": nodes,
                 "vms": {k: v for k, v in vms.items() if v["kind"] == "vm"},
                 "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"}}
+
+    def _controllers(self, st):
+        """Every controller process the lab runs: the provider's and each tenant's, with
+        its command line, pid, namespace and OpenFlow listen address."""
+        try:
+            topo = self.topology()
+        except TenantnetError:
+            topo = None
+        wanted = [("provider", None, "controller")]
+        if topo is not None:
+            wanted += [("tenant", t, self.tenant_process(t)) for t in tenant_controllers(topo)]
+        out = []
+        for role, tenant, pname in wanted:
+            rec = st["processes"].get(pname)
+            if rec is None:
+                continue
+            if topo is None:
+                listen = None
+            elif tenant is None:
+                listen = f"{topo.controller.management_ip}:{topo.controller.openflow_port}"
+            else:
+                listen = tenant_controllers(topo)[tenant].partition(":")[2]
+            out.append({"role": role, "tenant": tenant, "process": pname, "pid": rec["pid"],
+                        "alive": rec["alive"], "namespace": rec["netns"],
+                        "command_line": shlex.join(rec["cmd"]), "argv": rec["cmd"],
+                        "listen": listen, "log": rec["log"]})
+        return out
 
     def exec(self, vm, cmd, capture=False):
         return self.fabric.exec(vm, list(cmd), check=False, capture=capture, timeout=None)

@@ -68,11 +68,15 @@ class Flow:
         actions = tuple(("output", port(a[1])) if a[0] == "output" else a for a in self.actions)
         return Flow(self.table, self.priority, match, actions, self.goto, self.rule)
 
-    def cookie(self):
-        """Our cookie for this (resolved) flow: prefix | 32-bit hash of its content."""
+    def cookie(self, prefix=COOKIE_PREFIX):
+        """The cookie of this (resolved) flow: prefix | 32-bit hash of its content.
+
+        *prefix* (32 bits) says whose flow it is: tenantnet's COOKIE_PREFIX by default;
+        another app on the same bridge (ryu_apps.tenant_acl) uses a prefix of its own, so
+        neither app's sync ever deletes the other's flows."""
         text = repr((self.table, self.priority, self.match, self.actions, self.goto))
         low = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
-        return (COOKIE_PREFIX << 32) | low
+        return (prefix << 32) | low
 
     def __str__(self):
         m = ",".join(f"{k}={v}" for k, v in self.match)

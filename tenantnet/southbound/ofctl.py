@@ -1,13 +1,17 @@
-"""Flow (tenantnet.model.flowspec) -> os-ken OpenFlow 1.3 messages, and the sync plan.
+"""Flow (tenantnet.model.flowspec) -> OpenFlow 1.3 messages, and the sync plan.
 
-Pure translation: nothing here sends, waits or keeps state. The only thing a function
-needs from *dp* is ``dp.ofproto`` / ``dp.ofproto_parser`` (a connected
-os_ken Datapath, or ``os_ken.ofproto.ofproto_protocol.ProtocolDesc(0x04)`` in unit tests).
+Pure translation: nothing here sends, waits or keeps state. Every message is built with
+the datapath's own classes, ``dp.ofproto`` / ``dp.ofproto_parser``, and nothing else is
+imported from a framework: the same code serves an os-ken Datapath (tenantnet's
+controller, our ryu-manager) and a Ryu one (ryu_apps.tenant_l2 under the real Ryu's
+ryu-manager), or ``ProtocolDesc(0x04)`` of either in unit tests.
 
-Sync model: every flow we own carries cookie = COOKIE_PREFIX<<32 | hash(resolved flow), so
-"installed == desired" is a set comparison of cookies. plan_sync() says which desired
-flows to add and which installed cookies to delete; a delete removes exactly one cookie
-(OFPFC_DELETE, table ALL, cookie_mask all ones), so flows that are not ours are never hit.
+Sync model: every flow an owner installs carries cookie = prefix<<32 | hash(resolved flow),
+so "installed == desired" is a set comparison of cookies. The owner is the 32-bit prefix:
+tenantnet's COOKIE_PREFIX ("TNNT") by default, another app's own (ryu_apps.tenant_acl:
+"TACL"). plan_sync() says which desired flows to add and which installed cookies of that
+prefix to delete; a delete removes exactly one cookie (OFPFC_DELETE, table ALL,
+cookie_mask all ones), so flows of another prefix, or with cookie 0, are never hit.
 """
 
 import struct
@@ -81,8 +85,8 @@ def build_actions(dp, actions):
     return out
 
 
-def to_flow_mod(dp, flow, command=ADD):
-    """OFPFlowMod (OF1.3) for a *resolved* Flow; cookie = flow.cookie().
+def to_flow_mod(dp, flow, command=ADD, prefix=COOKIE_PREFIX):
+    """OFPFlowMod (OF1.3) for a *resolved* Flow; cookie = flow.cookie(prefix).
 
     command: ADD (default) or DELETE (strict delete of exactly this flow), or an
     OFPFC_* number."""
@@ -99,7 +103,7 @@ def to_flow_mod(dp, flow, command=ADD):
         inst.append(parser.OFPInstructionGotoTable(flow.goto))
     deleting = command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
     return parser.OFPFlowMod(
-        dp, cookie=flow.cookie(), cookie_mask=COOKIE_ALL_ONES if deleting else 0,
+        dp, cookie=flow.cookie(prefix), cookie_mask=COOKIE_ALL_ONES if deleting else 0,
         table_id=flow.table, command=command, idle_timeout=0, hard_timeout=0,
         priority=flow.priority, buffer_id=ofp.OFP_NO_BUFFER,
         out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, flags=0,
@@ -116,12 +120,12 @@ def delete_cookie_msg(dp, cookie):
         flags=0, match=parser.OFPMatch(), instructions=[])
 
 
-def our_flow_stats_request(dp):
-    """OFPFlowStatsRequest for every flow carrying our cookie prefix, all tables."""
+def our_flow_stats_request(dp, prefix=COOKIE_PREFIX):
+    """OFPFlowStatsRequest for every flow carrying cookie *prefix* (ours), all tables."""
     ofp, parser = dp.ofproto, dp.ofproto_parser
     return parser.OFPFlowStatsRequest(
         dp, flags=0, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY, cookie=COOKIE_PREFIX << 32,
+        out_group=ofp.OFPG_ANY, cookie=prefix << 32,
         cookie_mask=COOKIE_MASK_OURS, match=parser.OFPMatch())
 
 
@@ -142,19 +146,20 @@ def bundle_add(dp, bundle_id, msg):
 
 # -- sync plan -------------------------------------------------------------------------
 
-def plan_sync(desired_resolved_flows, installed_cookies):
+def plan_sync(desired_resolved_flows, installed_cookies, prefix=COOKIE_PREFIX):
     """(to_add, to_delete_cookies) turning *installed_cookies* into the desired set.
 
     to_add: desired flows whose cookie is not installed (duplicates dropped, input order
     kept); to_delete_cookies: sorted installed cookies of ours that are not desired.
-    Installed cookies without our prefix are ignored (they are not ours).
+    Ours are the cookies with *prefix* in their high 32 bits; every other installed
+    cookie (another app's prefix, cookie 0) is ignored: it is never deleted.
 
     Raises ValueError when two different desired flows share table+priority+match (the
     switch would keep only one of them, and every sync would flap between them)."""
     by_cookie = {}
     by_key = {}
     for flow in desired_resolved_flows:
-        c = flow.cookie()
+        c = flow.cookie(prefix)
         prev = by_cookie.get(c)
         if prev is not None:
             if (prev.table, prev.priority, prev.match, prev.actions, prev.goto) != \
@@ -169,7 +174,7 @@ def plan_sync(desired_resolved_flows, installed_cookies):
                              f"({flow.rule or '?'})")
         by_key[key] = flow
         by_cookie[c] = flow
-    ours = {c for c in installed_cookies if (c & COOKIE_MASK_OURS) == (COOKIE_PREFIX << 32)}
+    ours = {c for c in installed_cookies if (c & COOKIE_MASK_OURS) == (prefix << 32)}
     to_add = [f for c, f in by_cookie.items() if c not in ours]
     to_delete = sorted(ours - set(by_cookie))
     return to_add, to_delete

@@ -12,6 +12,15 @@ Threading model (os-ken native hub = plain threads):
 Replies are routed to waiters by (datapath object, xid); xids are per connection, so a
 reconnecting switch never receives answers meant for its previous connection, and every
 waiter of a connection fails with SouthboundError as soon as that connection goes away.
+
+Framework: nothing here imports os-ken or Ryu. Messages are built with the datapath's own
+ofproto_parser, and waiting uses the `threading` module, which is what the hub is made of
+under both managers: plain threads under os-ken's native hub, and green threads under the
+real Ryu's ryu-manager (it monkey-patches `threading` before it loads any app).
+
+Owners: sync() manages the flows of one cookie prefix (default tenantnet's); other apps on
+the same switch use a prefix of their own and the same pusher (ryu_apps.tenant_l2's
+install()), and no sync ever deletes a flow of another prefix or with cookie 0.
 """
 
 import itertools
@@ -21,6 +30,7 @@ import time
 
 from tenantnet.southbound import ofctl
 from tenantnet.errors import SouthboundError
+from tenantnet.model.flowspec import COOKIE_PREFIX
 
 LOG = logging.getLogger("tenantnet.southbound.ofswitch")
 
@@ -187,14 +197,15 @@ class FlowPusher:
                 self._waiters.pop((dp, xid), None)
 
     # -- operations --------------------------------------------------------------------
-    def installed_cookies(self, dpid, timeout=10):
-        """Set of cookies of every flow on *dpid* carrying our cookie prefix."""
+    def installed_cookies(self, dpid, timeout=10, cookie_prefix=COOKIE_PREFIX):
+        """Set of cookies of every flow on *dpid* carrying *cookie_prefix* (ours)."""
         dp = self.datapath(dpid)
-        return self._installed_cookies(dp, time.monotonic() + timeout, _dpid_str(dpid))
+        return self._installed_cookies(dp, time.monotonic() + timeout, _dpid_str(dpid),
+                                       cookie_prefix)
 
-    def _installed_cookies(self, dp, deadline, name):
+    def _installed_cookies(self, dp, deadline, name, prefix=COOKIE_PREFIX):
         waiter = _Waiter(f"switch {name}: flow dump")
-        xid = self._send(dp, ofctl.our_flow_stats_request(dp), waiter)
+        xid = self._send(dp, ofctl.our_flow_stats_request(dp, prefix), waiter)
         more = dp.ofproto.OFPMPF_REPLY_MORE
         try:
             msgs = waiter.wait_for(
@@ -258,8 +269,12 @@ class FlowPusher:
         with self._lock:
             return self._sync_locks.setdefault(dpid, threading.Lock())
 
-    def sync(self, dpid, flows, portmap, timeout=10, use_bundle=None, installed=None):
+    def sync(self, dpid, flows, portmap, timeout=10, use_bundle=None, installed=None,
+             cookie_prefix=COOKIE_PREFIX):
         """Make *dpid* hold exactly *flows* (ours; flows with other cookies are untouched).
+
+        *cookie_prefix* says whose flows these are (default tenantnet's): only installed
+        flows carrying it are dumped and may be deleted.
 
         flows: Flow objects with port names; portmap: name -> ofport. Resolves, dumps our
         installed cookies, plans, and — if anything differs — sends all adds then all
@@ -283,14 +298,15 @@ class FlowPusher:
         with self._sync_lock(dpid):
             dp = self.datapath(dpid)
             if installed is None:
-                installed = self._installed_cookies(dp, deadline, name)
+                installed = self._installed_cookies(dp, deadline, name, cookie_prefix)
             try:
-                to_add, to_delete = ofctl.plan_sync(resolved, installed)
+                to_add, to_delete = ofctl.plan_sync(resolved, installed, cookie_prefix)
             except ValueError as exc:
                 raise SouthboundError(f"switch {name}: {exc}") from exc
             if not to_add and not to_delete:
                 return dict(added=0, removed=0, mode=None)
-            msgs = [(ofctl.to_flow_mod(dp, f), f"add {f}") for f in to_add]
+            msgs = [(ofctl.to_flow_mod(dp, f, prefix=cookie_prefix), f"add {f}")
+                    for f in to_add]
             msgs += [(ofctl.delete_cookie_msg(dp, c), f"delete cookie=0x{c:x}")
                      for c in to_delete]
             bundles = self.use_bundles if use_bundle is None else use_bundle

@@ -55,11 +55,25 @@ if ! cmp -s "$new" "$CONF/config.yaml"; then
     changed=1
     say "wrote $CONF/config.yaml (${#node_args[@]} nodes)"
 fi
-cat > "$CONF/controller.env" <<ENV
-# read by tenantnet-controller.service (made by vagrant/provision/controller.sh)
-TENANTNET_MANAGEMENT_IP=$MGMT_IP
-TENANTNET_API_PORT=$API_PORT
-ENV
+conf_new="$(mktemp)"
+trap 'rm -f "$new" "$conf_new"' EXIT
+cat > "$conf_new" <<CONF
+# read by tenantnet-controller.service: ryu-manager tenantnet.app --config-file THIS
+# (made by vagrant/provision/controller.sh)
+[DEFAULT]
+ofp_listen_host = $MGMT_IP
+ofp_tcp_listen_port = 6653
+
+[tenantnet]
+config = $CONF/config.yaml
+api_listen = $MGMT_IP:$API_PORT
+api_socket = /run/tenantnet-controller/api.sock
+CONF
+if ! cmp -s "$conf_new" "$CONF/tenantnet.conf"; then
+    install -m 644 "$conf_new" "$CONF/tenantnet.conf"
+    changed=1
+fi
+rm -f "$CONF/controller.env"          # what earlier versions of this script wrote
 if ! cmp -s "$SRC/vagrant/tenantnet-controller.service" /etc/systemd/system/tenantnet-controller.service; then
     install -m 644 "$SRC/vagrant/tenantnet-controller.service" /etc/systemd/system/
     changed=1
