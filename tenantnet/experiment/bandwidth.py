@@ -59,7 +59,7 @@ def _say(progress, text):
         progress(text)
 
 
-def _field(obj, name, default=None):
+def field(obj, name, default=None):
     if obj is None:
         return default
     if isinstance(obj, dict):
@@ -69,12 +69,12 @@ def _field(obj, name, default=None):
 
 def settings(spec):
     """spec.bandwidth (a dict or an object with attributes) merged over DEFAULTS, checked."""
-    bw = _field(spec, "bandwidth", None)
+    bw = field(spec, "bandwidth", None)
     if bw is None and isinstance(spec, dict) and "duration_s" in spec:
         bw = spec                      # a bare bandwidth section
     out = dict(DEFAULTS)
     for key in DEFAULTS:
-        value = _field(bw, key, None)
+        value = field(bw, key, None)
         if value is not None:
             out[key] = value
     protos = out["protocols"]

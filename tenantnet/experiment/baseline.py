@@ -65,14 +65,14 @@ def ovs_base_dir(prefix):
 
 def _tuning_of(spec, tuning):
     """(mtu, tx_offload) from *tuning* (Tuning, dict or None), spec.tuning, else defaults."""
-    t = tuning if tuning is not None else bw._field(spec, "tuning", None)
+    t = tuning if tuning is not None else bw.field(spec, "tuning", None)
     default = Tuning()
     if t is None:
         return default.vm_mtu, default.tx_checksum_offload
-    mtu = bw._field(t, "vm_mtu", None) or bw._field(t, "mtu", None) or default.vm_mtu
-    off = bw._field(t, "tx_checksum_offload", None)
+    mtu = bw.field(t, "vm_mtu", None) or bw.field(t, "mtu", None) or default.vm_mtu
+    off = bw.field(t, "tx_checksum_offload", None)
     if off is None:
-        off = bw._field(t, "tx_offload", default.tx_checksum_offload)
+        off = bw.field(t, "tx_offload", default.tx_checksum_offload)
     return int(mtu), bool(off)
 
 

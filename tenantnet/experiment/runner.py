@@ -352,7 +352,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
             raise ExperimentError(f"unknown mode {m!r} (known: {', '.join(KNOWN_MODES)})")
         check_mode(spec, m)
     rd = ResultsDir(out_dir)
-    tuning = config_mod._tuning(spec.source, dict(spec.tuning)).as_dict()
+    tuning = config_mod.parse_tuning(spec.source, dict(spec.tuning)).as_dict()
     meta = {"name": spec.name, "status": "running", "modes": modes, "prefix": prefix,
             "spec": spec.to_dict(), "tuning": tuning, "machine": machine_info(),
             "started": _now(), "started_epoch": time.time(), "finished": None,

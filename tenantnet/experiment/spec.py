@@ -324,7 +324,7 @@ def spec_from_dict(data, source="<spec>"):
     sec.done()
 
     tuning = top.take("tuning", dict, default={})
-    config_mod._tuning(source, tuning)         # same checks (and messages) as a lab config
+    config_mod.parse_tuning(source, tuning)         # same checks (and messages) as a lab config
     top.done()
     return Spec(name=name, source=source, modes=modes, lab=lab, reachability=r, bandwidth=b,
                 tuning=dict(tuning))

@@ -429,6 +429,22 @@ class LabFabric:
                netns=ctl)
         return ctl
 
+    @_mutating
+    def add_management_host(self, netns, peer, management_ip, prefix_len=24):
+        """Namespace *netns* with `mgmt` at *management_ip* on the management bridge, the
+        fabric side of its veth called *peer* (naming.fabric_peer_name): a host that only
+        talks to the controllers, such as a tenant's controller. Recorded for `down`;
+        an existing one is left as it is. Returns *netns*."""
+        self._require_fabric()
+        self._check_in(management_ip, "management_cidr", f"{netns} management address")
+        if ns.exists(netns):
+            return netns
+        self._add_ns(netns)
+        self._veth_to_fabric(netns, "mgmt", "mgmt", peer)
+        ns.run(["ip", "addr", "replace", f"{management_ip}/{prefix_len}", "dev", "mgmt"],
+               netns=netns)
+        return netns
+
     # -- nodes -----------------------------------------------------------------------------
     @_mutating
     def add_node(self, name, role, management_ip, transport_ip, mgmt_prefix_len=24,

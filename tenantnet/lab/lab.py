@@ -175,16 +175,9 @@ class Lab:
     # -- tenants' own controllers -----------------------------------------------------
     def _tenant_host(self, tenant, ip, prefix_len):
         """A namespace on the management network for *tenant*'s controller."""
-        fab = self.fabric
-        netns = naming.tenant_netns(self.prefix, tenant)
-        if ns.exists(netns):
-            return netns
-        with fab._txn():
-            fab._add_ns(netns)
-            fab._veth_to_fabric(netns, "mgmt", "mgmt",
-                                naming.fabric_peer_name("m", "tenant", tenant))
-            ns.run(["ip", "addr", "replace", f"{ip}/{prefix_len}", "dev", "mgmt"], netns=netns)
-        return netns
+        return self.fabric.add_management_host(
+            naming.tenant_netns(self.prefix, tenant),
+            naming.fabric_peer_name("m", "tenant", tenant), ip, prefix_len)
 
     def start_tenant_controller(self, tenant, topo=None, app=None, env=None, conf=None,
                                 manager=None, args=()):

@@ -147,7 +147,7 @@ def build(data, source):
     if mode not in MODES:
         raise ConfigError(source, "mode", f"unknown mode {mode!r} (supported: {', '.join(MODES)})")
     controller = _controller(source, top.take("controller", dict, default={}))
-    tuning = _tuning(source, top.take("tuning", dict, default={}))
+    tuning = parse_tuning(source, top.take("tuning", dict, default={}))
     lab = _lab(source, top.take("lab", dict, default={}))
     topo = Topology(mode=mode, controller=controller, tuning=tuning, lab=lab)
 
@@ -206,7 +206,7 @@ def _openflow_target(source, key, value):
     return str(value)
 
 
-def _tuning(source, raw):
+def parse_tuning(source, raw):
     sec = Section(source, "tuning", raw)
     t = Tuning()
     t.vm_mtu = sec.take("vm_mtu", int, default=t.vm_mtu)
