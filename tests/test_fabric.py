@@ -16,7 +16,7 @@ import pytest
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
-from tenantnet.lab.procs import pid_alive
+from tenantnet.lab.procs import pid_alive, start_time
 
 # Another lab already using "tnt" on this machine would make the tests fail (they never touch
 # namespaces they did not create): pick another prefix with TENANTNET_TEST_PREFIX then.
@@ -245,6 +245,25 @@ def test_down_after_crash_and_manual_kills(state_dir):
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
     assert not [p for p in pids if pid_alive(*p)]
     again.down()
+
+
+def test_down_ends_processes_the_lab_did_not_start_itself(state_dir):
+    """A daemon started inside a lab namespace by hand (as `lab exec e1 -- iperf3 -s -D`
+    would) does not outlive `lab down`: it is found with `ip netns pids` and ended by pid."""
+    fab = LabFabric(PREFIX, state_dir=state_dir)
+    _build(fab, endpoints=False)
+    fab.add_endpoint("e1", "n1", "tap-e1")
+    netns = fab.endpoint_netns("e1")
+    # a double fork: the daemon's parent is gone, nothing of the lab records it
+    subprocess.run(["ip", "netns", "exec", netns, "sh", "-c",
+                    "setsid sleep 300 </dev/null >/dev/null 2>&1 &"], check=True)
+    pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", netns], check=True,
+                                           capture_output=True, text=True).stdout.split()]
+    assert pids, "the daemon did not start"
+    started = [(pid, start_time(pid)) for pid in pids]
+    fab.down()
+    assert not [p for p in started if pid_alive(*p)]
+    assert netns not in ns.list_namespaces()
 
 
 def test_validation_errors_touch_nothing(state_dir):

@@ -167,6 +167,20 @@ def test_runtime_add_is_reachable_and_delete_removes_its_flows(lab):
     assert "web9" not in {v["name"] for v in lab.api().list_vms()}
 
 
+def test_lab_node_runs_a_command_on_a_node(lab):
+    """`tenantnet lab node NODE -- CMD`, like `vagrant ssh -c`: the node's own OVS answers,
+    the exit status is the command's, and an unknown node is one clear line."""
+    out = cli("lab", "node", "compute1", "--", "ovs-vsctl", "list-br").stdout.split()
+    assert "br-int" in out and "br-tun" in out
+    if lab.topology().mode_of("acme/web") == "dnb":
+        assert naming.brint_name("acme/web") in out      # compute1 hosts web1
+    proc = cli("lab", "node", "compute1", "--", "sh", "-c", "exit 7", check=False)
+    assert proc.returncode == 7
+    proc = cli("lab", "node", "compute9", "--", "true", check=False)
+    assert proc.returncode == 1 and "no node 'compute9'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_provider_controller_runs_under_ryu_manager(lab):
     """The lab starts the provider's controller as `ryu-manager tenantnet.app
     --config-file F`, and status names its command line, pid, namespace and address."""

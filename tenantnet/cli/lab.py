@@ -76,6 +76,14 @@ def cmd_lab_exec(args):
     return _lab(args).exec(args.vm, cmd).returncode
 
 
+def cmd_lab_node(args):
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        raise TenantnetError("lab node: give a command after --, e.g. "
+                             "tenantnet lab node compute1 -- ovs-vsctl show")
+    return _lab(args).node_exec(args.node, cmd).returncode
+
+
 def print_matrix(m):
     names = m["names"]
     ok = {(r["src"], r["dst"]): r for r in m["rows"]}
@@ -198,11 +206,18 @@ def add_lab_commands(sub):
     c.add_argument("vm")
     c.add_argument("cmd", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_lab_exec)
+    c = lab.add_parser("node", help="run a command on a node (in its namespace, or on its "
+                                    "host over SSH), like `vagrant ssh -c`")
+    c.add_argument("node")
+    c.add_argument("cmd", nargs=argparse.REMAINDER)
+    c.set_defaults(func=cmd_lab_node)
     c = lab.add_parser("matrix", help="reachability between every pair of endpoints")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_lab_matrix)
     for c in lab.choices.values():
         c.add_argument("--prefix", default=DEFAULT_PREFIX, help="lab name prefix (default tn)")
+    from tenantnet.cli.image import add_image_commands
+    add_image_commands(lab)                    # lab image build|box (node VM image)
 
 
 

@@ -790,6 +790,22 @@ class LabFabric:
         return ns.run(list(cmd_list), netns=rec["netns"], check=check, timeout=timeout,
                       capture=capture, executor=self._endpoint_host(rec))
 
+    @_reading
+    def node_exec(self, name, cmd_list, check=False, timeout=60, capture=True):
+        """Run *cmd_list* on node *name*, whatever its kind: inside its namespace (an
+        emulated node) or on its host (a real machine, over SSH). `vagrant ssh -c` for
+        the lab's nodes. Returns the CompletedProcess."""
+        rec = self.state["nodes"].get(name)
+        if rec is None:
+            known = ", ".join(sorted(self.state["nodes"])) or "none"
+            raise LabError(f"no node {name!r} in lab {self.prefix!r} (nodes: {known})")
+        host = self._node_host(rec)
+        netns = None if rec.get("host_node") else rec["netns"]
+        # an emulated node's own Open vSwitch: ovs-vsctl, ovs-ofctl, ovs-appctl find it
+        env = None if netns is None else OvsInstance(rec["base_dir"], netns=netns).env
+        return ns.run(list(cmd_list), netns=netns, check=check, timeout=timeout,
+                      capture=capture, executor=host, env=env)
+
     # -- processes -------------------------------------------------------------------------
     @_mutating
     def start_process(self, name, cmd_list, netns, log_path):
@@ -911,6 +927,21 @@ class LabFabric:
                 "nodes": nodes, "endpoints": endpoints, "processes": processes}
 
     # -- teardown --------------------------------------------------------------------------
+    @staticmethod
+    def _stop_namespace_processes(namespaces, timeout=5.0):
+        """End every process left in *namespaces* (`ip netns pids`), by pid: SIGTERM, then
+        SIGKILL, waiting until each is gone. Returns problems, as lines."""
+        found = []
+        for name in namespaces:
+            if not ns.exists(name):
+                continue
+            out = ns.run(["ip", "netns", "pids", name], check=False)
+            found += [(int(pid), None) for pid in out.stdout.split() if pid.isdigit()]
+        if not found:
+            return []
+        left = procs.stop(found, timeout=timeout, kill_timeout=timeout)
+        return [f"{procs.describe(pid)} in a lab namespace did not exit" for pid, _ in left]
+
     @_mutating
     def down(self):
         """Remove everything the state records (safe to repeat, and after a crash)."""
@@ -961,11 +992,14 @@ class LabFabric:
             order.append(self.state["fabric"]["netns"])
         # fallback: anything else the state references with our prefix
         order += [n for n in self.state["namespaces"] if n not in order]
+        order = [n for n in order if n and n.startswith(mine)]
+        # Whatever still runs in them (an `iperf3 -s -D` started with `lab exec`, say) would
+        # outlive `ip netns del`: end it, by pid, and wait until it is gone.
+        problems += self._stop_namespace_processes(order)
         for name in order:
-            if name and name.startswith(mine):
-                ns.delete(name)
-                if ns.exists(name):
-                    problems.append(f"namespace {name} could not be deleted")
+            ns.delete(name)
+            if ns.exists(name):
+                problems.append(f"namespace {name} could not be deleted")
         if problems:
             self._save()
             raise LabError("lab down incomplete: " + "; ".join(problems))

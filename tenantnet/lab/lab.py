@@ -526,6 +526,11 @@ class Lab:
                         "listen": listen, "log": rec["log"]})
         return out
 
+    def node_exec(self, node, cmd, capture=False):
+        """Run *cmd* on lab node *node*, whatever its kind (`tenantnet lab node`)."""
+        return self.fabric.node_exec(node, list(cmd), check=False, capture=capture,
+                                     timeout=None)
+
     def exec(self, vm, cmd, capture=False):
         return self.fabric.exec(vm, list(cmd), check=False, capture=capture, timeout=None)
 
