@@ -207,3 +207,35 @@ def test_mixed_modes_on_one_node():
     assert naming.brint_name("globex/app") not in c1.bridges        # CNB: common
     assert "tap-app1" in c1.bridges["br-int"].ports
     assert equations.bridges_on_compute(t, "compute1") == len(c1.bridges)
+
+
+def test_desired_state_carries_the_nodes_datapath():
+    t = topo()
+    # unknown (no record read yet): None everywhere, and nothing else differs
+    plain = desired_state(t)["compute1"]
+    assert plain.datapath is None and not plain.userspace
+    assert {b.datapath_type for b in plain.bridges.values()} == {None}
+    state = desired_state(t, {"compute1": "system", "compute2": "netdev"})
+    c1, c2 = state["compute1"], state["compute2"]
+    assert c1.datapath == "system" and not c1.userspace
+    assert c2.datapath == "netdev" and c2.userspace
+    assert state["net1"].datapath is None                       # left out: not known
+    # every bridge, tenant and common, carries the node's type
+    assert {b.datapath_type for b in c1.bridges.values()} == {"system"}
+    assert c1.bridges["brint-acme.web"].datapath_type == "system"
+    assert c1.bridges["brtun-acme.web"].datapath_type == "system"
+    assert {b.datapath_type for b in c2.bridges.values()} == {"netdev"}
+    # the datapath type is the node's: ports, tunnels and addresses do not depend on it
+    assert c1.addresses == plain.addresses
+    assert {n: b.ports for n, b in c1.bridges.items()} == \
+        {n: b.ports for n, b in plain.bridges.items()}
+    assert c1 != plain                            # a changed datapath is a changed state
+    # flows do not depend on it either
+    assert node_flows(t, "compute1").keys() == set(c1.bridges)
+
+
+def test_desired_state_refuses_an_unknown_datapath():
+    import pytest
+    from tenantnet.model.desired import node_state
+    with pytest.raises(ValueError, match="compute1: datapath 'dpdk'"):
+        node_state(topo(), "compute1", "dpdk")

@@ -6,7 +6,11 @@
   (tests/vagrant_stub.rb) that records every machine, network, provider and provisioner;
 - shellcheck on vagrant/provision/*.sh and scripts/*;
 - `systemd-analyze verify` on the units;
-- the controller's generated config loads and describes the N + 1 nodes.
+- the controller's generated config loads and describes the N + 1 nodes;
+- each defect a first operator would hit (issue 8): cluster-key.sh racing under parallel
+  `vagrant up`, the private cluster key reaching nodes, changed host keys of re-created
+  nodes, a node count re-read from the environment on every command, tenantnet-node.service
+  enabled but never started, and nodes installing the controller's dependencies.
 Each tool that is missing skips its own test, naming the package."""
 
 import glob
@@ -17,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -38,18 +43,30 @@ def need(tool, package):
                     "installs it)")
 
 
-def machines(n=None, extra_env=None):
-    """Evaluate the Vagrantfile under the stub: {machine: {...}} plus the global events."""
+def evaluate(n=None, cluster_dir=None, extra_env=None):
+    """Run the Vagrantfile under the stub (CompletedProcess). *cluster_dir*: its
+    TENANTNET_CLUSTER_DIR (default: a fresh empty directory, so that a developer's own
+    vagrant/.cluster does not count)."""
     need("ruby", "ruby")
     env = dict(os.environ)
     env.pop("TENANTNET_COMPUTE_NODES", None)
     if n is not None:
         env["TENANTNET_COMPUTE_NODES"] = str(n)
-    env.update(extra_env or {})
-    out = subprocess.run(["ruby", STUB, VAGRANTFILE], capture_output=True, text=True,
-                         env=env, timeout=60)
+    with tempfile.TemporaryDirectory(prefix="tnk-vagrant-") as empty:
+        env["TENANTNET_CLUSTER_DIR"] = str(cluster_dir or os.path.join(empty, ".cluster"))
+        env.update(extra_env or {})
+        return subprocess.run(["ruby", STUB, VAGRANTFILE], capture_output=True, text=True,
+                              env=env, timeout=60)
+
+
+def machines(n=None, extra_env=None, cluster_dir=None, raw=False):
+    """Evaluate the Vagrantfile under the stub: {machine: {...}} plus the global events
+    (*raw*: every event as recorded)."""
+    out = evaluate(n, cluster_dir, extra_env)
     assert out.returncode == 0, out.stderr
     events = json.loads(out.stdout)
+    if raw:
+        return events
     found = {}
     for ev in events:
         scope = ev["scope"]
@@ -81,9 +98,14 @@ def test_vagrantfile_syntax():
     assert out.returncode == 0 and "Syntax OK" in out.stdout, out.stderr
 
 
-def test_vagrant_validate():
+def test_vagrant_validate(tmp_path):
     need("vagrant", "vagrant")
-    env = dict(os.environ, VAGRANT_CWD=VAGRANT, VAGRANT_CHECKPOINT_DISABLE="1")
+    # The file provisioners' sources must exist: make them as the `up` trigger does.
+    cluster = tmp_path / ".cluster"
+    run_trigger(machines(cluster_dir=cluster, raw=True))
+    env = dict(os.environ, VAGRANT_CWD=VAGRANT, VAGRANT_CHECKPOINT_DISABLE="1",
+               TENANTNET_CLUSTER_DIR=str(cluster))
+    env.pop("TENANTNET_COMPUTE_NODES", None)
     out = subprocess.run(["vagrant", "validate", "--ignore-provider"], capture_output=True,
                          text=True, env=env, timeout=300)
     if out.returncode != 0 and "--ignore-provider" in (out.stderr + out.stdout):
@@ -130,21 +152,26 @@ def test_machines_networks_and_providers(n):
             assert t["kwargs"]["mac"].replace(":", "").lower().endswith(f"1900{octet:02x}")
         vb = m["providers"]["virtualbox"]["calls"]
         assert any(c["path"] == "customize" and "--nicpromisc3" in c["args"][0] for c in vb)
-        # provisioners exist and get what they need
-        names = [e["args"][0] for e in m["provision"]]
-        assert names[0] == "common"
-        for ev in m["provision"]:
+        # provisioners exist and get what they need: the cluster's files first, then
+        # common.sh, then the role's script
+        shells = [e for e in m["provision"] if e["kwargs"].get("type") == "shell"]
+        names = [e["args"][0] for e in shells]
+        assert [e["kwargs"]["type"] for e in m["provision"]] == \
+            ["file"] * (len(m["provision"]) - 2) + ["shell", "shell"]
+        for ev in shells:
             assert os.path.isfile(os.path.join(VAGRANT, ev["kwargs"]["path"]))
         if name == "controller":
             assert names == ["common", "controller"]
-            ctl = m["provision"][1]["kwargs"]
+            assert shells[0]["kwargs"]["env"]["TENANTNET_ROLE"] == "controller"
+            ctl = shells[1]["kwargs"]
             assert ctl["args"][0] == str(ip)
             specs = ctl["args"][1].split()
             assert len(specs) == n_compute + 1
         else:
             assert names == ["common", "node"]
             role = "network" if name == "net1" else "compute"
-            args = m["provision"][1]["kwargs"]["args"]
+            assert shells[0]["kwargs"]["env"]["TENANTNET_ROLE"] == role
+            args = shells[1]["kwargs"]["args"]
             assert args[:3] == [role, str(ip), f"198.19.0.{str(ip).split('.')[-1]}/24"]
 
 
@@ -212,7 +239,7 @@ def test_units_name_what_provisioning_writes():
         node = fh.read()
     with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
         sh = fh.read()
-    assert "--datapath system" in node and "--datapath system" in sh
+    assert "--datapath system" in node          # node.sh runs bootstrap through the unit
     for var in re.findall(r"\$\{(TENANTNET_\w+)\}", node):
         assert f"{var}=" in sh, var
     with open(os.path.join(VAGRANT, "90-tenantnet-ex.rules")) as fh:
@@ -271,7 +298,7 @@ def test_generated_config_describes_the_nodes(n, tmp_path):
 def test_vagrant_files_agree_on_addresses():
     """The Vagrantfile's addressing is what controller.sh passes on to make-config.py."""
     found, _ = machines(2)
-    ctl = found["controller"]["provision"][1]["kwargs"]
+    ctl = [e for e in found["controller"]["provision"] if e["args"] == ["controller"]][0]["kwargs"]
     specs = [s.split(":") for s in ctl["args"][1].split()]
     by_name = {s[0]: s for s in specs}
     for name, m in found.items():
@@ -282,5 +309,234 @@ def test_vagrant_files_agree_on_addresses():
         assert by_name[name][2] == mgmt["kwargs"]["ip"]
         assert by_name[name][1] == ("network" if name == "net1" else "compute")
     assert ctl["env"]["TENANTNET_TRANSPORT_IF"] == "transport0"
-    node_env = found["compute1"]["provision"][1]["kwargs"]["env"]
+    node_env = [e for e in found["compute1"]["provision"] if e["args"] == ["node"]][0]["kwargs"]["env"]
     assert node_env["TENANTNET_TRANSPORT_IF"] == "transport0"
+
+
+# -- the defects of issue 8 ------------------------------------------------------------------
+CLUSTER_KEY = os.path.join(VAGRANT, "provision", "cluster-key.sh")
+
+
+def trigger_args(events):
+    """The cluster-key.sh trigger as the Vagrantfile defines it: (path, args)."""
+    (run,) = [e["args"][0] for e in events
+              if e["scope"] == "config:trigger.before" and e["path"] == "run"]
+    return run["path"], run["args"]
+
+
+def run_trigger(events, check=True):
+    path, args = trigger_args(events)
+    out = subprocess.run([path, *args], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def pair(path):
+    """(public key of the private key at *path*, the one in *path*.pub): equal for a pair."""
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", path], capture_output=True, text=True,
+                             timeout=30)
+    assert derived.returncode == 0, derived.stderr
+    with open(path + ".pub") as fh:
+        return derived.stdout.split()[:2], fh.read().split()[:2]
+
+
+def test_cluster_key_is_made_once_when_machines_come_up_in_parallel(tmp_path):
+    """vagrant-libvirt runs the trigger of every machine at once: one key pair results,
+    made by one run; every run succeeds; nothing is left half written."""
+    need("ssh-keygen", "openssh-client")
+    cluster = tmp_path / ".cluster"
+    nodes = ["net1=198.18.0.11"] + [f"compute{i}=198.18.0.{20 + i}" for i in (1, 2, 3)]
+    procs = [subprocess.Popen([CLUSTER_KEY, str(cluster), "3", *nodes], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(12)]
+    outs = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [rc for rc, _, _ in outs] == [0] * len(procs), [err for _, _, err in outs]
+    made = [line for _, _, err in outs for line in err.splitlines()
+            if line.endswith("made " + str(cluster / "id_ed25519"))]
+    assert len(made) == 1, "\n".join(err for _, _, err in outs)
+    derived, pub = pair(str(cluster / "id_ed25519"))
+    assert derived == pub and pub[0] == "ssh-ed25519"
+    assert oct((cluster / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+    for node in ("net1", "compute1", "compute2", "compute3"):
+        derived, pub = pair(str(cluster / "hostkeys" / node))
+        assert derived == pub
+    assert sorted(p.name for p in cluster.iterdir()) == \
+        ["compute-nodes", "hostkeys", "id_ed25519", "id_ed25519.pub", "known_hosts"]
+    # a second run changes nothing
+    before = {p: p.read_bytes() for p in cluster.rglob("*") if p.is_file()}
+    subprocess.run([CLUSTER_KEY, str(cluster), "3", *nodes], check=True, capture_output=True,
+                   timeout=60)
+    assert {p: p.read_bytes() for p in cluster.rglob("*") if p.is_file()} == before
+    # half a pair (a run killed between its renames) is made whole again
+    (cluster / "id_ed25519.pub").unlink()
+    subprocess.run([CLUSTER_KEY, str(cluster), "3", *nodes], check=True, capture_output=True,
+                   timeout=60)
+    derived, pub = pair(str(cluster / "id_ed25519"))
+    assert derived == pub
+
+
+def test_the_private_cluster_key_reaches_the_controller_only(tmp_path):
+    """The tree is rsynced without vagrant/.cluster; file provisioners give the controller
+    the key pair and give a node the public key and its own host key, nothing more."""
+    cluster = tmp_path / ".cluster"
+    found, glob_events = machines(3, cluster_dir=cluster)
+    # the default cluster directory is inside the rsynced tree, and excluded from it
+    default = machines(None, raw=True, extra_env={"TENANTNET_CLUSTER_DIR": ""})
+    assert trigger_args(default)[1][0] == os.path.join(VAGRANT, ".cluster")
+    syncs = [e for e in glob_events if e["path"] == "vm.synced_folder"]
+    for e in syncs:
+        if e["kwargs"].get("disabled"):
+            continue
+        assert e["args"][0] == ".." and e["kwargs"]["type"] == "rsync"
+        assert "vagrant/.cluster/" in e["kwargs"]["rsync__exclude"]
+    for name, m in found.items():
+        assert not [e for e in m["set"] if "synced_folder" in e]
+        uploads = {os.path.relpath(e["kwargs"]["source"], cluster): e["kwargs"]["destination"]
+                   for e in m["provision"] if e["kwargs"].get("type") == "file"}
+        assert all(os.path.isabs(d) for d in uploads.values())
+        if name == "controller":
+            assert set(uploads) == {"id_ed25519", "id_ed25519.pub", "known_hosts"}
+        else:
+            assert set(uploads) == {"id_ed25519.pub", f"hostkeys/{name}", f"hostkeys/{name}.pub"}
+            assert "id_ed25519" not in uploads
+        # the scripts read them where they are put
+        shell = [e for e in m["provision"] if e["kwargs"].get("type") == "shell"][-1]
+        files = shell["kwargs"]["env"]["TENANTNET_CLUSTER_FILES"]
+        assert {os.path.dirname(d) for d in uploads.values()} == {files}
+    with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
+        node_sh = fh.read()
+    assert "vagrant/.cluster" not in node_sh and '$FILES/id_ed25519.pub' in node_sh
+    with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
+        ctl_sh = fh.read()
+    assert "vagrant/.cluster" not in ctl_sh and 'key="$FILES/id_ed25519"' in ctl_sh
+
+
+def test_re_created_nodes_keep_the_host_key_the_controller_knows(tmp_path):
+    """Each node's host key is made once on the Vagrant host and installed by node.sh; the
+    controller's known_hosts lists them (strict checking). A node that is destroyed and
+    made again gets the same key, so the controller's SSH keeps working."""
+    need("ssh-keygen", "openssh-client")
+    cluster = tmp_path / ".cluster"
+    events = machines(2, cluster_dir=cluster, raw=True)
+    run_trigger(events)
+    known = cluster / "known_hosts"
+    found, _ = machines(2, cluster_dir=cluster)
+    for name, m in found.items():
+        if name == "controller":
+            continue
+        (mgmt,) = [e for e in m["networks"] if e["args"] == ["private_network"]
+                   and e["kwargs"].get("auto_config") is not False]
+        ip = mgmt["kwargs"]["ip"]
+        with open(cluster / "hostkeys" / f"{name}.pub") as fh:
+            host_pub = fh.read().split()[:2]
+        for who in (ip, name):
+            hit = subprocess.run(["ssh-keygen", "-F", who, "-f", str(known)],
+                                 capture_output=True, text=True, timeout=30)
+            assert hit.returncode == 0, f"{who} is not in known_hosts"
+            assert host_pub == [l for l in hit.stdout.splitlines()
+                                if not l.startswith("#")][0].split()[1:3]
+    # `vagrant destroy compute1 && vagrant up compute1`: the trigger runs again, the host
+    # key (and so the controller's known_hosts) stays
+    before = (known.read_bytes(), (cluster / "hostkeys" / "compute1").read_bytes())
+    run_trigger(machines(2, cluster_dir=cluster, raw=True))
+    assert (known.read_bytes(), (cluster / "hostkeys" / "compute1").read_bytes()) == before
+    with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
+        node_sh = fh.read()
+    assert 'install -m 600 -o root -g root "$hostkey" /etc/ssh/ssh_host_ed25519_key' in node_sh
+    with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
+        ctl_sh = fh.read()
+    ssh_conf = re.search(r"<<SSH\n(.*?)\nSSH\n", ctl_sh, re.S).group(1)
+    assert "StrictHostKeyChecking yes" in ssh_conf and "accept-new" not in ssh_conf
+    assert "UserKnownHostsFile /root/.ssh/known_hosts_tenantnet" in ssh_conf
+    assert 'install -m 644 "$FILES/known_hosts" /root/.ssh/known_hosts_tenantnet' in ctl_sh
+
+
+def test_the_node_count_of_the_first_up_is_kept(tmp_path):
+    """`TENANTNET_COMPUTE_NODES=2 vagrant up`, then a plain `vagrant provision`: still 2
+    compute nodes; asking for another count is refused with a message saying what to do."""
+    need("ssh-keygen", "openssh-client")
+    cluster = tmp_path / ".cluster"
+    run_trigger(machines(2, cluster_dir=cluster, raw=True))            # vagrant up
+    assert (cluster / "compute-nodes").read_text().strip() == "2"
+    found, _ = machines(None, cluster_dir=cluster)                      # vagrant provision
+    assert sorted(found) == ["compute1", "compute2", "controller", "net1"]
+    ctl = [e for e in found["controller"]["provision"] if e["args"] == ["controller"]][0]
+    assert len(ctl["kwargs"]["args"][1].split()) == 3
+    assert sorted(machines(2, cluster_dir=cluster)[0]) == sorted(found)   # the same count: fine
+    refused = evaluate(5, cluster)
+    assert refused.returncode != 0
+    assert "TENANTNET_COMPUTE_NODES=5, but this lab was brought up with 2 compute nodes" \
+        in refused.stderr
+    assert "vagrant destroy -f" in refused.stderr
+    # the trigger refuses too (a Vagrantfile evaluated before the record was written)
+    events = machines(3, raw=True, cluster_dir=tmp_path / "other")
+    path, args = trigger_args(events)
+    out = subprocess.run([path, str(cluster), *args[1:]], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0 and "brought up with 2 compute nodes" in out.stderr
+    (cluster / "compute-nodes").write_text("many\n")
+    assert "is not a node count" in evaluate(None, cluster).stderr
+
+
+def test_node_provisioning_starts_tenantnet_node_service():
+    """node.sh enables tenantnet-node.service and starts it (a oneshot: restart runs the
+    bootstrap again), and fails when it does not end active."""
+    with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
+        sh = fh.read()
+    calls = re.findall(r"^\s*(?:if !\s+)?systemctl\s+([\w-]+)((?:\s+--?[\w-]+)*)\s+"
+                       r"tenantnet-node\.service", sh, re.M)
+    verbs = [verb + flags for verb, flags in calls]
+    assert "enable" in verbs
+    started = [i for i, v in enumerate(verbs) if v in ("start", "restart", "enable --now")]
+    assert started and started[-1] >= verbs.index("enable"), verbs
+    assert "is-active --quiet" in verbs
+    # the unit itself is what bootstrap runs as: node.sh does not call it a second time
+    assert not re.search(r"^\s*\"?\$VENV/bin/tenantnet\"? node bootstrap", sh, re.M)
+
+
+def _pins(path):
+    with open(path) as fh:
+        return {line.split("==")[0].lower(): line.strip() for line in fh
+                if line.strip() and not line.startswith("#")}
+
+
+def test_nodes_install_only_what_bootstrap_needs(tmp_path):
+    """A node installs requirements-node.txt and tenantnet with --no-deps: not matplotlib,
+    numpy or os-ken. The pins are requirements.txt's, and they are enough for what runs on
+    a node (checked with only those packages importable)."""
+    node_req = os.path.join(VAGRANT, "provision", "requirements-node.txt")
+    node, full = _pins(node_req), _pins(os.path.join(ROOT, "requirements.txt"))
+    assert node and all(full.get(k) == v for k, v in node.items()), (node, full)
+    assert not {"matplotlib", "numpy", "os-ken", "ovsdbapp", "pillow"} & set(node)
+    with open(os.path.join(VAGRANT, "provision", "common.sh")) as fh:
+        sh = fh.read()
+    (case,) = re.findall(r'compute\|network\) REQUIREMENTS="\$SRC/vagrant/provision/'
+                         r'requirements-node.txt"; DEPS=\(--no-deps\)', sh)
+    assert '-r "$REQUIREMENTS"' in sh and '"${DEPS[@]}" -e "$SRC"' in sh
+    assert "requirements.txt\"" not in sh.replace('REQUIREMENTS="$SRC/requirements.txt"', "")
+    # enough: tenantnet's node commands and the helpers run on nodes, with only the node's
+    # packages (taken from this virtualenv) and the standard library
+    import importlib.metadata as md
+    site = tmp_path / "site"
+    site.mkdir()
+    for dist in node:
+        files = md.distribution(dist).files or []
+        for top in {f.parts[0] for f in files if not f.parts[0].endswith(".dist-info")
+                    and not f.parts[0].startswith("..") and f.parts[0] != "__pycache__"}:
+            src = md.distribution(dist).locate_file(top)
+            if os.path.exists(src) and not (site / top).exists():
+                os.symlink(src, site / top)
+    code = ("import sys; from tenantnet.cli.main import main\n"
+            "import tenantnet.lab.l2probe, tenantnet.experiment.prober, tenantnet.node.bootstrap\n"
+            "for argv in (['node', 'bootstrap', '--help'], ['node', 'addresses', '--db', "
+            "'unix:/nonexistent/db.sock']):\n"
+            "    sys.argv = ['tenantnet', *argv]\n"
+            "    try:\n        main()\n    except SystemExit:\n        pass\n")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{site}")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert "ModuleNotFoundError" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "--transport-interface" in out.stdout
+    assert "unix:/nonexistent/db.sock" in out.stderr      # it got as far as ovs-vsctl

@@ -18,6 +18,7 @@ from tenantnet.model import naming
 from tenantnet.model.desired import node_state
 from tenantnet.errors import ConfigError, PlacementError, SouthboundError, TenantnetError
 from tenantnet.model.flows import node_flows
+from tenantnet.node.bootstrap import NetnsNodeHost
 from tenantnet.southbound.ovsdb import NodeOvsdb, recovered_vms
 
 LOG = logging.getLogger("tenantnet.controller.core")
@@ -77,40 +78,6 @@ class _Placement:
             out.update(deleted=True)
         self.result = out
         self.done.set()
-
-
-class NetnsHost:
-    """Host-side steps on a node reached through `ip netns exec` (the one-machine lab).
-
-    The paper does this with a udev rule on the node; a node agent does it on real hosts."""
-
-    def __init__(self, netns, rundir=None):
-        self.netns = netns
-        self.rundir = rundir       # the node's OVS run directory (its ovs-vswitchd.ctl)
-
-    def set_tunnel_neighbor(self, ip, mac, bridge="br-tun"):
-        """A static entry in the node's userspace tunnel neighbour cache.
-
-        The userspace datapath drops the packet that finds a tunnel endpoint unresolved
-        while it resolves it; if that packet is a VM's first ARP request, the VM retries
-        only a second later. (The kernel datapath queues it instead, so this is a step of
-        userspace-datapath nodes only.)"""
-        if not self.rundir:
-            return False
-        from tenantnet.lab import netns as ns
-        ns.run(["ovs-appctl", f"--target={self.rundir}/ovs-vswitchd.ctl", "tnl/neigh/set",
-                bridge, ip, mac])
-        return True
-
-    def set_address(self, ifname, cidr):
-        from tenantnet.lab import netns as ns
-        deadline = time.time() + 5
-        while not ns.link_exists(ifname, self.netns):
-            if time.time() > deadline:
-                raise SouthboundError(f"{ifname} did not appear in namespace {self.netns}")
-            time.sleep(0.01)
-        ns.run(["ip", "addr", "replace", cidr, "dev", ifname], netns=self.netns)
-        ns.run(["ip", "link", "set", ifname, "up"], netns=self.netns)
 
 
 class Core:
@@ -203,10 +170,10 @@ class Core:
         # *since*: the topology the switches were last reconciled to. A node whose desired
         # OVSDB state is the same under both (a VM placed elsewhere only changes its flows)
         # needs no OVSDB round trip.
-        states = {n: node_state(topo, n) for n in node_names}   # computed once per node
+        states = {n: self._node_state(topo, n) for n in node_names}   # once per node
         known = {node for node, _ in self.portmaps}
         ovsdb_nodes = [n for n in node_names if since is None or n not in known
-                       or node_state(since, n) != states[n]]
+                       or self._node_state(since, n) != states[n]]
         results = _parallel(lambda n: self._reconcile_node(states[n], force_addresses),
                             ovsdb_nodes)
         for name, result in zip(ovsdb_nodes, results):
@@ -230,12 +197,19 @@ class Core:
         timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
         return timings
 
+    def _node_state(self, topo, name):
+        """*topo*'s desired state of node *name*, with the datapath type the node records
+        (read when its OVSDB connection was made)."""
+        return node_state(topo, name, self.nodes[name].datapath)
+
     def _resolve_tunnels(self, state):
         """Give the node of *state* the MAC of every tunnel endpoint it has a GRE port to
-        (see NetnsHost.set_tunnel_neighbor), once per endpoint MAC."""
+        (see node.bootstrap.NetnsNodeHost.set_tunnel_neighbor), once per endpoint MAC.
+        Userspace-datapath nodes only: the kernel datapath resolves tunnel neighbours
+        itself, queueing the packet meanwhile."""
         node = state.node
         host = self.hosts.get(node)
-        if host is None or not hasattr(host, "set_tunnel_neighbor"):
+        if host is None or not hasattr(host, "set_tunnel_neighbor") or not state.userspace:
             return
         for br in state.bridges.values():
             for port in br.ports.values():
@@ -491,7 +465,7 @@ def build_core(pusher, app, settings):
     topo = config_mod.load_file(settings.config)
     if settings.api_token:
         topo.controller.api_token = settings.api_token
-    hosts = {node: NetnsHost(where.netns, where.rundir)
+    hosts = {node: NetnsNodeHost(where.netns, where.rundir)
              for node, where in settings.node_netns.items()}
     unknown = sorted(set(settings.ovsdb_remotes) - {n.name for n in topo.nodes()})
     if unknown:

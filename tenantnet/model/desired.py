@@ -1,8 +1,12 @@
 """Desired state of every node, computed from the topology model (a pure function).
 
-For each node: the bridges (with their kind, datapath id, controller target and ports),
-each port's type, options, VLAN tag and external_ids, and the addresses of the ex-
-endpoints. tenantnet.southbound.ovsdb makes a node look like this; nothing here talks to a switch."""
+For each node: the bridges (with their kind, datapath id, controller target, datapath type
+and ports), each port's type, options, VLAN tag and external_ids, and the addresses of the ex-
+endpoints. tenantnet.southbound.ovsdb makes a node look like this; nothing here talks to a switch.
+
+The datapath type is the node's, not the model's: node bootstrap records it (Open_vSwitch
+external_ids:tenantnet-datapath) and the controller reads it when it connects, then passes
+it to node_state. New tenant bridges are created with it; an existing bridge keeps its own."""
 
 from dataclasses import dataclass, field
 
@@ -19,6 +23,10 @@ NETWORK_KEY = "tenantnet-network"
 COMMON_BRIDGES = {"compute": ("br-int", "br-tun"), "network": ("br-int", "br-tun", "br-ex")}
 COMMON_KINDS = {"br-int": "common-int", "br-tun": "common-tun", "br-ex": "common-ex"}
 TRANSPORT_BRIDGE = "br-tun"
+# Open vSwitch datapath types a node can have: the kernel module, or userspace.
+DATAPATHS = ("netdev", "system")
+DATAPATH_KEY = "tenantnet-datapath"       # Open_vSwitch external_ids, set by node bootstrap
+USERSPACE_DATAPATH = "netdev"
 
 
 @dataclass
@@ -39,6 +47,9 @@ class BridgeSpec:
     controller: str = None         # OpenFlow target, e.g. tcp:198.18.0.1:6653
     ports: dict = field(default_factory=dict)   # name -> PortSpec (ours only)
     external_ids: dict = field(default_factory=dict)
+    # The node's datapath type ("system" or "netdev"; None: not known). A bridge we create
+    # gets it; an existing bridge is never changed (a mismatch is only reported).
+    datapath_type: str = None
 
     @property
     def common(self):
@@ -50,6 +61,13 @@ class NodeState:
     node: str
     bridges: dict = field(default_factory=dict)    # name -> BridgeSpec
     addresses: dict = field(default_factory=dict)  # ex- interface -> "ip/prefixlen"
+    datapath: str = None                           # the node's datapath type (see DATAPATHS)
+
+    @property
+    def userspace(self):
+        """True on a userspace-datapath (netdev) node: steps such as static tunnel
+        neighbours apply to those only."""
+        return self.datapath == USERSPACE_DATAPATH
 
     def owned_bridges(self):
         return {n: b for n, b in self.bridges.items() if not b.common}
@@ -78,16 +96,21 @@ def _attachment_port(att, net, vid):
     return PortSpec(att.port, "", {}, vid, ids)
 
 
-def node_state(topo, node_name):
+def node_state(topo, node_name, datapath=None):
+    """The NodeState of *node_name*. *datapath* is the node's datapath type as the node
+    records it ("system" or "netdev"; None when not known): every bridge carries it."""
+    if datapath is not None and datapath not in DATAPATHS:
+        raise ValueError(f"node {node_name}: datapath {datapath!r}: expected one of "
+                         f"{', '.join(DATAPATHS)}")
     node = topo.node(node_name)
-    state = NodeState(node=node_name)
+    state = NodeState(node=node_name, datapath=datapath)
     target = topo.controller.openflow_target
     for name in COMMON_BRIDGES[node.role]:
         managed = name in MANAGED_COMMON
         state.bridges[name] = BridgeSpec(
             name=name, kind=COMMON_KINDS[name],
             dpid=naming.datapath_id(node_name, name) if managed else None,
-            controller=target if managed else None)
+            controller=target if managed else None, datapath_type=datapath)
     _cnb_state(topo, node_name, state)
     for key in topo.dnb_networks_on(node_name):
         net = topo.network(key)
@@ -98,10 +121,10 @@ def node_state(topo, node_name):
         ctl = net.controller or target
         int_br = BridgeSpec(name=brint, kind="brint", network=key,
                             dpid=naming.datapath_id(node_name, brint), controller=ctl,
-                            external_ids=_ids("brint", network=key))
+                            external_ids=_ids("brint", network=key), datapath_type=datapath)
         tun_br = BridgeSpec(name=brtun, kind="brtun", network=key,
                             dpid=naming.datapath_id(node_name, brtun), controller=ctl,
-                            external_ids=_ids("brtun", network=key))
+                            external_ids=_ids("brtun", network=key), datapath_type=datapath)
         int_br.ports[pi] = PortSpec(pi, "patch", {"peer": pt}, None, _ids("patch", network=key))
         tun_br.ports[pt] = PortSpec(pt, "patch", {"peer": pi}, None, _ids("patch", network=key))
         for att in topo.attachments(key):
@@ -150,6 +173,8 @@ def _cnb_state(topo, node_name, state):
                          "key": "flow"}, None, _ids("gre", peer=peer))
 
 
-def desired_state(topo):
-    """node name -> NodeState for every node of the model."""
-    return {n.name: node_state(topo, n.name) for n in topo.nodes()}
+def desired_state(topo, datapaths=None):
+    """node name -> NodeState for every node of the model; *datapaths*: node name ->
+    datapath type, as the nodes record it (a node left out: not known)."""
+    datapaths = datapaths or {}
+    return {n.name: node_state(topo, n.name, datapaths.get(n.name)) for n in topo.nodes()}

@@ -34,12 +34,12 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS, KIND_KEY,
-                               OWNER_KEY, TRANSPORT_BRIDGE)
+from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS,
+                                     DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER_KEY,
+                                     TRANSPORT_BRIDGE, USERSPACE_DATAPATH)
 from tenantnet.errors import TenantnetError
-from tenantnet.node.hostexec import LocalExecutor
+from tenantnet.node.hostexec import LocalExecutor, NetnsExecutor
 
-DATAPATHS = ("netdev", "system")
 ROLES = tuple(COMMON_BRIDGES)
 ARP_SYSCTLS = ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.default.arp_ignore=1",
                "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.default.arp_announce=2")
@@ -71,7 +71,7 @@ class ExecHost:
     """Host-side operations (addresses, links, sysctls) through an executor
     (tenantnet.node.hostexec): LocalExecutor on a real host, NetnsExecutor for a lab node,
     SshExecutor for another machine. `set_address` has the signature the controller's
-    host objects use, so an ExecHost can stand in for controller.NetnsHost."""
+    host objects use: the controller sets `ex-` addresses through one (NetnsNodeHost)."""
 
     def __init__(self, executor=None):
         self.executor = executor or LocalExecutor()
@@ -135,6 +135,33 @@ class ExecHost:
         if isinstance(self.executor, LocalExecutor):
             return socket.gethostname()
         return self.executor.run(["hostname"]).stdout.strip()
+
+
+class NetnsNodeHost(ExecHost):
+    """A lab node: its namespace *netns* (`ip netns exec`) and its Open vSwitch, whose run
+    directory is *rundir* and whose datapath is *datapath* (the lab's nodes: userspace).
+    The controller's host-side steps on it: `ex-` endpoint addresses (the paper does this
+    with a udev rule on the node) and, on a userspace node, static tunnel neighbours."""
+
+    def __init__(self, netns, rundir=None, datapath=USERSPACE_DATAPATH):
+        super().__init__(NetnsExecutor(netns))
+        self.netns = netns
+        self.rundir = rundir
+        self.datapath = datapath
+
+    def set_tunnel_neighbor(self, ip, mac, bridge="br-tun"):
+        """A static entry in the node's userspace tunnel neighbour cache.
+
+        The userspace datapath drops the packet that finds a tunnel endpoint unresolved
+        while it resolves it; if that packet is a VM's first ARP request, the VM retries
+        only a second later. (The kernel datapath queues it instead, so this is a step of
+        userspace-datapath nodes only.) False when the run directory is not known or the
+        node's datapath is not userspace: nothing was done."""
+        if not self.rundir or self.datapath != USERSPACE_DATAPATH:
+            return False
+        LocalExecutor().run(["ovs-appctl", f"--target={self.rundir}/ovs-vswitchd.ctl",
+                             "tnl/neigh/set", bridge, ip, mac])
+        return True
 
 
 def _out(proc):
@@ -278,7 +305,7 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
     if hostname is None:
         hostname = host.hostname() if host is not None else socket.gethostname()
     want = {"system-id": system_id, "hostname": hostname, "tenantnet-role": role,
-            "tenantnet-datapath": datapath, "tenantnet-management-ip": str(mgmt),
+            DATAPATH_KEY: datapath, "tenantnet-management-ip": str(mgmt),
             "tenantnet-transport-ip": str(iface)}
     diff = {k: v for k, v in want.items() if have.get(k) != v}
     if diff:

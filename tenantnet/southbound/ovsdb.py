@@ -4,7 +4,12 @@ One ovsdbapp connection per node (active: the controller connects to the node's
 ovsdb-server). `reconcile` reads what the node holds, computes the difference and
 commits it as one transaction; running it again with the same desired state commits
 nothing. Only records marked with external_ids tenantnet-owner=tenantnet are ever
-removed. After the transaction every port we want is checked for ofport/error."""
+removed. After the transaction every port we want is checked for ofport/error.
+
+The datapath type belongs to the node: `connect` reads it (Open_vSwitch
+external_ids:tenantnet-datapath, set by node bootstrap; else br-tun's datapath_type). A
+bridge we create gets the desired state's datapath type (the node's); the datapath type of
+an existing bridge is never changed, and a mismatch is logged."""
 
 import logging
 import time
@@ -15,7 +20,8 @@ from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
-from tenantnet.model.desired import KIND_KEY, OWNER, OWNER_KEY
+from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER, OWNER_KEY,
+                                     TRANSPORT_BRIDGE)
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
@@ -68,11 +74,33 @@ class _Snapshot(ovs_command.BaseCommand):
                 "controller": sorted(_col(c, "target") for c in _col(row, "controller")),
                 "ports": sorted(ports[p.uuid]["name"] for p in _col(row, "ports")
                                 if p.uuid in ports)}
+        system = {}
+        for row in tables["Open_vSwitch"].rows.values():
+            system = {"external_ids": _col(row, "external_ids")}
         self.result = {
+            "system": system,
             "bridges": bridges,
             "ports": {p["name"]: p for p in ports.values()},
             "interfaces": {i["name"]: i for i in ifaces.values()},
         }
+
+
+def _datapath_type(value):
+    """A Bridge's datapath_type as a name: Open vSwitch reads "" as "system"."""
+    return value or "system"
+
+
+def node_datapath(snap):
+    """(datapath type, where it came from) of the node in *snap*, or (None, None): the
+    record node bootstrap leaves (Open_vSwitch external_ids:tenantnet-datapath), else the
+    datapath type of br-tun."""
+    recorded = snap.get("system", {}).get("external_ids", {}).get(DATAPATH_KEY)
+    if recorded in DATAPATHS:
+        return recorded, f"Open_vSwitch external_ids:{DATAPATH_KEY}"
+    tun = snap["bridges"].get(TRANSPORT_BRIDGE)
+    if tun is not None:
+        return _datapath_type(tun["datapath_type"]), f"{TRANSPORT_BRIDGE} datapath_type"
+    return None, None
 
 
 def _col(row, column):
@@ -106,6 +134,8 @@ class NodeOvsdb:
         self.remote = remote
         self.timeout = timeout
         self.api = None
+        self.datapath = None          # the node's datapath type, read by connect()
+        self._reported = set()        # datapath mismatches already logged
 
     def connect(self, retry_for=30.0):
         deadline = time.time() + retry_for
@@ -120,11 +150,37 @@ class NodeOvsdb:
                 per_node = type(f"NodeOvsdbIdl_{self.node}", (impl_idl.OvsdbIdl,),
                                 {"_ovsdb_connection": None})
                 self.api = per_node(conn)
-                return self
+                break
             except Exception as exc:  # schema fetch / connect failures are retried
                 last = exc
                 time.sleep(0.2)
-        raise SouthboundError(f"node {self.node}: cannot reach OVSDB at {self.remote}: {last}")
+        else:
+            raise SouthboundError(
+                f"node {self.node}: cannot reach OVSDB at {self.remote}: {last}")
+        self.read_datapath()
+        return self
+
+    def read_datapath(self, snap=None):
+        """The node's datapath type (also kept in self.datapath), as node bootstrap recorded
+        it, else br-tun's. SouthboundError when the node has neither: it was never
+        bootstrapped."""
+        snap = snap or self.snapshot()
+        datapath, source = node_datapath(snap)
+        if datapath is None:
+            raise SouthboundError(
+                f"node {self.node} ({self.remote}) has no datapath type: neither Open_vSwitch "
+                f"external_ids:{DATAPATH_KEY} nor a {TRANSPORT_BRIDGE} bridge; run `tenantnet "
+                "node bootstrap --datapath system|netdev` on the node first")
+        tun = snap["bridges"].get(TRANSPORT_BRIDGE)
+        if tun is not None and _datapath_type(tun["datapath_type"]) != datapath:
+            LOG.warning("node %s: bootstrap recorded datapath %s but %s has datapath_type %s; "
+                        "new bridges get %s, existing ones are left as they are (re-run "
+                        "`tenantnet node bootstrap` to make them agree)", self.node, datapath,
+                        TRANSPORT_BRIDGE, _datapath_type(tun["datapath_type"]), datapath)
+        if datapath != self.datapath:
+            LOG.info("node %s: datapath %s (from %s)", self.node, datapath, source)
+        self.datapath = datapath
+        return datapath
 
     def close(self):
         if self.api is not None:
@@ -179,12 +235,20 @@ class NodeOvsdb:
                 raise SouthboundError(
                     f"node {self.node} has no common bridge {br.name}: bootstrap the node "
                     "first (it creates br-int, br-tun with the transport interface, br-ex)")
+            want_dp = br.datapath_type or desired.datapath or self.datapath
             if have is None:
-                add(api.add_br(br.name, may_exist=True, datapath_type="netdev"),
-                    f"add bridge {br.name}")
+                if want_dp is None:
+                    raise SouthboundError(
+                        f"node {self.node}: cannot create bridge {br.name}: the node's "
+                        "datapath type is not known; run `tenantnet node bootstrap "
+                        "--datapath system|netdev` on the node first")
+                add(api.add_br(br.name, may_exist=True, datapath_type=want_dp),
+                    f"add bridge {br.name} (datapath {want_dp})")
                 have = {"external_ids": {}, "fail_mode": None, "protocols": [],
                         "other_config": {}, "controller": [], "ports": [],
-                        "datapath_type": "netdev"}
+                        "datapath_type": want_dp}
+            elif want_dp is not None:
+                self._check_datapath(br.name, have, want_dp)
             if br.dpid is not None:          # programmed by us over OpenFlow
                 self._plan_bridge(br, have, add)
             for port in br.ports.values():
@@ -212,14 +276,26 @@ class NodeOvsdb:
             cols.append(("other_config", want_other))
         if any(have["external_ids"].get(k) != v for k, v in br.external_ids.items()):
             cols.append(("external_ids", br.external_ids))
-        if have.get("datapath_type") != "netdev":
-            cols.append(("datapath_type", "netdev"))
+        # datapath_type is never set here: changing it rebuilds the bridge in the other
+        # datapath (a kernel br-tun would lose the node's transport address).
         if cols:
             add(api.db_set("Bridge", br.name, *cols),
                 f"set bridge {br.name} " + ",".join(c for c, _ in cols))
         want_ctl = [br.controller] if br.controller else []
         if have["controller"] != want_ctl:
             add(api.set_controller(br.name, want_ctl), f"set controller of {br.name} to {want_ctl}")
+
+    def _check_datapath(self, bridge, have, want):
+        """Log (once per bridge and pair of types) an existing bridge whose datapath type is
+        not the node's. It is left as it is: the controller never changes a datapath type."""
+        actual = _datapath_type(have.get("datapath_type"))
+        key = (bridge, actual, want)
+        if actual != want and key not in self._reported:
+            self._reported.add(key)
+            LOG.warning("node %s: bridge %s has datapath_type %s, but the node's datapath is "
+                        "%s; leaving it as it is (the controller never changes a bridge's "
+                        "datapath type: re-run `tenantnet node bootstrap`, or delete the "
+                        "bridge, to change it)", self.node, bridge, actual, want)
 
     def _plan_port(self, br, port, actual_ports, actual_ifaces, snap, add):
         api = self.api

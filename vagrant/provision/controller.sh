@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The controller node of the Vagrant lab (after common.sh):
 #   controller.sh MANAGEMENT_IP "NAME:ROLE:MGMT_IP:TRANSPORT_IP ..."
-# - the cluster key for root, and ssh settings for the management network, so that
-#   `tenantnet cluster up` reaches every node over SSH;
+# - the cluster key for root, the nodes' host keys as its known hosts, and ssh settings for
+#   the management network, so that `tenantnet cluster up` reaches every node over SSH.
+#   The Vagrantfile uploads them to $TENANTNET_CLUSTER_FILES (id_ed25519, id_ed25519.pub,
+#   known_hosts); they are installed and the uploads removed. The nodes' host keys are
+#   made once per node on the Vagrant host and installed by node.sh, so a node that is
+#   destroyed and made again has the key the controller knows: strict checking, and no
+#   "REMOTE HOST IDENTIFICATION HAS CHANGED" after a re-creation;
 # - /etc/tenantnet/config.yaml describing the nodes (make-config.py), a provider API
 #   token, and the systemd unit tenantnet-controller.service, enabled and (re)started.
 set -euo pipefail
@@ -13,6 +18,7 @@ SRC="${TENANTNET_SRC:-/opt/tenantnet}"
 VENV="${TENANTNET_VENV:-/opt/tenantnet-venv}"
 IF="${TENANTNET_TRANSPORT_IF:-transport0}"
 PREFIX_LEN="${TENANTNET_PREFIX_LEN:-24}"
+FILES="${TENANTNET_CLUSTER_FILES:-/tmp/tenantnet-cluster}"
 API_PORT="${TENANTNET_API_PORT:-8080}"
 CONF=/etc/tenantnet
 
@@ -21,18 +27,25 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root"
 
 # -- SSH to the nodes ---------------------------------------------------------------------
-key="$SRC/vagrant/.cluster/id_ed25519"
-[ -s "$key" ] || die "$key is missing (the Vagrantfile's trigger makes it on the host)"
+key="$FILES/id_ed25519"
+for f in "$key" "$key.pub" "$FILES/known_hosts"; do
+    [ -s "$f" ] || die "$f is missing (the Vagrantfile uploads it; its trigger makes it on the host)"
+done
 install -d -m 700 /root/.ssh
 install -m 600 "$key" /root/.ssh/tenantnet_cluster
 install -m 644 "$key.pub" /root/.ssh/tenantnet_cluster.pub
+# Replaced, not appended to: entries of nodes made earlier never linger.
+install -m 644 "$FILES/known_hosts" /root/.ssh/known_hosts_tenantnet
+rm -f "$key" "$key.pub" "$FILES/known_hosts"
 cat > /etc/ssh/ssh_config.d/tenantnet.conf <<SSH
-# tenantnet Vagrant lab: the nodes, on the management network, as root with the cluster key
+# tenantnet Vagrant lab: the nodes, on the management network, as root with the cluster key.
+# Their host keys are pinned (made on the Vagrant host, installed by node.sh): strict.
 Host ${MGMT_IP%.*}.*
     User root
     IdentityFile /root/.ssh/tenantnet_cluster
     IdentitiesOnly yes
-    StrictHostKeyChecking accept-new
+    StrictHostKeyChecking yes
+    HostKeyAlgorithms ssh-ed25519
     UserKnownHostsFile /root/.ssh/known_hosts_tenantnet
 SSH
 

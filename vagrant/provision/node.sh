@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # A compute or network node of the Vagrant lab (after common.sh):
 #   node.sh ROLE MANAGEMENT_IP TRANSPORT_IP/PREFIX MAC_SUFFIX
-# - authorizes the controller's cluster key for root (VM namespaces are made over SSH);
+# - authorizes the controller's cluster key for root (VM namespaces are made over SSH): its
+#   public key only, from $TENANTNET_CLUSTER_FILES/id_ed25519.pub (the Vagrantfile's file
+#   provisioner uploads it; the private key never comes here);
+# - installs this node's own SSH host key from the same place when it is there
+#   (ssh_host_ed25519_key: made once per node on the Vagrant host, and listed in the
+#   controller's known_hosts), so a node made again has the identity the controller knows;
 # - finds the transport NIC by the MAC the Vagrantfile gave it (...:MAC_SUFFIX), renames
 #   it to $TENANTNET_TRANSPORT_IF (the name the controller's config uses) for good;
-# - `tenantnet node bootstrap` with the kernel datapath, and a unit that repeats it at
-#   boot (addresses do not survive a reboot, OVSDB does);
+# - `tenantnet node bootstrap` with the kernel datapath, run by tenantnet-node.service,
+#   which is enabled and (re)started here and repeats it at every boot (addresses do not
+#   survive a reboot, OVSDB does);
 # - a udev rule that gives every ex- endpoint the address the controller recorded for it
 #   in OVSDB (the node's side of DNB; the paper uses a udev rule too). Idempotent.
 set -euo pipefail
@@ -17,6 +23,7 @@ MAC_SUFFIX="${4:?MAC suffix of the transport NIC, e.g. 19:00:21}"
 SRC="${TENANTNET_SRC:-/opt/tenantnet}"
 VENV="${TENANTNET_VENV:-/opt/tenantnet-venv}"
 IF="${TENANTNET_TRANSPORT_IF:-transport0}"
+FILES="${TENANTNET_CLUSTER_FILES:-/tmp/tenantnet-cluster}"
 CONF=/etc/tenantnet
 
 say() { printf 'tenantnet node: %s\n' "$*" >&2; }
@@ -24,14 +31,32 @@ die() { say "$*"; exit 1; }
 
 case "$ROLE" in compute|network) ;; *) die "role $ROLE: expected compute or network" ;; esac
 [ "$(id -u)" -eq 0 ] || die "run as root"
+[ -x "$VENV/bin/tenantnet" ] || die "$VENV/bin/tenantnet is missing: common.sh installs it first"
 
-# -- the controller's key -------------------------------------------------------------
-pub="$SRC/vagrant/.cluster/id_ed25519.pub"
-[ -s "$pub" ] || die "$pub is missing (the Vagrantfile's trigger makes it on the host)"
+# -- the controller's key, and this node's host key ----------------------------------------
+pub="$FILES/id_ed25519.pub"
+[ -s "$pub" ] || die "$pub is missing (the Vagrantfile uploads it; its trigger makes it on the host)"
+if [ "$(wc -l < "$pub")" -ne 1 ] || ! grep -q '^ssh-ed25519 ' "$pub"; then
+    die "$pub is not one ed25519 public key"
+fi
+[ -e "$FILES/id_ed25519" ] && die "$FILES/id_ed25519: the cluster's private key must not be on a node"
 install -d -m 700 /root/.ssh
 touch /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
 grep -qxF "$(cat "$pub")" /root/.ssh/authorized_keys || cat "$pub" >> /root/.ssh/authorized_keys
+rm -f "$pub"
+hostkey="$FILES/ssh_host_ed25519_key"
+if [ -s "$hostkey" ] && [ -s "$hostkey.pub" ]; then
+    if ! cmp -s "$hostkey" /etc/ssh/ssh_host_ed25519_key; then
+        install -m 600 -o root -g root "$hostkey" /etc/ssh/ssh_host_ed25519_key
+        install -m 644 -o root -g root "$hostkey.pub" /etc/ssh/ssh_host_ed25519_key.pub
+        systemctl try-reload-or-restart ssh.service
+        say "installed this node's SSH host key (the one in the controller's known_hosts)"
+    fi
+else
+    say "no host key in $FILES: keeping this machine's own (the controller may not know it)"
+fi
+rm -f "$hostkey" "$hostkey.pub"
 
 # -- the transport NIC ----------------------------------------------------------------
 find_nic() {
@@ -77,8 +102,14 @@ install -m 644 "$SRC/vagrant/tenantnet-ex-address@.service" \
 install -m 644 "$SRC/vagrant/90-tenantnet-ex.rules" /etc/udev/rules.d/90-tenantnet-ex.rules
 systemctl daemon-reload
 udevadm control --reload
+# The unit runs `tenantnet node bootstrap ... --datapath system` (see its ExecStart): now,
+# and at every boot. A oneshot: restart runs it again and returns when it is done.
 systemctl enable tenantnet-node.service
-
-"$VENV/bin/tenantnet" node bootstrap --role "$ROLE" --transport-interface "$IF" \
-    --transport-ip "$TRANSPORT" --management-ip "$MGMT_IP" --datapath system
-say "ok: $ROLE node, OVSDB for the controller at tcp:$MGMT_IP:6640"
+since="$(date +%s)"
+if ! systemctl restart tenantnet-node.service; then
+    journalctl -u tenantnet-node.service --since "@$since" -o cat --no-pager >&2 || true
+    die "tenantnet-node.service failed (journalctl -u tenantnet-node.service)"
+fi
+journalctl -u tenantnet-node.service --since "@$since" -o cat --no-pager >&2 || true
+systemctl is-active --quiet tenantnet-node.service || die "tenantnet-node.service is not active"
+say "ok: $ROLE node, tenantnet-node.service active, OVSDB for the controller at tcp:$MGMT_IP:6640"
