@@ -186,3 +186,15 @@ def test_cnb_network_needs_no_transport_cidr_but_dnb_does():
     assert topo.mode_of("globex/app") == "cnb" and topo.mode_of("acme/web") == "dnb"
     err = error_of(text.replace("mode: cnb, ", ""))
     assert err.key == "tenants[1].networks[0].transport_cidr" and "missing" in err.problem
+
+
+def test_lab_node_kind_and_vm_memory():
+    base = two_tenant_config()
+    topo = config.load_text("lab: {nodes: vm, vm_memory_mb: 1024}\n" + base, "t.yaml")
+    assert topo.lab.nodes == "vm" and topo.lab.vm_memory_mb == 1024
+    assert config.load_text(base, "t.yaml").lab.nodes == "emulated"
+    with pytest.raises(ConfigError, match=r"t.yaml: lab.nodes: 'qemu': expected one of "
+                                          r"emulated, vm"):
+        config.load_text("lab: {nodes: qemu}\n" + base, "t.yaml")
+    with pytest.raises(ConfigError, match=r"lab.vm_memory_mb: 64: expected 384 to 16384"):
+        config.load_text("lab: {nodes: vm, vm_memory_mb: 64}\n" + base, "t.yaml")

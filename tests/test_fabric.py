@@ -16,7 +16,7 @@ import pytest
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
-from tenantnet.lab.procs import pid_alive, start_time
+from tenantnet.node.procs import pid_alive, start_time
 
 # Another lab already using "tnt" on this machine would make the tests fail (they never touch
 # namespaces they did not create): pick another prefix with TENANTNET_TEST_PREFIX then.

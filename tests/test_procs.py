@@ -1,4 +1,4 @@
-"""tenantnet.lab.procs: processes by pid and start time, stopped and waited for until gone."""
+"""tenantnet.node.procs: processes by pid and start time, stopped and waited for until gone."""
 
 import os
 import platform
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tenantnet.lab import procs
+from tenantnet.node import procs
 
 # A process whose main thread exits (SYS_exit, not exit_group) while another thread runs on:
 # its main thread is a zombie, the process is not gone.

@@ -18,7 +18,8 @@ def _lab(args):
 def cmd_lab_up(args):
     lab = _lab(args)
     try:
-        result = lab.up(args.config, timeout=args.timeout, progress=progress)
+        result = lab.up(args.config, timeout=args.timeout, progress=progress,
+                        nodes=getattr(args, "nodes", None))
     except BaseException:
         if not args.keep_on_failure:
             print("lab up failed: tearing down what was built", file=sys.stderr)
@@ -60,7 +61,13 @@ def cmd_lab_status(args):
               f"{'alive' if ctl['alive'] else 'NOT RUNNING'}, ns {ctl['namespace']}, "
               f"OpenFlow {ctl['listen']}\n    {ctl['command_line']}")
     for name, n in sorted(status["nodes"].items()):
-        print(f"  node {name:10} {n['role']:8} ns {n['namespace']:14} {n['ovsdb_remote']:24} "
+        if n.get("kind") == "vm":
+            where = f"VM ({n.get('accel') or '?'})"
+        elif n.get("namespace"):
+            where = f"ns {n['namespace']}"
+        else:
+            where = n.get("exec") or "host"
+        print(f"  node {name:10} {n['role']:8} {where:17} {n['ovsdb_remote']:24} "
               f"bridges: {' '.join(n['bridges'])}")
     for name, v in sorted(status["vms"].items()):
         print(f"  vm   {name:10} on {v['node']:10} {v['network'] or '?':18} {v['mac']} {v['ip']} "
@@ -196,6 +203,9 @@ def add_lab_commands(sub):
         c.add_argument("--timeout", type=float, default=120.0)
         c.add_argument("--keep-on-failure", action="store_true",
                        help="leave a failed lab up for inspection")
+        c.add_argument("--nodes", choices=("emulated", "vm"),
+                       help="emulated: namespaces with userspace OVS (default); vm: QEMU VMs "
+                            "with the kernel datapath (default: the config's lab.nodes)")
         c.set_defaults(func=func)
     c = lab.add_parser("down", help="remove everything the lab made (safe to repeat)")
     c.set_defaults(func=cmd_lab_down)

@@ -27,7 +27,7 @@ from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment import iperf
 from tenantnet.lab import netns as ns
 from tenantnet.lab import ovs as ovsmod
-from tenantnet.lab.procs import pid_alive, proc_cmdline, terminate_pid
+from tenantnet.node.procs import pid_alive, proc_cmdline, terminate_pid
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.model.topology import Tuning
 

@@ -410,6 +410,10 @@ def write_report(results_dir, render_figures=True, progress=None):
     L += ["## Setup", "", f"Machine{machine_note}:", ""]
     L += _table(["key", "value"], [[k, v] for k, v in machine.items()
                                    if k not in ("hostname",)])
+    nodes = meta.get("nodes")
+    if nodes:
+        L += ["", "Nodes:", ""]
+        L += _table(["key", "value"], [[k, v] for k, v in nodes.items()])
     L += ["", "Tuning (section III.G):", ""]
     L += _tuning_lines(data, spec) or ["- no tuning information in this run"]
     L += ["", "Spec:", ""]

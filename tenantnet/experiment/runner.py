@@ -149,9 +149,10 @@ class LabFactory:
     bandwidth.run_bandwidth as *lab_factory*. Attributes: spec, mode, prefix."""
 
     def __init__(self, spec, mode, prefix=DEFAULT_PREFIX, state_dir=None, config_dir=".",
-                 reporter=None):
+                 reporter=None, on_vm_accel=None):
         self.spec, self.mode, self.prefix = spec, mode, prefix
         self.state_dir = state_dir
+        self.on_vm_accel = on_vm_accel      # callable(accel) once node VMs are up
         self.config_dir = config_dir
         self.reporter = reporter or Reporter(False)
 
@@ -171,6 +172,9 @@ class LabFactory:
         try:
             t0 = time.perf_counter()
             lab.up(path, timeout=self.spec.lab.up_timeout_s)
+            if self.spec.lab.nodes == "vm" and self.on_vm_accel is not None:
+                accel = {n.get("accel") for n in lab.status()["nodes"].values()}
+                self.on_vm_accel(", ".join(sorted(a for a in accel if a)) or None)
             self.reporter.log(f"{label or 'lab'}: up in {time.perf_counter() - t0:.1f}s "
                               f"({self.mode}, {networks} network(s), "
                               f"{self.spec.lab.compute_nodes} compute node(s))")
@@ -251,6 +255,16 @@ def _git(root, *args):
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def node_info(spec):
+    """What the lab's nodes are: their kind, datapath and virtualisation (the latter filled
+    in from the first lab that comes up with node VMs: 'kvm' or 'tcg')."""
+    if spec.lab.nodes == "vm":
+        return {"kind": "vm", "datapath": "system (kernel)", "virtualisation": None,
+                "vm_memory_mb": spec.lab.vm_memory_mb}
+    return {"kind": "emulated", "datapath": "netdev (userspace)",
+            "virtualisation": "none: network namespaces on this host"}
 
 
 def machine_info():
@@ -355,6 +369,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
     tuning = config_mod.parse_tuning(spec.source, dict(spec.tuning)).as_dict()
     meta = {"name": spec.name, "status": "running", "modes": modes, "prefix": prefix,
             "spec": spec.to_dict(), "tuning": tuning, "machine": machine_info(),
+            "nodes": node_info(spec),
             "started": _now(), "started_epoch": time.time(), "finished": None,
             "phases": [], "warnings": [], "errors": [],
             "files": {"meta": "meta.json",
@@ -387,7 +402,8 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
         for mode in modes:
             config_dir = rd.path(os.path.join("labs", ""))
             factory = LabFactory(spec, mode, prefix=prefix, state_dir=state_dir,
-                                 config_dir=config_dir, reporter=reporter)
+                                 config_dir=config_dir, reporter=reporter,
+                                 on_vm_accel=lambda a: meta["nodes"].update(virtualisation=a))
             if spec.reachability.enabled:
                 reporter.describe(f"{spec.name}: reachability {mode}")
                 phase = {"mode": mode, "part": "reachability", "started": _now()}

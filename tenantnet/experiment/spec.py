@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 import yaml
 
 from tenantnet.model import config as config_mod
+from tenantnet.model.topology import NODE_KINDS
 from tenantnet.model.config import Section, typename
 from tenantnet.errors import ConfigError
 
@@ -61,6 +62,8 @@ class LabSpec:
     compute_nodes: int = 5
     network_nodes: int = 1
     up_timeout_s: float = 120.0
+    nodes: str = "emulated"          # or "vm": node VMs with the kernel datapath
+    vm_memory_mb: int = 768
 
 
 @dataclass
@@ -147,7 +150,8 @@ class Spec:
              "transport_cidr": f"198.19.{100 + k}.0/24"}]} for k in range(1, networks + 1)]
         cfg = {"mode": mode,
                "controller": {"management_ip": "198.18.0.1"},
-               "lab": {"management_cidr": "198.18.0.0/24", "transport_cidr": "198.19.0.0/24"},
+               "lab": {"management_cidr": "198.18.0.0/24", "transport_cidr": "198.19.0.0/24",
+                       "nodes": self.lab.nodes, "vm_memory_mb": self.lab.vm_memory_mb},
                "nodes": nodes, "tenants": tenants}
         if self.tuning:
             cfg["tuning"] = copy.deepcopy(self.tuning)
@@ -284,6 +288,11 @@ def spec_from_dict(data, source="<spec>"):
     lab.network_nodes = _number(sec, "network_nodes", lab.network_nodes, 1, MAX_NETWORK_NODES,
                                 True)
     lab.up_timeout_s = float(_number(sec, "up_timeout_s", lab.up_timeout_s, 1))
+    lab.nodes = sec.take("nodes", str, default=lab.nodes)
+    if lab.nodes not in NODE_KINDS:
+        raise ConfigError(source, sec.key("nodes"), f"{lab.nodes!r}: expected one of "
+                          f"{', '.join(NODE_KINDS)}")
+    lab.vm_memory_mb = _number(sec, "vm_memory_mb", lab.vm_memory_mb, 384, 16384, True)
     sec.done()
 
     sec = Section(source, "reachability", top.take("reachability", dict, default={}))

@@ -48,9 +48,9 @@ from tenantnet.errors import LabError, TenantnetError
 from tenantnet.node.hostexec import executor_for
 from tenantnet.lab import netns as ns
 from tenantnet.lab import ovs as ovsmod
-from tenantnet.lab import procs
+from tenantnet.node import procs
 from tenantnet.lab.ovs import OvsInstance
-from tenantnet.lab.procs import pid_alive, proc_cmdline
+from tenantnet.node.procs import pid_alive, proc_cmdline
 
 STATE_VERSION = 1
 DEFAULT_STATE_ROOT = "/run/tenantnet"
@@ -558,6 +558,23 @@ class LabFabric:
         self._save()
         return {"netns": netns, "ovsdb_remote": rec["ovsdb_remote"], "exec": spec}
 
+    @_mutating
+    def set_node_kind(self, node, kind, **details):
+        """Record what host node *node* is ('vm': a node VM of this lab; its details, e.g.
+        accel='tcg'), for status and for the experiment's records."""
+        rec = self._node(node)
+        rec["kind"] = kind
+        rec["kind_details"] = dict(details)
+        self._save()
+
+    def node_kind(self, node):
+        """'emulated' (a namespace with its own OVS), 'vm' (a node VM) or 'host' (a machine
+        reached over SSH)."""
+        rec = self._node(node)
+        if not rec.get("host_node"):
+            return "emulated"
+        return rec.get("kind", "host")
+
     @_reading
     def check_host_node(self, node):
         """Reach host node *node* and its OVSDB: returns its bridges (LabError naming the
@@ -727,6 +744,34 @@ class LabFabric:
             self._save()
         return dict(applied)
 
+    def restore_endpoints(self, node):
+        """Make again, as recorded, every endpoint of *node* whose namespace is gone (a
+        node VM or host that rebooted: what a hypervisor does when it restarts its VMs).
+        Returns the names of the endpoints it made."""
+        with self._txn():
+            nrec = self._node(node)
+            host = self._node_host(nrec)
+            mine = {n: dict(r) for n, r in self.state["endpoints"].items()
+                    if r["node"] == node}
+        made = []
+        for name, rec in sorted(mine.items()):
+            ehost = self._endpoint_host(rec)
+            if ns.exists(rec["netns"], executor=ehost):
+                continue
+            if ns.link_exists(rec["port_name"], netns=nrec["netns"], executor=host):
+                ns.run(["ip", "link", "del", rec["port_name"]], netns=nrec["netns"],
+                       executor=host, check=False)
+            create_endpoint(host, nrec["netns"], rec["netns"], rec["port_name"])
+            cfg = rec.get("config")
+            if cfg:
+                configure_interface(ehost, rec["netns"], cfg["mac"], cfg["ip"],
+                                    mtu=cfg.get("mtu", 1400),
+                                    tx_offload=cfg.get("tx_offload", False),
+                                    neigh_gc_thresh=cfg.get("neigh_gc_thresh"),
+                                    what=f"restore_endpoint {name}")
+            made.append(name)
+        return made
+
     def _endpoint_host(self, rec):
         spec = rec.get("exec", "local")
         node = self.state["nodes"].get(rec.get("node"))
@@ -837,6 +882,20 @@ class LabFabric:
         self._save()
         return proc.pid
 
+    @_mutating
+    def adopt_process(self, name, pid, netns, cmd_list, log_path):
+        """Record daemon *pid*, started by other means (a QEMU that daemonized itself,
+        say), as the lab's process *name*: `stop_process` and `down` end it by pid and
+        start time, and wait until it is gone."""
+        self._check_name("process", name)
+        started = procs.start_time(pid)
+        if started is None:
+            raise LabError(f"adopt_process {name}: pid {pid} is not running")
+        self.state["processes"][name] = {"pid": int(pid), "start_time": started,
+                                         "netns": netns, "cmd": list(cmd_list),
+                                         "log": log_path}
+        self._save()
+
     @_reading
     def process_alive(self, name):
         rec = self.state["processes"].get(name)
@@ -902,6 +961,7 @@ class LabFabric:
                     out = inst.vsctl("list-br", check=False)
                     bridges = out.stdout.split() if out.returncode == 0 else []
             nodes[name] = {"netns": rec["netns"], "role": rec["role"],
+                           "kind": self.node_kind(name), **rec.get("kind_details", {}),
                            "netns_exists": netns_exists, "exec": rec.get("exec", "local"),
                            "management_ip": rec["management_ip"],
                            "transport_ip": rec["transport_ip"],
@@ -966,8 +1026,25 @@ class LabFabric:
         except Exception as exc:  # noqa: BLE001
             problems.append(f"ovs: {exc}")
 
+        # Node VMs (their QEMU was a process above): their namespaces went with them, and
+        # their disks are removed here.
+        vm_specs = set()
+        for rec in self.state["nodes"].values():
+            if rec.get("kind") == "vm":
+                vm_specs.add(rec["exec"])
+                vm_dir = rec.get("kind_details", {}).get("vm_dir")
+                if vm_dir and os.path.isdir(vm_dir):
+                    shutil.rmtree(vm_dir, ignore_errors=True)
+                    with contextlib.suppress(OSError):     # the lab's folder, once empty
+                        os.rmdir(os.path.dirname(vm_dir))
         # Endpoints on host nodes: on their machines, through their executors.
         for spec, name in list(self.state["remote_namespaces"]):
+            if spec in vm_specs:
+                self.state["remote_namespaces"].remove([spec, name])
+                for ep, rec in list(self.state["endpoints"].items()):
+                    if rec.get("exec") == spec and rec["netns"] == name:
+                        del self.state["endpoints"][ep]
+                continue
             try:
                 host = self._host(spec)
                 ns.delete(name, executor=host)

@@ -4,7 +4,7 @@ IP pings cannot tell tenants with overlapping CIDRs apart (10.0.0.2 exists in bo
 isolation is checked at layer 2: every endpoint sends one unicast frame to every other
 endpoint's MAC, plus one broadcast, with a local experimental EtherType, and every
 endpoint reports which senders it heard. Usage (inside a namespace):
-  python -m tenantnet.lab.l2probe recv IFACE SECONDS
+  python -m tenantnet.lab.l2probe recv IFACE SECONDS [--until-stdin]
   python -m tenantnet.lab.l2probe send IFACE DSTMAC[,DSTMAC...]
   python -m tenantnet.lab.l2probe garp IFACE IP     (gratuitous ARP, as a booting VM sends)
 """
@@ -28,18 +28,28 @@ def _mac_str(raw):
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def recv(iface, seconds):
+def recv(iface, seconds, until_stdin=False, grace=0.5):
+    """Report the senders heard on *iface* within *seconds*. *until_stdin*: listen until a
+    line (or EOF) arrives on standard input -- the caller's word that every sender is done
+    -- plus *grace* seconds, with *seconds* as the limit: on slow hosts (node VMs under
+    emulation, senders started over SSH) a fixed window would end before the frames came."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
     sock.bind((iface, 0))
     own = _mac_str(sock.getsockname()[4][:6])
     heard = {}
     print("ready", flush=True)          # the caller starts senders only after this line
     deadline = time.time() + seconds
+    watch = [sock, sys.stdin] if until_stdin else [sock]
     while True:
         left = deadline - time.time()
         if left <= 0:
             break
-        ready, _, _ = select.select([sock], [], [], left)
+        ready, _, _ = select.select(watch, [], [], left)
+        if sys.stdin in ready:
+            sys.stdin.readline()
+            watch = [sock]
+            deadline = min(deadline, time.time() + grace)
+            continue
         if not ready:
             continue
         frame = sock.recv(2048)
@@ -83,7 +93,7 @@ def garp(iface, ip):
 
 def main(argv):
     if len(argv) >= 3 and argv[0] == "recv":
-        recv(argv[1], float(argv[2]))
+        recv(argv[1], float(argv[2]), until_stdin="--until-stdin" in argv[3:])
     elif len(argv) >= 2 and argv[0] == "send":
         send(argv[1], [m for m in (argv[2] if len(argv) > 2 else "").split(",") if m])
     elif len(argv) == 3 and argv[0] == "garp":

@@ -21,7 +21,7 @@ from tenantnet.controller.client import ApiClient
 from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
-from tenantnet.model.topology import probe_name
+from tenantnet.model.topology import NODE_KINDS, probe_name
 
 META = "lab.json"
 
@@ -101,8 +101,16 @@ class Lab:
         return config_mod.load_file(self.meta()["config"])
 
     # -- up ------------------------------------------------------------------------
-    def up(self, config_path, timeout=90.0, progress=None, controller_args=()):
+    def up(self, config_path, timeout=90.0, progress=None, controller_args=(), nodes=None):
+        """Build the lab of *config_path*. *nodes*: 'emulated' or 'vm' (default: the
+        config's `lab: {nodes: ...}`)."""
         topo = config_mod.load_file(config_path)   # bad config: nothing is created
+        kind = nodes or topo.lab.nodes
+        if kind not in NODE_KINDS:
+            raise LabError(f"--nodes {kind!r}: expected one of {', '.join(NODE_KINDS)}")
+        if kind == "vm":
+            from tenantnet.lab import vmnodes
+            vmnodes.check_transport_interfaces(topo)
         check_host()
         if self.is_up() or self.fabric.state.get("fabric"):
             raise LabError(f"a lab with prefix {self.prefix!r} is already up "
@@ -117,7 +125,9 @@ class Lab:
         _say(progress, f"fabric {self.fabric.fabric_netns}: management {mgmt}, transport {trans}")
         self.fabric.up_fabric(str(mgmt), str(trans))
         self.fabric.add_controller(topo.controller.management_ip, mgmt.prefixlen)
-        for node in topo.nodes():
+        if kind == "vm":
+            self._up_vm_nodes(topo, progress)
+        for node in topo.nodes() if kind == "emulated" else ():
             _say(progress, f"node {node.name} ({node.role}): own ovsdb-server + ovs-vswitchd")
             self.fabric.add_node(node.name, node.role, node.management_ip, node.transport_ip,
                                  mgmt_prefix_len=mgmt.prefixlen,
@@ -128,6 +138,7 @@ class Lab:
         for key in topo.active_networks():
             for probe in topo.probes(key):
                 self.fabric.add_endpoint(probe.name, probe.node, probe.port, kind="probe")
+        t_nodes = time.perf_counter()          # the budget below starts once nodes are up
         _say(progress, "controller: starting in " + self.fabric.controller_netns)
         self._start_controller(topo, config_path, controller_args)
         self._wait_api(timeout)
@@ -139,16 +150,32 @@ class Lab:
                 self._configure(topo, att)
         _say(progress, f"waiting until every VM answers its probe (timeout {timeout:.0f}s)")
         result = self.wait_reachable(topo, list(topo.vms()), timeout=max(5.0, timeout -
-                                     (time.perf_counter() - t0)))
+                                     (time.perf_counter() - t_nodes)))
         result["seconds"] = round(time.perf_counter() - t0, 2)
         return result
+
+    def _up_vm_nodes(self, topo, progress):
+        """Every node as a QEMU VM with the kernel datapath (tenantnet.lab.vmnodes)."""
+        from tenantnet.lab import vmnodes
+        from tenantnet.vm.image import build_image
+        _say(progress, "node image: building or reusing it (tenantnet lab image build)")
+        image = build_image(progress=lambda text: _say(progress, text))
+        specs = vmnodes.plan(topo)
+        _say(progress, f"node VMs: {', '.join(s.name for s in specs)} "
+                       f"({specs[0].memory_mb} MB each), booting side by side")
+        waited = vmnodes.build(self.fabric, specs, image,
+                               ovsdb_port=topo.controller.ovsdb_port,
+                               progress=lambda text: _say(progress, text))
+        _say(progress, "node VMs up: " + ", ".join(f"{n} {s:.0f}s" for n, s in waited.items()))
 
     def _controller_conf(self, topo, config_path):
         """The provider controller's oslo.config file, as an operator would write it."""
         fab = self.fabric
         c = topo.controller
+        # host-side steps through `ip netns` for emulated nodes; node VMs and hosts do
+        # their own (the udev rule), as real nodes do
         netns = ",".join(f"{n.name}:{fab.node_netns(n.name)}@{fab.ovs(n.name).rundir}"
-                         for n in topo.nodes())
+                         for n in topo.nodes() if fab.node_kind(n.name) == "emulated")
         path = os.path.join(fab.state_dir, "controller.conf")
         text = (f"# written by `tenantnet lab up` (prefix {self.prefix})\n"
                 "[DEFAULT]\n"
@@ -158,7 +185,7 @@ class Lab:
                 f"config = {os.path.abspath(config_path)}\n"
                 f"api_listen = {c.management_ip}:{c.api_port}\n"
                 f"api_socket = {self.api_socket}\n"
-                f"node_netns = {netns}\n")
+                + (f"node_netns = {netns}\n" if netns else ""))
         with open(path, "w") as fh:
             fh.write(text)
         return path
@@ -312,6 +339,30 @@ class Lab:
                                "garp", "eth0", att.ip])
         return applied
 
+    def restore_node(self, node, timeout=300.0):
+        """After node *node* rebooted: wait until it answers again, then make its VMs and
+        probes again as they were (a hypervisor restarting its VMs) and announce them.
+        Returns the endpoints made again."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if self.fabric.node_exec(node, ["true"], timeout=30).returncode == 0:
+                    break
+            except TenantnetError:          # SSH refused or timed out: not up yet
+                pass
+            if time.time() > deadline:
+                raise LabError(f"node {node} did not answer within {timeout:.0f}s")
+            time.sleep(2)
+        made = self.fabric.restore_endpoints(node)
+        fabric = self.fabric
+        for name in made:
+            cfg = fabric.status()["endpoints"][name]["config"] or {}
+            if cfg.get("ip"):
+                fabric.exec(name, [fabric.endpoint_python(name), "-m",
+                                   "tenantnet.lab.l2probe", "garp", "eth0",
+                                   cfg["ip"].split("/")[0]])
+        return made
+
     # -- reachability --------------------------------------------------------------
     def _probe_of(self, topo_dict, net_key):
         for net in topo_dict["networks"]:
@@ -349,9 +400,12 @@ class Lab:
                            f"{', '.join(failed)}; see {self.controller_log()}")
         return {"reachable_after_s": times}
 
-    def matrix(self, listen=2.0):
+    def matrix(self, listen=1.0, limit=120.0):
         """Layer-2 reachability between every pair of endpoints (VMs and probes), plus an
-        IP ping for every same-network pair. Returns {rows: [...], names: [...]}."""
+        IP ping for every same-network pair. Returns {rows: [...], names: [...]}.
+
+        Receivers listen until every sender is done plus *listen* seconds (at most
+        *limit* in all): senders started over SSH on slow nodes take their time."""
         topo_dict = self.api().topology()
         atts = {v["name"]: v for v in topo_dict["vms"]}
         for net in topo_dict["networks"]:
@@ -363,7 +417,8 @@ class Lab:
         for name in names:
             receivers[name] = fabric.endpoint_executor(name).popen(
                 [fabric.endpoint_python(name), "-m", "tenantnet.lab.l2probe", "recv", "eth0",
-                 str(listen)], stdout=subprocess.PIPE, text=True)
+                 str(limit), "--until-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True)
         for proc in receivers.values():
             proc.stdout.readline()          # "ready"
         senders = []
@@ -373,10 +428,15 @@ class Lab:
                 [fabric.endpoint_python(name), "-m", "tenantnet.lab.l2probe", "send", "eth0",
                  dsts]))
         for proc in senders:
-            proc.wait(timeout=30)
+            proc.wait(timeout=limit)
+        time.sleep(listen)                  # frames in flight, flooded copies
+        for proc in receivers.values():
+            proc.stdin.write("done\n")
+            proc.stdin.close()
         heard = {}
         for name, proc in receivers.items():
-            out, _ = proc.communicate(timeout=listen + 30)
+            out = proc.stdout.read()
+            proc.wait(timeout=30)
             heard[name] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
         by_mac = {atts[n]["mac"]: n for n in names}
 
@@ -480,7 +540,8 @@ class Lab:
                          tuning={k: cfg.get(k) for k in ("mtu", "tx_offload", "neigh_gc_thresh")
                                  if k in cfg})
             vms[name] = entry
-        nodes = {name: {"namespace": n["netns"], "role": n["role"],
+        nodes = {name: {"namespace": n["netns"], "role": n["role"], "kind": n["kind"],
+                        "accel": n.get("accel"), "exec": n.get("exec"),
                         "ovsdb_remote": n["ovsdb_remote"], "ovsdb_unix": n["unix_remote"],
                         "management_ip": n["management_ip"], "transport_ip": n["transport_ip"],
                         "ovs_running": n["ovs_running"], "bridges": n["bridges"]}

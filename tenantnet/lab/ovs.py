@@ -10,7 +10,7 @@ import time
 
 from tenantnet.errors import LabError
 from tenantnet.lab import netns as ns
-from tenantnet.lab.procs import describe, pid_alive, stop as stop_pids
+from tenantnet.node.procs import describe, pid_alive, stop as stop_pids
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 VSWITCHD_CANDIDATES = ("/usr/sbin/ovs-vswitchd", "/usr/lib/openvswitch-switch/ovs-vswitchd")

@@ -12,8 +12,9 @@ import yaml
 
 from tenantnet.model import naming
 from tenantnet.errors import ConfigError
-from tenantnet.model.topology import (Attachment, ControllerSettings, LabSettings, Network, Node,
-                             Topology, Tuning, ex_ip, reserved_probe_ips)
+from tenantnet.model.topology import (NODE_KINDS, Attachment, ControllerSettings, LabSettings,
+                                      Network, Node, Topology, Tuning, ex_ip,
+                                      reserved_probe_ips)
 
 MODES = ("dnb", "cnb")
 ROLES = ("compute", "network")
@@ -230,6 +231,14 @@ def _lab(source, raw):
     for key in ("management_cidr", "transport_cidr"):
         value = sec.take(key, str, default=getattr(lab, key))
         setattr(lab, key, str(_cidr(source, sec.key(key), value)))
+    lab.nodes = sec.take("nodes", str, default=lab.nodes)
+    if lab.nodes not in NODE_KINDS:
+        raise ConfigError(source, sec.key("nodes"), f"{lab.nodes!r}: expected one of "
+                          f"{', '.join(NODE_KINDS)}")
+    lab.vm_memory_mb = sec.take("vm_memory_mb", int, default=lab.vm_memory_mb)
+    if not 384 <= lab.vm_memory_mb <= 16384:
+        raise ConfigError(source, sec.key("vm_memory_mb"), f"{lab.vm_memory_mb}: expected "
+                          "384 to 16384 (MB of memory per node VM)")
     sec.done()
     return lab
 

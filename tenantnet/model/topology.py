@@ -88,10 +88,17 @@ class ControllerSettings:
         return f"tcp:{self.management_ip}:{self.openflow_port}"
 
 
+# emulated: a namespace with its own userspace-datapath OVS; vm: a QEMU VM with the
+# kernel datapath (tenantnet.vm)
+NODE_KINDS = ("emulated", "vm")
+
+
 @dataclass
 class LabSettings:
     management_cidr: str = "198.18.0.0/24"
     transport_cidr: str = "198.19.0.0/24"
+    nodes: str = "emulated"        # NODE_KINDS: how the one-machine lab makes its nodes
+    vm_memory_mb: int = 768        # per node VM (nodes: vm)
 
 
 class Topology:

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..")))
 
 from tenantnet.errors import LabError  # noqa: E402
 from tenantnet.lab import netns as ns  # noqa: E402
-from tenantnet.lab.procs import pid_alive, proc_cmdline, terminate_pid  # noqa: E402
+from tenantnet.node.procs import pid_alive, proc_cmdline, terminate_pid  # noqa: E402
 from tenantnet.lab.ovs import OvsInstance  # noqa: E402
 
 PREFIX = "tnx-a"

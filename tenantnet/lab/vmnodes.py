@@ -1,0 +1,167 @@
+"""Lab nodes as QEMU VMs with the kernel datapath (`lab: {nodes: vm}` or `lab up --nodes vm`).
+
+Described first, built second:
+  * `plan(topo, prefix, fabric_netns)` says what each node VM is (its NICs on the fabric's
+    `mgmt` and `transport` Linux bridges, its addresses, memory) as VmNodeSpec records;
+  * `build(fabric, specs, image, ...)` boots them side by side, pushes tenantnet's source,
+    prepares each one as a real host is prepared (the Vagrant lab's node units and udev
+    rule, then `tenantnet node bootstrap --datapath system`), records its QEMU as a lab
+    process (so `lab down` ends it by pid) and the node as a host node of the lab, reached
+    over SSH from the fabric namespace: endpoints ("VMs" of tenants) are namespaces inside
+    the node VM, exactly as on the Vagrant lab's machines.
+
+Everything lives in the lab's fabric namespace: QEMU, its taps, the bridges, and the
+address from which the lab reaches the VMs over SSH. Nothing touches the host's own."""
+
+import concurrent.futures
+import dataclasses
+import ipaddress
+import os
+import shlex
+
+from tenantnet.errors import LabError, TenantnetError
+from tenantnet.model import naming
+
+VAGRANT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "vagrant")
+NODE_PYTHON = "/opt/tenantnet-venv/bin/python"
+NODE_TENANTNET = "/opt/tenantnet-venv/bin/tenantnet"
+TRANSPORT_IF = "eth1"
+# the units and the udev rule a real node gets (vagrant/provision/node.sh installs them)
+NODE_FILES = (("tenantnet-ex-address@.service", "/etc/systemd/system/"),
+              ("90-tenantnet-ex.rules", "/etc/udev/rules.d/"),
+              ("tenantnet-node.service", "/etc/systemd/system/"))
+
+
+@dataclasses.dataclass(frozen=True)
+class VmNodeSpec:
+    """One node VM of the lab, before anything exists."""
+    name: str
+    role: str
+    management: str              # IP/prefix on eth0 (the fabric's `mgmt` bridge)
+    transport: str               # IP/prefix: bootstrap moves it from eth1 to br-tun
+    memory_mb: int
+    ssh_from: str                # the fabric's own address on `mgmt` (IP/prefix)
+
+    @property
+    def management_ip(self):
+        return str(ipaddress.ip_interface(self.management).ip)
+
+
+def fabric_ssh_address(topo):
+    """An address on the management network for the fabric namespace, from which the lab
+    reaches the node VMs: the highest host address no node or controller uses."""
+    net = ipaddress.ip_network(topo.lab.management_cidr)
+    used = {topo.controller.management_ip} | {n.management_ip for n in topo.nodes()}
+    for t in topo.networks().values():
+        if t.controller:
+            used.add(t.controller.split(":")[1])
+    for host in reversed(list(net.hosts())):
+        if str(host) not in used:
+            return f"{host}/{net.prefixlen}"
+    raise LabError(f"the management network {net} has no free address for the lab's "
+                   "fabric namespace (it reaches the node VMs over SSH from there)")
+
+
+def plan(topo, memory_mb=None):
+    """The node VMs *topo* asks for, as VmNodeSpec records (nothing is created)."""
+    mgmt = ipaddress.ip_network(topo.lab.management_cidr)
+    trans = ipaddress.ip_network(topo.lab.transport_cidr)
+    ssh_from = fabric_ssh_address(topo)
+    return [VmNodeSpec(n.name, n.role, f"{n.management_ip}/{mgmt.prefixlen}",
+                       f"{n.transport_ip}/{trans.prefixlen}",
+                       int(memory_mb or topo.lab.vm_memory_mb), ssh_from)
+            for n in topo.nodes()]
+
+
+def check_transport_interfaces(topo):
+    """Node VMs have their transport NIC as eth1: a config naming another one is refused."""
+    bad = sorted(n.name for n in topo.nodes()
+                 if (n.transport_interface or TRANSPORT_IF) != TRANSPORT_IF)
+    if bad:
+        raise LabError(f"node VMs have their transport NIC as {TRANSPORT_IF}; "
+                       f"transport_interface differs for {', '.join(bad)}")
+
+
+def _vm(spec, fabric, image):
+    from tenantnet.vm.qemu import Nic, QemuVm, tap_name, vm_mac
+    prefix = fabric.prefix
+    nics = [Nic(tap_name(prefix, spec.name, 0), "mgmt", vm_mac(prefix, spec.name, 0),
+                spec.management),
+            Nic(tap_name(prefix, spec.name, 1), "transport", vm_mac(prefix, spec.name, 1),
+                spec.transport)]
+    return QemuVm(spec.name, fabric.fabric_netns, nics, image, memory_mb=spec.memory_mb,
+                  prefix=prefix)
+
+
+def _provision(vm, spec, ovsdb_port):
+    """Prepare a booted node VM as a real node: source, units, udev rule, bootstrap."""
+    from tenantnet.vm.source import push_source
+    push_source(vm)
+    for fname, dest in NODE_FILES:
+        with open(os.path.join(VAGRANT_DIR, fname), "rb") as fh:
+            vm.ssh(f"install -D -m 644 /dev/stdin {shlex.quote(dest + fname)}",
+                   input=fh.read(), check=True, text=False)
+    env = (f"TENANTNET_ROLE={spec.role}\nTENANTNET_TRANSPORT_IF={TRANSPORT_IF}\n"
+           f"TENANTNET_TRANSPORT_IP={spec.transport}\n"
+           f"TENANTNET_MANAGEMENT_IP={spec.management_ip}\n")
+    vm.ssh("install -d -m 755 /etc/tenantnet && cat > /etc/tenantnet/node.env",
+           input=env, check=True)
+    vm.ssh("systemctl daemon-reload && udevadm control --reload && "
+           "systemctl enable tenantnet-node.service >/dev/null 2>&1 && "
+           "modprobe openvswitch", check=True)
+    vm.ssh([NODE_TENANTNET, "node", "bootstrap", "--role", spec.role,
+            "--transport-interface", TRANSPORT_IF, "--transport-ip", spec.transport,
+            "--management-ip", spec.management_ip, "--ovsdb-port", str(ovsdb_port),
+            "--datapath", "system"], check=True, timeout=300)
+
+
+def build(fabric, specs, image, ovsdb_port=6640, timeout=600.0, progress=None):
+    """Boot every node VM of *specs* side by side, provision them, and record them in
+    *fabric* (processes and host nodes). Returns {node: seconds to SSH}."""
+    from tenantnet.vm.qemu import create_bridge
+    say = progress or (lambda text: None)
+    create_bridge(fabric.fabric_netns, "mgmt", specs[0].ssh_from if specs else None)
+    vms = {s.name: _vm(s, fabric, image) for s in specs}
+    for spec in specs:
+        vm = vms[spec.name]
+        vm.start(progress=say)
+        fabric.adopt_process(node_label(spec.name), vm.pid, fabric.fabric_netns,
+                             vm.command(vm.accel), vm.serial_log)
+
+    def bring_up(spec):
+        vm = vms[spec.name]
+        waited = vm.wait_ssh(timeout)
+        say(f"node VM {spec.name}: SSH after {waited:.0f}s ({vm.accel.name}); provisioning")
+        _provision(vm, spec, ovsdb_port)
+        return waited
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
+        futures = {s.name: pool.submit(bring_up, s) for s in specs}
+        waited, errors = {}, []
+        for name, fut in futures.items():
+            try:
+                waited[name] = fut.result()
+            except TenantnetError as exc:
+                errors.append(f"{name}: {exc}")
+    if errors:
+        raise LabError("node VMs: " + "; ".join(errors))
+    via = f"netns:{fabric.fabric_netns}"
+    for spec in specs:
+        vm = vms[spec.name]
+        fabric.add_host_node(spec.name, spec.role, spec.management_ip,
+                             str(ipaddress.ip_interface(spec.transport).ip),
+                             executor=f"ssh:root@{spec.management_ip}",
+                             ovsdb_port=ovsdb_port, python=NODE_PYTHON,
+                             ssh_identity=image.ssh_key, ssh_via=via,
+                             ssh_options={"StrictHostKeyChecking": "no",
+                                          "UserKnownHostsFile": "/dev/null",
+                                          "LogLevel": "ERROR"})
+        fabric.set_node_kind(spec.name, "vm", accel=vm.accel.name, vm_dir=vm.dir,
+                             serial_log=vm.serial_log, memory_mb=spec.memory_mb)
+    return waited
+
+
+def node_label(name):
+    """The lab process name of node VM *name*."""
+    return naming.fit(f"vm-{name}", naming.LAB_NAME_MAX)
