@@ -99,3 +99,15 @@ def longest_names_config():
         lines.append(f"  - {{name: '{vm}', network: '{keys[i // 2]}', "
                      f"node: '{LONG_COMPUTES[i % 3]}'}}")
     return "\n".join(lines) + "\n"
+
+
+def run_cli(prefix, *args, check=True, timeout=300):
+    """`tenantnet ARGS` in a fresh process, for the lab with *prefix*; AssertionError with
+    its output when it fails and *check*."""
+    import subprocess
+    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, TENANTNET_LAB_PREFIX=prefix))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
+    return proc

@@ -5,12 +5,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import CONFIGS, ROOT, lab_prerequisites
+from conftest import CONFIGS, lab_prerequisites, run_cli
 from tenantnet.model import equations, naming
 from tenantnet.lab.lab import Lab
 
@@ -24,12 +23,7 @@ MODES = ("dnb", "cnb", "mixed")   # mixed: acme/web dedicated, globex/app common
 
 
 def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TENANTNET_LAB_PREFIX=PREFIX))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
-    return proc
+    return run_cli(PREFIX, *args, check=check, timeout=300)
 
 
 def config_for(mode, tmp_path):

@@ -4,13 +4,11 @@ endpoints, namespaces, interfaces) shortened deterministically and distinct."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import (LONG_COMPUTES, LONG_NETS, LONG_TENANTS, LONG_VMS, ROOT, at_limit,
-                      lab_prerequisites, longest_names_config)
+from conftest import (LONG_COMPUTES, LONG_NETS, LONG_TENANTS, LONG_VMS, at_limit,
+                      lab_prerequisites, longest_names_config, run_cli)
 from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
 
@@ -21,12 +19,7 @@ PREFIX = os.environ.get("TENANTNET_NAMES_PREFIX", "tnnm")
 
 
 def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TENANTNET_LAB_PREFIX=PREFIX))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
-    return proc
+    return run_cli(PREFIX, *args, check=check, timeout=300)
 
 
 def ours():

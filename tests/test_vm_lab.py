@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, lab_prerequisites, two_tenant_config
+from conftest import lab_prerequisites, run_cli, two_tenant_config
 from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
 
@@ -35,12 +35,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.lab,
 
 
 def cli(*args, check=True, timeout=900):
-    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, TENANTNET_LAB_PREFIX=PREFIX))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
-    return proc
+    return run_cli(PREFIX, *args, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

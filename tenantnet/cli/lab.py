@@ -75,19 +75,21 @@ def cmd_lab_status(args):
     return 0
 
 
-def cmd_lab_exec(args):
+def _command(args, example):
+    """The command after `--` (a clear error when there is none)."""
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
-        raise TenantnetError("lab exec: give a command after --, e.g. "
-                             "tenantnet lab exec web1 -- ping -c1 10.0.0.3")
+        raise TenantnetError(f"give a command after --, e.g. {example}")
+    return cmd
+
+
+def cmd_lab_exec(args):
+    cmd = _command(args, "tenantnet lab exec web1 -- ping -c1 10.0.0.3")
     return _lab(args).exec(args.vm, cmd).returncode
 
 
 def cmd_lab_node(args):
-    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-    if not cmd:
-        raise TenantnetError("lab node: give a command after --, e.g. "
-                             "tenantnet lab node compute1 -- ovs-vsctl show")
+    cmd = _command(args, "tenantnet lab node compute1 -- ovs-vsctl show")
     return _lab(args).node_exec(args.node, cmd).returncode
 
 
