@@ -161,13 +161,14 @@ def run_bandwidth(lab, spec, mode, progress=None):
         if not net["probes"]:
             raise BandwidthError(f"network {network} has no probe")
         probe = net["probes"][0]
-        probe_ns = lab.fabric.endpoint_netns(probe["name"])
+        # where each end runs: a namespace here, or inside a node VM / host over SSH
+        probe_ns = lab.fabric.endpoint_executor(probe["name"])
         for name, node, ip, _ in vms:
             if not _wait_reachable(lab, probe["name"], ip, cfg["reach_timeout_s"]):
                 raise BandwidthError(f"{name} ({ip}) did not answer its probe within "
                                      f"{cfg['reach_timeout_s']:.0f}s")
         for name, node, ip, applied in vms:
-            vm_ns = lab.fabric.endpoint_netns(name)
+            vm_ns = lab.fabric.endpoint_executor(name)
             tuning = {"mtu": applied.get("mtu"), "tx_offload": applied.get("tx_offload"),
                       "neigh_gc_thresh": applied.get("neigh_gc_thresh"),
                       "tcp_congestion": iperf.tcp_congestion_control(vm_ns)}

@@ -210,18 +210,30 @@ def version():
 
 
 def _nsexec(netns, cmd):
+    """argv running *cmd* in *netns*: a namespace name on this host, None (this host's own
+    namespace), or an executor (an endpoint on another host, e.g. inside a node VM: the
+    lab's endpoint_executor), whose wrap() gives the argv."""
+    if hasattr(netns, "wrap"):
+        return netns.wrap([str(c) for c in cmd])
     return (["ip", "netns", "exec", netns] if netns else []) + list(cmd)
 
 
+def _run_in(netns, cmd, timeout):
+    return subprocess.run(_nsexec(netns, cmd), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _name(netns):
+    return getattr(netns, "description", netns)
+
+
 def _listening(netns, port):
-    proc = subprocess.run(_nsexec(netns, ["ss", "-Hltn", f"sport = :{port}"]),
-                          capture_output=True, text=True, timeout=10)
+    proc = _run_in(netns, ["ss", "-Hltn", f"sport = :{port}"], timeout=10)
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
 def _in_use(netns, port):
-    proc = subprocess.run(_nsexec(netns, ["ss", "-Htuan", f"sport = :{port}"]),
-                          capture_output=True, text=True, timeout=10)
+    proc = _run_in(netns, ["ss", "-Htuan", f"sport = :{port}"], timeout=10)
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
@@ -232,7 +244,7 @@ def pick_port(netns, base=DEFAULT_PORT_BASE, span=2000):
             port = base + next(_port_counter) % span
         if not _in_use(netns, port):
             return port
-    raise IperfError(f"no free port in {base}..{base + span - 1} in namespace {netns}")
+    raise IperfError(f"no free port in {base}..{base + span - 1} in {_name(netns)}")
 
 
 def _read(path):
@@ -282,7 +294,8 @@ def run_iperf(server_netns, server_ip, client_netns, client_ip=None, protocol="t
         client_cmd += ["-P", str(int(parallel))]
     if protocol == "udp":
         client_cmd += ["-u", "-b", str(udp_rate)]
-    where = f"iperf3 {protocol} {client_netns} -> {server_netns} ({server_ip}:{port})"
+    where = (f"iperf3 {protocol} {_name(client_netns)} -> {_name(server_netns)} "
+             f"({server_ip}:{port})")
 
     tmp = tempfile.mkdtemp(prefix="tnb-iperf-")
     out_path, err_path = os.path.join(tmp, "server.json"), os.path.join(tmp, "server.err")
@@ -307,8 +320,7 @@ def run_iperf(server_netns, server_ip, client_netns, client_ip=None, protocol="t
             time.sleep(0.02)
         limit = duration + int(omit) + 30
         try:
-            client = subprocess.run(_nsexec(client_netns, client_cmd), capture_output=True,
-                                    text=True, timeout=limit)
+            client = _run_in(client_netns, client_cmd, timeout=limit)
         except subprocess.TimeoutExpired:
             raise IperfError(f"{where}: the client did not finish within {limit}s") from None
         except OSError as exc:
@@ -358,8 +370,7 @@ def measure_both_directions(a, b, protocol="tcp", duration=10, udp_rate="1M",
 def tcp_congestion_control(netns):
     """The namespace's net.ipv4.tcp_congestion_control (it is per namespace), or None."""
     try:
-        proc = subprocess.run(_nsexec(netns, ["sysctl", "-n", "net.ipv4.tcp_congestion_control"]),
-                              capture_output=True, text=True, timeout=10)
+        proc = _run_in(netns, ["sysctl", "-n", "net.ipv4.tcp_congestion_control"], timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
