@@ -747,13 +747,13 @@ class LabFabric:
     def restore_endpoints(self, node):
         """Make again, as recorded, every endpoint of *node* whose namespace is gone (a
         node VM or host that rebooted: what a hypervisor does when it restarts its VMs).
-        Returns the names of the endpoints it made."""
+        Returns {name: its recorded configuration} of the endpoints it made."""
         with self._txn():
             nrec = self._node(node)
             host = self._node_host(nrec)
             mine = {n: dict(r) for n, r in self.state["endpoints"].items()
                     if r["node"] == node}
-        made = []
+        made = {}
         for name, rec in sorted(mine.items()):
             ehost = self._endpoint_host(rec)
             if ns.exists(rec["netns"], executor=ehost):
@@ -769,7 +769,7 @@ class LabFabric:
                                     tx_offload=cfg.get("tx_offload", False),
                                     neigh_gc_thresh=cfg.get("neigh_gc_thresh"),
                                     what=f"restore_endpoint {name}")
-            made.append(name)
+            made[name] = cfg or {}
         return made
 
     def _endpoint_host(self, rec):

@@ -355,13 +355,12 @@ class Lab:
             time.sleep(2)
         made = self.fabric.restore_endpoints(node)
         fabric = self.fabric
-        for name in made:
-            cfg = fabric.status()["endpoints"][name]["config"] or {}
+        for name, cfg in made.items():
             if cfg.get("ip"):
                 fabric.exec(name, [fabric.endpoint_python(name), "-m",
                                    "tenantnet.lab.l2probe", "garp", "eth0",
                                    cfg["ip"].split("/")[0]])
-        return made
+        return sorted(made)
 
     # -- reachability --------------------------------------------------------------
     def _probe_of(self, topo_dict, net_key):
