@@ -223,7 +223,7 @@ def _bandwidth(rng, mode, tcp_down, tcp_up, udp, vms=2, repeats=3):
     return rows
 
 
-def synthetic(path, variant="A", with_cnb=True, seed=1):
+def synthetic(path, variant="A", with_cnb=True, seed=1, baselines="host"):
     """A results dir. Variant A: TCP DNB 30% below CNB (claim 2 fails: outside ~8%),
     vm->probe slower than probe->vm (claim 4 fails), UDP equal (3 holds), DNB slower and
     bridge creators slower (1a, 1b hold). Variant B: DNB 8% below CNB and vm->probe faster
@@ -249,8 +249,12 @@ def synthetic(path, variant="A", with_cnb=True, seed=1):
         cnb = _bandwidth(rng, "cnb", 1000e6, 1200e6, 1e6)
     if with_cnb:
         rows += cnb
-    rows += _bandwidth(rng, "veth", 3000e6, 3100e6, 1e6, vms=1)
-    rows += _bandwidth(rng, "ovs-flat", 1500e6, 1550e6, 1e6, vms=1)
+    if baselines == "host":
+        rows += _bandwidth(rng, "veth", 3000e6, 3100e6, 1e6, vms=1)
+        rows += _bandwidth(rng, "ovs-flat", 1500e6, 1550e6, 1e6, vms=1)
+    elif baselines == "vm":
+        rows += _bandwidth(rng, "vm-transport", 1600e6, 1650e6, 1e6, vms=1)
+        rows += _bandwidth(rng, "vm-ovs-flat", 1300e6, 1350e6, 1e6, vms=1)
     rd.write_csv("bandwidth.csv", rows, columns=bw.BANDWIDTH_COLUMNS)
     rd.write_json("spec.json", {"name": f"synthetic-{variant}", "modes": ["dnb", "cnb"],
                                 "tuning": {"vm_mtu": 1400, "tx_checksum_offload": False}})
@@ -326,6 +330,32 @@ def test_report_variant_b_flips_verdicts(rdir):
     v = verdicts(text)
     assert v == {"1a": "does not hold", "1b": "does not hold", "2": "holds",
                  "3": "does not hold", "4": "holds"}, v
+
+
+def test_report_names_the_vm_baselines(rdir):
+    """Node VMs: the ratios are to the same path without tenantnet on the node VMs, and
+    the report says so (meta.json `baselines`, as runner.run records it)."""
+    from tenantnet.experiment import baseline
+    rd = rdir("A", baselines="vm")
+    rd.write_json("meta.json", {"name": "synthetic-A", "status": "complete",
+                                "baselines": {"kind": "vm", "nodes": ["net1", "compute1"],
+                                              "modes": baseline.describe("x", "vm",
+                                                                         ("net1", "compute1"))}})
+    out = plots.render(rd.root)
+    assert sorted(out["written"]) == sorted(plots.FIGURES), out["skipped"]
+    text = open(report.write_report(rd.root)).read()
+    assert "% of VM-VM transport" in text and "% of flat OVS in a VM" in text
+    assert "% of veth" not in text
+    assert "on the lab's node VMs: the same path without tenantnet" in text
+    assert "- `vm-transport` (VM-VM transport (ceiling)): VM to VM over the plain " \
+           "transport network: a namespace in node VM net1 and one in node VM compute1" in text
+    assert "- `vm-ovs-flat` (flat OVS in a VM (reference)): a flat Open vSwitch " \
+           "bridge in node VM compute1" in text
+    # TCP DNB 800/600 Mbit/s against 1600/1650: 50% and 36% of the transport ceiling
+    assert re.search(r"\| DNB \| probe->vm \| 6 \| 8\d\d\.\d \| [0-9.]+ \| 50% \| 6\d% \|", text)
+    no_base = rdir("A", baselines=None)
+    text = open(report.write_report(no_base.root)).read()
+    assert "No baselines in this run" in text and "% of" not in text.split("## Figures")[0]
 
 
 def test_report_without_cnb(rdir):

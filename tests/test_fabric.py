@@ -189,9 +189,9 @@ def _pids(fab):
     """[(pid, start_time)] of every process the lab recorded (the start time tells a pid
     reused later from ours)."""
     pids = []
-    for rec in fab.state["nodes"].values():
-        pids += [(p, rec["start_times"][d]) for d, p in rec["pids"].items() if p]
-    pids += [(r["pid"], r["start_time"]) for r in fab.state["processes"].values()]
+    for rec in fab.state.nodes.values():
+        pids += [(p, rec.start_times[d]) for d, p in rec.pids.items() if p]
+    pids += [(r.pid, r.start_time) for r in fab.state.processes.values()]
     assert all(st is not None for _, st in pids)
     return pids
 
@@ -205,7 +205,7 @@ def test_down_removes_everything_and_is_repeatable(state_dir):
                       os.path.join(state_dir, "logs", "sleeper.log"))
     pids = _pids(fab)
     assert len(pids) == 5                     # 2 x (ovsdb-server, ovs-vswitchd) + sleeper
-    created = set(fab.state["namespaces"])
+    created = set(fab.state.namespaces)
     assert created == {f"{PREFIX}-{n}" for n in ("fabric", "ctl", "n1", "n2", "v-e1")}
 
     fab.down()
@@ -223,14 +223,14 @@ def test_down_after_crash_and_manual_kills(state_dir):
     _build(fab, endpoints=False)
     long_name = "a-rather-long-node-name-01"      # veth names in the fabric stay <= 15
     fab.add_node(long_name, "network", "198.18.0.30", "198.19.0.30")
-    peers = fab.state["nodes"][long_name]["fabric_peers"].values()
+    peers = fab.state.nodes[long_name].fabric_peers.values()
     assert all(len(p) <= 15 for p in peers)
     assert "br-ex" in fab.status()["nodes"][long_name]["bridges"]
     fab.add_endpoint("e1", "n1", "tap-e1")
     fab.start_process("sleeper", ["sleep", "60"], fab.endpoint_netns("e1"),
                       os.path.join(state_dir, "sleeper.log"))
     pids = _pids(fab)
-    created = set(fab.state["namespaces"])
+    created = set(fab.state.namespaces)
 
     # "crash": kill every recorded process by hand, remove a namespace by hand, and tear
     # down from a fresh object that only has the state file (as another process would).
@@ -240,7 +240,7 @@ def test_down_after_crash_and_manual_kills(state_dir):
     del fab
 
     again = LabFabric(PREFIX, state_dir=state_dir)
-    assert set(again.state["namespaces"]) == created
+    assert set(again.state.namespaces) == created
     again.down()                  # returns only once every recorded process is gone
     assert _ours() <= before and not (created & set(ns.list_namespaces()))
     assert not [p for p in pids if pid_alive(*p)]

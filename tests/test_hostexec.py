@@ -308,8 +308,8 @@ def test_vm_namespaces_on_a_host_node_over_ssh(sshd, tmp_path):
         ovs.ofctl("add-flow", "br-int", "priority=0,actions=NORMAL")
         # on the host, not here: the namespaces are recorded as remote ones
         assert ns.exists("tnf-v-vm1", executor=ssh)
-        assert fab.state["namespaces"] == []
-        assert ["ssh:root@198.18.250.1:2222", "tnf-v-vm1"] in fab.state["remote_namespaces"]
+        assert fab.state.namespaces == []
+        assert ("ssh:root@198.18.250.1:2222", "tnf-v-vm1") in fab.state.remote_namespaces
         res = fab.exec("vm1", ["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.250.0.2"])
         assert res.returncode == 0, res.stdout + res.stderr
         out = fab.exec("vm2", ["ip", "-o", "link", "show", "eth0"], check=True).stdout

@@ -44,7 +44,7 @@ def machines():
 def _cluster(machines, **kw):
     lab, cfg, base = machines
     cluster = RemoteLab(prefix=PREFIX, state_dir=os.path.join(base, "c"))
-    nodes = list(lab.fabric.state["nodes"])
+    nodes = lab.fabric.node_names()
     cluster.up(cfg, api=f"unix:{lab.api_socket}", timeout=60, python=sys.executable,
                node_exec={n: "local" for n in nodes},
                node_netns={n: lab.fabric.node_netns(n) for n in nodes}, **kw)
@@ -60,7 +60,7 @@ def test_cluster_up_places_vms_and_isolates_tenants(machines):
         assert all({"br-int", "br-tun"} <= set(n["bridges"]) for n in st["nodes"].values())
         assert st["controller"]["api_ok"] and st["controller"]["alive"]
         assert st["controller"]["api"] == f"unix:{lab.api_socket}"
-        assert cluster.fabric.state["nodes"]["compute1"]["host_node"] is True
+        assert cluster.fabric.node_kind("compute1") == "host"
 
         for name, net, node in (("web1", "acme/web", "compute1"), ("web2", "acme/web", "compute2"),
                                 ("app1", "globex/app", "compute1"),
@@ -70,8 +70,8 @@ def test_cluster_up_places_vms_and_isolates_tenants(machines):
         topo = cluster.topology_from_api()
         cluster.wait_reachable(topo, ["web1", "web2", "app1", "app2"], timeout=60)
         # the namespaces are the cluster's, on the nodes' host; the machines lab has none
-        assert set(cluster.fabric.state["endpoints"]) >= {"web1", "web2", "app1", "app2"}
-        assert not lab.fabric.state["endpoints"]
+        assert set(cluster.fabric.state.endpoints) >= {"web1", "web2", "app1", "app2"}
+        assert not lab.fabric.state.endpoints
         assert ns.link_exists("eth0", netns=f"{PREFIX}-v-web1")
 
         m = cluster.matrix(listen=1.5)
@@ -82,7 +82,7 @@ def test_cluster_up_places_vms_and_isolates_tenants(machines):
                    for r in m["rows"])
 
         cluster.del_vm("app2")
-        assert "app2" not in cluster.fabric.state["endpoints"]
+        assert not cluster.fabric.has_endpoint("app2")
         assert not ns.exists(f"{PREFIX}-v-app2")
     finally:
         cluster.down()
@@ -96,12 +96,12 @@ def test_cluster_up_places_vms_and_isolates_tenants(machines):
 def test_cluster_up_names_the_host_it_cannot_use(machines):
     lab, cfg, base = machines
     cluster = RemoteLab(prefix=PREFIX, state_dir=os.path.join(base, "bad"))
-    nodes = list(lab.fabric.state["nodes"])
+    nodes = lab.fabric.node_names()
     netns = {n: lab.fabric.node_netns(n) for n in nodes}
     netns["compute2"] = "tnf-no-such-node"
     with pytest.raises(LabError, match=r"cannot use every host: compute2 \(local\)"):
         cluster.up(cfg, api=f"unix:{lab.api_socket}", timeout=10, python=sys.executable,
                    node_exec={n: "local" for n in nodes}, node_netns=netns)
-    assert not cluster.is_up() and not cluster.fabric.state["nodes"]
+    assert not cluster.is_up() and not cluster.fabric.node_names()
     with pytest.raises(LabError, match="unknown nodes"):
         cluster.up(cfg, node_exec={"compute9": "local"})

@@ -81,13 +81,15 @@ def machines(n=None, extra_env=None, cluster_dir=None, raw=False):
                 m["set"][ev["path"]] = ev["args"][0]
         elif scope.startswith("provider:"):
             _, provider, owner = scope.split(":", 2)
+            if owner == "config":       # a provider block for every machine: global
+                continue
             name = owner.split(":", 1)[1]
             p = found[name]["providers"].setdefault(provider, {"set": {}, "calls": []})
             if ev.get("set"):
                 p["set"][ev["path"]] = ev["args"][0]
             else:
                 p["calls"].append(ev)
-    return found, [e for e in events if e["scope"] == "config"]
+    return found, [e for e in events if e["scope"] in ("config", "provider:libvirt:config")]
 
 
 # -- the Vagrantfile --------------------------------------------------------------------
@@ -173,6 +175,45 @@ def test_machines_networks_and_providers(n):
             assert shells[0]["kwargs"]["env"]["TENANTNET_ROLE"] == role
             args = shells[1]["kwargs"]["args"]
             assert args[:3] == [role, str(ip), f"198.19.0.{str(ip).split('.')[-1]}/24"]
+
+
+def _libvirt_settings(extra_env):
+    _, glob_events = machines(1, extra_env=extra_env)
+    return {e["path"]: e["args"][0] for e in glob_events
+            if e["scope"] == "provider:libvirt:config" and e.get("set")}, glob_events
+
+
+def test_libvirt_driver_and_management_network_are_selectable(tmp_path):
+    """The libvirt domain type is kvm where /dev/kvm exists, else qemu (TCG), unless
+    TENANTNET_LIBVIRT_DRIVER says; vagrant-libvirt's management network is its own default
+    unless TENANTNET_LIBVIRT_MGMT_* say (the Vagrant lab's test puts it in 198.18.0.0/15,
+    isolated). TENANTNET_WHEELHOUSE is rsynced to every machine, and common.sh is told."""
+    lv, events = _libvirt_settings({})
+    assert lv == {"driver": "kvm" if os.path.exists("/dev/kvm") else "qemu"}
+    assert not [e for e in events if e["path"] == "vm.synced_folder"
+                and e["args"][1] == "/opt/tenantnet-wheels"]
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    lv, events = _libvirt_settings({"TENANTNET_LIBVIRT_DRIVER": "qemu",
+                                    "TENANTNET_LIBVIRT_MGMT_NETWORK": "tnk-vagrant",
+                                    "TENANTNET_LIBVIRT_MGMT_ADDRESS": "198.18.8.0/24",
+                                    "TENANTNET_LIBVIRT_MGMT_MODE": "none",
+                                    "TENANTNET_WHEELHOUSE": str(wheels)})
+    assert lv == {"driver": "qemu", "management_network_name": "tnk-vagrant",
+                  "management_network_address": "198.18.8.0/24",
+                  "management_network_mode": "none"}
+    (sync,) = [e for e in events if e["path"] == "vm.synced_folder"
+               and e["args"][1] == "/opt/tenantnet-wheels"]
+    assert sync["args"][0] == str(wheels) and sync["kwargs"]["type"] == "rsync"
+    found, _ = machines(1, extra_env={"TENANTNET_WHEELHOUSE": str(wheels)})
+    for m in found.values():
+        (common,) = [e for e in m["provision"] if e["args"] == ["common"]]
+        assert common["kwargs"]["env"]["TENANTNET_WHEELHOUSE"] == "/opt/tenantnet-wheels"
+    for var, bad, says in (("TENANTNET_LIBVIRT_DRIVER", "xen", "expected one of kvm, qemu"),
+                           ("TENANTNET_LIBVIRT_MGMT_MODE", "bridge", "expected one of nat"),
+                           ("TENANTNET_WHEELHOUSE", str(tmp_path / "none"), "no such directory")):
+        out = evaluate(1, extra_env={var: bad})
+        assert out.returncode != 0 and says in out.stderr, out.stderr
 
 
 def test_bad_node_count_is_refused():
@@ -503,9 +544,10 @@ def _pins(path):
 
 
 def test_nodes_install_only_what_bootstrap_needs(tmp_path):
-    """A node installs requirements-node.txt and tenantnet with --no-deps: not matplotlib,
-    numpy or os-ken. The pins are requirements.txt's, and they are enough for what runs on
-    a node (checked with only those packages importable)."""
+    """A node installs requirements-node.txt, and tenantnet itself without dependencies (the
+    rsynced tree through a .pth file and console wrappers): not matplotlib, numpy or os-ken.
+    The pins are requirements.txt's, and they are enough for what runs on a node (checked
+    with only those packages importable)."""
     node_req = os.path.join(VAGRANT, "provision", "requirements-node.txt")
     node, full = _pins(node_req), _pins(os.path.join(ROOT, "requirements.txt"))
     assert node and all(full.get(k) == v for k, v in node.items()), (node, full)
@@ -513,8 +555,9 @@ def test_nodes_install_only_what_bootstrap_needs(tmp_path):
     with open(os.path.join(VAGRANT, "provision", "common.sh")) as fh:
         sh = fh.read()
     (case,) = re.findall(r'compute\|network\) REQUIREMENTS="\$SRC/vagrant/provision/'
-                         r'requirements-node.txt"; DEPS=\(--no-deps\)', sh)
-    assert '-r "$REQUIREMENTS"' in sh and '"${DEPS[@]}" -e "$SRC"' in sh
+                         r'requirements-node.txt"; COMMANDS=\(tenantnet\)', sh)
+    assert '-r "$REQUIREMENTS"' in sh and 'echo "$SRC" > "$site/tenantnet-src.pth"' in sh
+    assert not re.search(r'^[^#]*"\$\{pip\[@\]\}".* -e ', sh, re.M)
     assert "requirements.txt\"" not in sh.replace('REQUIREMENTS="$SRC/requirements.txt"', "")
     # enough: tenantnet's node commands and the helpers run on nodes, with only the node's
     # packages (taken from this virtualenv) and the standard library

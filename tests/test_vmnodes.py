@@ -47,3 +47,39 @@ def test_experiment_spec_passes_the_node_kind_to_its_labs():
     assert config.load_text(spec.lab_config_text("dnb", 1), "gen.yaml").lab.nodes == "vm"
     with pytest.raises(Exception, match="lab.nodes"):
         load_spec_text("name: v\nlab: {nodes: docker}\n", "v.yaml")
+
+
+def test_node_vms_are_provisioned_by_the_vagrant_labs_node_sh(monkeypatch, tmp_path):
+    """A node VM is prepared by vagrant/provision/node.sh itself (pushed with the source):
+    the key it authorizes is where the Vagrantfile puts it, and its arguments name the
+    role, the addresses, the transport NIC's MAC and the lab's OVSDB port."""
+    import tarfile
+    import io
+    from types import SimpleNamespace
+    from tenantnet.vm import source
+    data, _ = source.source_tar()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = set(tar.getnames())
+    assert {"vagrant/provision/node.sh", "vagrant/tenantnet-node.service",
+            "vagrant/tenantnet-ex-address@.service", "vagrant/90-tenantnet-ex.rules"} <= names
+    assert not any(n.startswith(("vagrant/.cluster", "vagrant/.vagrant")) for n in names)
+    key = tmp_path / "id_ed25519"
+    (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAA test\n")
+    calls = []
+    vm = SimpleNamespace(image=SimpleNamespace(ssh_key=str(key)),
+                         nics=[SimpleNamespace(mac="52:54:00:aa:bb:cc"),
+                               SimpleNamespace(mac="52:54:00:12:34:56")],
+                         ssh=lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setattr(source, "push_source", lambda v: calls.append(("push", {})))
+    spec = vmnodes.plan(topo())[0]
+    vmnodes._provision(vm, spec, 6641)
+    assert calls[0][0] == "push"
+    assert calls[1][0].endswith("/tmp/tenantnet-cluster/id_ed25519.pub")
+    assert calls[1][1]["input"] == b"ssh-ed25519 AAAA test\n"
+    argv = calls[2][0]
+    assert argv[:5] == ["env", "TENANTNET_SRC=/opt/tenantnet-src", "TENANTNET_TRANSPORT_IF=eth1",
+                        "TENANTNET_CLUSTER_FILES=/tmp/tenantnet-cluster",
+                        "TENANTNET_OVSDB_PORT=6641"]
+    assert argv[5:] == ["bash", "/opt/tenantnet-src/vagrant/provision/node.sh", spec.role,
+                        spec.management_ip, spec.transport, "12:34:56"]
+    assert calls[2][1]["check"] is True

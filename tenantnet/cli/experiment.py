@@ -69,8 +69,11 @@ def cmd_experiment_check(args):
     print(f"{args.config}: OK — experiment {spec.name}, modes {', '.join(spec.modes)}, "
           f"{spec.lab.compute_nodes} compute + {spec.lab.network_nodes} network node(s)")
     if r.enabled:
+        runs = len(r.grid()) * r.repeats
+        labs = (f"{runs} runs on one lab, reset between runs" if spec.lab.nodes == "vm"
+                else f"{runs} labs per mode")
         print(f"  reachability: instances {r.instances} x networks {r.networks} x "
-              f"{r.repeats} repeat(s) = {len(r.grid()) * r.repeats} labs per mode, timeout "
+              f"{r.repeats} repeat(s) = {labs}, timeout "
               f"{r.timeout_s:g}s, probe every {r.probe_interval_ms:g} ms")
     if b.enabled:
         print(f"  bandwidth: {b.vms} VM(s), {', '.join(b.protocols)}, {b.duration_s:g}s per "

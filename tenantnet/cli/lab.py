@@ -93,6 +93,23 @@ def cmd_lab_node(args):
     return _lab(args).node_exec(args.node, cmd).returncode
 
 
+def cmd_lab_stop(args):
+    from tenantnet.lab import faults
+    killed = faults.stop_node(_lab(args).fabric, args.node)
+    print(f"node {args.node}: " + (f"ovsdb-server and ovs-vswitchd killed (SIGKILL, pid "
+                                   f"{', '.join(map(str, killed))})" if killed else
+                                   "its Open vSwitch was not running"))
+    return 0
+
+
+def cmd_lab_start(args):
+    from tenantnet.lab import faults
+    pids = faults.start_node(_lab(args).fabric, args.node)
+    print(f"node {args.node}: ovsdb-server and ovs-vswitchd started (pid "
+          f"{', '.join(str(pids[d]) for d in faults.DAEMONS)}), set up again")
+    return 0
+
+
 def print_matrix(m):
     names = m["names"]
     ok = {(r["src"], r["dst"]): r for r in m["rows"]}
@@ -223,6 +240,14 @@ def add_lab_commands(sub):
     c.add_argument("node")
     c.add_argument("cmd", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_lab_node)
+    c = lab.add_parser("stop", help="crash a node's Open vSwitch (SIGKILL to its "
+                                    "ovsdb-server and ovs-vswitchd)")
+    c.add_argument("node")
+    c.set_defaults(func=cmd_lab_stop)
+    c = lab.add_parser("start", help="start a stopped node's Open vSwitch again (and its "
+                                     "set-up)")
+    c.add_argument("node")
+    c.set_defaults(func=cmd_lab_start)
     c = lab.add_parser("matrix", help="reachability between every pair of endpoints")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_lab_matrix)

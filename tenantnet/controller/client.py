@@ -1,18 +1,27 @@
-"""Python client of the controller's HTTP API (standard library only).
+"""Python client of the controller's HTTP API (http.client, and the API's wire types).
 
     from tenantnet.controller.client import ApiClient
-    api = ApiClient("unix:/run/tenantnet/api.sock")        # or "http://127.0.0.1:8080"
+    api = ApiClient("unix:/run/tenantnet/api.sock")        # or "http://127.0.0.1:8080",
+                                                           # "https://..." (ca_file=...)
     vm = api.add_vm("web1", "acme/front", "node1", ip="10.0.0.11/24")
+    topo = api.topology(typed=True)                        # a wire.Topology
     api.del_vm("web1")
 
-Every failure is raised as tenantnet.errors.ApiError(status, message): the HTTP status and
-the server's {"error": ...} message, or status 0 when no controller answered."""
+Every answer is parsed with the wire type of its route (tenantnet.controller.wire): methods
+return the JSON as dicts, or the wire objects with typed=True. An answer that does not fit
+its type is an error, like a failure. Every failure is raised as
+tenantnet.errors.ApiError(status, message): the HTTP status and the server's {"error": ...}
+message, or status 0 when no controller answered."""
 
 import http.client
 import json
 import socket
+import ssl
 from urllib.parse import quote, urlsplit
 
+from pydantic import TypeAdapter, ValidationError
+
+from tenantnet.controller import wire
 from tenantnet.errors import ApiError, ConfigError
 
 DEFAULT_TIMEOUT = 120.0   # seconds; add_vm answers only once the placement is realised
@@ -37,7 +46,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def parse_endpoint(endpoint):
-    """("tcp", (host, port)) or ("unix", path) for "http://HOST:PORT" or "unix:/PATH"."""
+    """("tcp", (host, port)), ("tls", (host, port)) or ("unix", path) for
+    "http://HOST:PORT", "https://HOST:PORT" or "unix:/PATH"."""
     text = str(endpoint or "").strip()
     if text.startswith("unix:"):
         path = text[len("unix:"):]
@@ -45,68 +55,102 @@ def parse_endpoint(endpoint):
             path = path[2:]
         if path:
             return "unix", path
-    elif text.startswith("http://"):
+    elif text.startswith(("http://", "https://")):
         parts = urlsplit(text)
         try:
             port = parts.port
         except ValueError:
             port = None
         if parts.hostname and port and parts.path in ("", "/") and not parts.query:
-            return "tcp", (parts.hostname, port)
+            return ("tls" if parts.scheme == "https" else "tcp"), (parts.hostname, port)
     raise ConfigError("api client", "endpoint",
-                      f"must be http://HOST:PORT or unix:/PATH/TO/SOCKET (got {text!r})")
+                      "must be http://HOST:PORT, https://HOST:PORT or unix:/PATH/TO/SOCKET "
+                      f"(got {text!r})")
+
+
+_VMS = TypeAdapter(list[wire.VM])
 
 
 class ApiClient:
     """Client of one controller at *endpoint* ("http://host:port" or "unix:/path")."""
 
-    def __init__(self, endpoint, timeout=DEFAULT_TIMEOUT, token=None):
-        """*token*: the provider's or a tenant's credential (sent as a Bearer token)."""
+    def __init__(self, endpoint, timeout=DEFAULT_TIMEOUT, token=None, ca_file=None,
+                 cert=None):
+        """*token*: the provider's or a tenant's credential (sent as a Bearer token).
+        https:// only: *ca_file* the CA that signed the controller's certificate (default:
+        the system's), *cert* (certfile, keyfile) a client certificate."""
         self.endpoint = str(endpoint)
         self.kind, self.address = parse_endpoint(endpoint)
         self.timeout = timeout
         self.token = token
+        self.ca_file = ca_file
+        self.cert = cert
 
     def __repr__(self):
         return f"ApiClient({self.endpoint!r})"
 
     # -- the API ---------------------------------------------------------------------
-    def add_vm(self, name, network, node, mac=None, ip=None):
+    def add_vm(self, name, network, node, mac=None, ip=None, typed=False):
         """Place VM *name* on *network* ("tenant/net") at *node*; returns the VM record once
         the placement is realised on the switches."""
-        spec = {"name": name, "network": network, "node": node}
-        if mac is not None:
-            spec["mac"] = mac
-        if ip is not None:
-            spec["ip"] = ip
-        return self.request("POST", "/v1/vms", spec)
+        spec = wire.VMRequest.model_construct(name=name, network=network, node=node, mac=mac,
+                                              ip=ip).spec()
+        return self._typed(wire.VM, typed, "POST", "/v1/vms", spec)
 
-    def del_vm(self, name):
-        return self.request("DELETE", "/v1/vms/" + _segment(name))
+    def del_vm(self, name, typed=False):
+        return self._typed(wire.VM, typed, "DELETE", "/v1/vms/" + _segment(name))
 
-    def list_vms(self):
-        return self.request("GET", "/v1/vms")
+    def list_vms(self, typed=False):
+        return self._typed(_VMS, typed, "GET", "/v1/vms")
 
-    def get_vm(self, name):
-        return self.request("GET", "/v1/vms/" + _segment(name))
+    def get_vm(self, name, typed=False):
+        return self._typed(wire.VM, typed, "GET", "/v1/vms/" + _segment(name))
 
-    def topology(self):
-        return self.request("GET", "/v1/topology")
+    def topology(self, typed=False):
+        return self._typed(wire.Topology, typed, "GET", "/v1/topology")
 
-    def health(self):
-        return self.request("GET", "/v1/health")
+    def health(self, typed=False):
+        return self._typed(wire.Health, typed, "GET", "/v1/health")
 
     def openapi(self):
         return self.request("GET", "/openapi.json")
+
+    def metrics(self):
+        """The Prometheus exposition (text) of GET /metrics."""
+        return self.request("GET", "/metrics", raw=True).decode("utf-8", "replace")
+
+    def _typed(self, model, typed, method, path, body=None):
+        """Send; parse the answer as *model* (a wire type or a TypeAdapter). Return the wire
+        object when *typed*, else the JSON as it came."""
+        data = self.request(method, path, body)
+        try:
+            if isinstance(model, TypeAdapter):
+                obj = model.validate_python(data)
+            else:
+                obj = model.model_validate(data)
+        except ValidationError as exc:
+            err = wire.config_error(exc, "answer")
+            raise ApiError(200, f"the controller's answer to {method} {path} does not fit "
+                                f"the API's types ({err.key or 'body'}: {err.problem}); "
+                                "client and controller versions differ?") from None
+        return obj if typed else data
 
     # -- transport -------------------------------------------------------------------
     def _connection(self):
         if self.kind == "unix":
             return UnixHTTPConnection(self.address, self.timeout)
+        if self.kind == "tls":
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert:
+                ctx.load_cert_chain(*self.cert)
+            return http.client.HTTPSConnection(*self.address, timeout=self.timeout,
+                                               context=ctx)
         return http.client.HTTPConnection(*self.address, timeout=self.timeout)
 
-    def request(self, method, path, body=None):
-        """Send one request; return the decoded JSON answer or raise ApiError."""
+    def request(self, method, path, body=None, raw=False):
+        """Send one request; return the decoded JSON answer (the bytes with *raw*) or raise
+        ApiError."""
+        want_raw = raw
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -127,6 +171,9 @@ class ApiClient:
                 raise ApiError(0, f"no access to the controller socket {self.address}: it is "
                                   "owner-only (mode 0600); run as the controller's user, "
                                   "e.g. with sudo") from None
+            except ssl.SSLError as exc:
+                raise ApiError(0, f"TLS with the controller at {self.endpoint} failed: "
+                                  f"{exc.reason or exc}") from None
             except socket.gaierror as exc:
                 raise ApiError(0, f"no controller listening at {self.endpoint} "
                                   f"(cannot resolve host: {exc.strerror or exc})") from None
@@ -142,6 +189,8 @@ class ApiClient:
                                   f"({exc.strerror or exc})") from None
         finally:
             conn.close()
+        if want_raw and 200 <= resp.status < 300:
+            return raw
         return decode_response(resp.status, resp.reason, raw, method, path)
 
 

@@ -6,23 +6,35 @@ Data flow for a placement request (and for start-up, and for a switch that conne
   ex- endpoint addresses                              -> host executor (ip addr)
   flows.node_flows for the affected bridges           -> ofswitch.FlowPusher.sync (bundle)
 Only when all of that succeeded does the new Topology replace the old one. A switch that
-(re)connects goes through the same sync as a placement: compute, install, remove stale."""
+(re)connects goes through the same sync as a placement: compute, install, remove stale.
+
+Node loss is normal: each node is up, down or reconciling (controller.nodestate). The
+controller starts with the nodes that answer, a watcher thread per node reconnects the
+others with a capped back-off and reconciles a node in full whenever it comes back; a
+placement that would touch a node that is not up is refused with 503 before anything is
+changed; a periodic audit repairs drift on the nodes that are up."""
 
 import concurrent.futures
 import logging
 import threading
 import time
 
+from tenantnet.controller import metrics as metrics_mod
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.model.desired import node_state
 from tenantnet.errors import ConfigError, PlacementError, SouthboundError, TenantnetError
 from tenantnet.model.flows import node_flows
+from tenantnet.model.desired import TRANSPORT_BRIDGE
 from tenantnet.node.bootstrap import NetnsNodeHost
 from tenantnet.southbound.ovsdb import NodeOvsdb, recovered_vms
+from tenantnet.controller.nodestate import DOWN, RECONCILING, UP, Backoff, NodeStates
 
 LOG = logging.getLogger("tenantnet.controller.core")
 API_SOURCE = "API request"
+CONNECT_TIMEOUT = 3.0      # seconds one attempt to reach a node's OVSDB may take
+CHECK_INTERVAL = 0.5       # seconds between checks that an up node's connection holds
+RETRY_INITIAL = 0.5        # first wait before reaching a down node again (then doubling)
 
 
 def _parallel(func, items):
@@ -35,6 +47,28 @@ def _parallel(func, items):
         futures = [pool.submit(func, i) for i in items]
         concurrent.futures.wait(futures)
     return [f.result() for f in futures]
+
+
+def _settled(func, items):
+    """Like _parallel, but every call's exception is returned in its place."""
+    def call(item):
+        try:
+            return func(item)
+        except Exception as exc:  # noqa: BLE001 -- handed back to the caller
+            return exc
+    return _parallel(call, items)
+
+
+def _reason(exc, node=None):
+    """An exception as a one-line reason (without a leading "node NODE: ")."""
+    if isinstance(exc, TenantnetError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split()) or type(exc).__name__
+    if node is not None and text.startswith(f"node {node}: "):
+        text = text[len(f"node {node}: "):]
+    return text
 
 
 class _Placement:
@@ -63,6 +97,14 @@ class _Placement:
     def reset(self):
         self.vm = self.new_on_node = None
 
+    def undo(self, topo):
+        """Take back what prepare() did to *topo*."""
+        if self.kind == "add":
+            topo.remove_vm(self.vm.name)
+        else:
+            topo.add_vm(self.vm)
+        self.reset()
+
     def fail(self, exc):
         self.error = exc
         self.done.set()
@@ -82,8 +124,10 @@ class _Placement:
 
 class Core:
     def __init__(self, topo, pusher, ovsdb_remotes=None, hosts=None, source="config",
-                 managed_nodes=None):
-        """*managed_nodes*: names of the nodes this controller programs (default: all)."""
+                 managed_nodes=None, audit_interval=0.0, retry_max=8.0):
+        """*managed_nodes*: names of the nodes this controller programs (default: all).
+        *audit_interval*: seconds between drift audits (0: none). *retry_max*: the cap of
+        the back-off between attempts to reach a node that is down."""
         self.topo = topo
         self.pusher = pusher
         self.source = source
@@ -102,33 +146,88 @@ class Core:
         self._queue = []                  # placements waiting to be realised (see _submit)
         self._queue_lock = threading.Lock()
         self.api_server = None
+        self.states = NodeStates(sorted(self.nodes))
+        self.audit_interval = float(audit_interval or 0)
+        self.retry_max = max(RETRY_INITIAL, float(retry_max))
+        # Read by the metrics: full node reconciliations (a node came back), flow syncs
+        # after a switch (re)connected, audits run, drift repaired by them, placements
+        # refused because a node they touch is not up.
+        self.counters = {"resyncs": 0, "switch_resyncs": 0, "audits": 0,
+                         "audit_repairs": 0, "refused_node_down": 0}
+        self._counters_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads = []
+        self.metrics = metrics_mod.for_core(self)   # GET /metrics (controller.metrics)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
-        """Connect to every node, relearn runtime placements, reconcile everything."""
+        """Reach every node that answers (one bounded attempt each, side by side), relearn
+        runtime placements from them and reconcile them; then serve the API. Nodes that
+        did not answer are down: their watchers keep trying them in the background."""
+        names = sorted(self.nodes)
+        outcomes = _settled(self._connect, names)
         with self.lock:
-            for node in self.nodes.values():
-                node.connect()
-            self._recover()
-            self._realise(self.topo, [n.name for n in self.topo.nodes()], wait_flows=False,
-                          force_addresses=True)
+            reached = []
+            for name, out in zip(names, outcomes):
+                if isinstance(out, Exception):
+                    self.states.set(name, DOWN, _reason(out, name))
+                else:
+                    self.states.set(name, RECONCILING, "reached at start-up")
+                    reached.append(name)
+            self._recover(reached)
+            up = self._resync(reached, "reconciled at start-up")
             self.started = True
             self.ready.set()
         if self.api_server is not None:
             self.api_server.start()
-        LOG.info("controller ready: %d nodes, %d networks, %d VMs", len(self.nodes),
+        for name in names:
+            self._spawn(f"tenantnet-node-{name}", self._watch, name)
+        if self.audit_interval > 0:
+            self._spawn("tenantnet-audit", self._audit_loop)
+        LOG.info("controller ready: %d of %d nodes up%s, %d networks, %d VMs", len(up),
+                 len(names), "" if len(up) == len(names) else " (the others are retried)",
                  len(self.topo.networks()), len(self.topo.vms()))
 
     def stop(self):
+        self._stopping.set()
         if self.api_server is not None:
             self.api_server.stop()
+        for thread in self._threads:
+            thread.join(CONNECT_TIMEOUT + 2)
         for node in self.nodes.values():
             node.close()
 
-    def _recover(self):
-        """Add VMs that were placed through the API (recorded in external_ids on the nodes)."""
-        for node_name, node in self.nodes.items():
-            for name, rec in recovered_vms(node.owned()["ports"]).items():
+    def _spawn(self, name, func, *args):
+        thread = threading.Thread(target=self._guarded, args=(func, *args), name=name,
+                                  daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    @staticmethod
+    def _guarded(func, *args):
+        try:
+            func(*args)
+        except Exception:  # noqa: BLE001 -- a bug in a watcher must be seen, not lost
+            LOG.exception("%s failed", getattr(func, "__name__", func))
+
+    def _count(self, key, n=1):
+        with self._counters_lock:
+            self.counters[key] = self.counters.get(key, 0) + n
+
+    def _connect(self, name):
+        return self.nodes[name].connect(retry_for=0, attempt_timeout=CONNECT_TIMEOUT)
+
+    def _recover(self, node_names=None):
+        """Add VMs that were placed through the API (recorded in external_ids on the nodes
+        *node_names*, default all). Returns the networks of the VMs added."""
+        nets = set()
+        for node_name in sorted(self.nodes if node_names is None else node_names):
+            try:
+                owned = self.nodes[node_name].owned()
+            except Exception as exc:  # noqa: BLE001 -- the node went away meanwhile
+                LOG.warning("node %s: placements not read: %s", node_name, _reason(exc))
+                continue
+            for name, rec in recovered_vms(owned["ports"]).items():
                 if self.topo.vm(name) is not None or rec.get("source") != "api":
                     continue
                 spec = {"name": name, "network": rec["network"], "node": node_name,
@@ -140,7 +239,183 @@ class Core:
                     LOG.warning("not recovering VM %s found on %s: %s", name, node_name, exc)
                     continue
                 self.topo.add_vm(vm)
+                nets.add(vm.network)
                 LOG.info("recovered VM %s on %s from the node's OVSDB", name, node_name)
+        return nets
+
+    # -- node health ---------------------------------------------------------------
+    def node_states(self):
+        """[{node, state (up|down|reconciling), since (ISO 8601 UTC), since_epoch,
+        reason}], one per node this controller programs."""
+        return self.states.as_list()
+
+    def _forget(self, name):
+        """Drop what we believe about node *name*'s switches: after a break it is read
+        again (ports, flow tables, endpoint MACs, tunnel neighbours)."""
+        for key in [k for k in self.portmaps if k[0] == name]:
+            del self.portmaps[key]
+        for bf in node_flows(self.topo, name).values():
+            self._in_sync.pop(bf.dpid, None)
+        self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
+        self.endpoint_macs.pop(name, None)
+
+    def _record(self, name, result):
+        for bridge, pm in result.portmaps.items():
+            self.portmaps[(name, bridge)] = pm
+        self.endpoint_macs[name] = result.macs
+
+    def _resync(self, names, why):
+        """Reconcile the connected nodes *names* in full (under self.lock): OVSDB, `ex-`
+        addresses, tunnel neighbours, and the flows of every connected bridge, dumped
+        from the switch rather than trusted from memory. A node that fails goes down (its
+        watcher tries again). Returns the nodes now up."""
+        if not names:
+            return []
+        for name in names:
+            self.states.set(name, RECONCILING, self.states.reason(name))
+            self._forget(name)
+        states = {n: self._node_state(self.topo, n) for n in names}
+        results = _settled(lambda n: self._reconcile_node(states[n], True), names)
+        ok = []
+        for name, res in zip(names, results):
+            if isinstance(res, Exception):
+                self.states.set(name, DOWN, f"reconcile failed: {_reason(res, name)}")
+                self.nodes[name].close()
+                continue
+            self._record(name, res)
+            ok.append(name)
+        for name in ok:
+            self.states.set(name, UP, why)
+            self._count("resyncs")
+        self._refresh_neighbors()
+        jobs = [(n, br, bf) for n in ok for br, bf in node_flows(self.topo, n).items()
+                if self.pusher.connected(bf.dpid)]
+        for (n, br, _), res in zip(jobs, _settled(lambda j: self._sync_bridge(*j), jobs)):
+            if isinstance(res, Exception):
+                LOG.error("%s/%s: flow sync failed: %s", n, br, _reason(res))
+        return ok
+
+    def _refresh_neighbors(self):
+        """Tunnel neighbours on every up node (cached: only new endpoint MACs cost)."""
+        for name in self.states.up_nodes():
+            try:
+                self._resolve_tunnels(self._node_state(self.topo, name))
+            except TenantnetError as exc:
+                LOG.warning("node %s: tunnel neighbours not set: %s", name, exc)
+
+    def _watch(self, name):
+        """Node *name*'s watcher: while it is up, check every CHECK_INTERVAL that its OVSDB
+        connection holds; while it is down, try to reach it with a capped back-off, and
+        when it answers relearn its placements and reconcile it in full."""
+        node = self.nodes[name]
+        backoff = Backoff(RETRY_INITIAL, self.retry_max)
+        while not self._stopping.is_set():
+            if self.states.is_up(name):
+                if node.connected():
+                    self._stopping.wait(CHECK_INTERVAL)
+                    continue
+                with self.lock:
+                    self.states.set(name, DOWN, "OVSDB connection lost")
+                    node.close()
+                    self._forget(name)
+                backoff.reset()
+                continue                  # one attempt at once: a restarted server is back
+            try:
+                self._connect(name)
+            except Exception as exc:  # noqa: BLE001 -- whatever it is, the node is down
+                self.states.set(name, DOWN, _reason(exc, name))
+                self._stopping.wait(backoff.next())
+                continue
+            with self.lock:
+                if self._stopping.is_set():
+                    break
+                try:
+                    self._come_back(name)
+                except Exception as exc:  # noqa: BLE001 -- never lose the watcher
+                    self.states.set(name, DOWN, f"reconcile failed: {_reason(exc, name)}")
+                    node.close()
+            if self.states.is_up(name):
+                backoff.reset()
+            else:
+                self._stopping.wait(backoff.next())
+
+    def _come_back(self, name):
+        """Node *name* answers again (under self.lock): relearn its API placements,
+        reconcile it in full, and let its peers learn the placements relearned."""
+        self.states.set(name, RECONCILING, "OVSDB reachable again")
+        nets = self._recover([name])
+        up = self._resync([name], "reconciled after it came back")
+        peers = sorted({p for key in nets for p in self.topo.hosting_nodes(key)} - {name})
+        peers = [p for p in peers if self.states.is_up(p)]
+        if up and peers:
+            try:
+                self._realise(self.topo, peers, nets=nets)
+            except TenantnetError as exc:
+                LOG.error("peers of %s not updated: %s", name, exc)
+
+    # -- drift ---------------------------------------------------------------------
+    def _audit_loop(self):
+        while not self._stopping.wait(self.audit_interval):
+            try:
+                self.audit()
+            except Exception as exc:  # noqa: BLE001 -- the next audit tries again
+                LOG.error("audit failed: %s", _reason(exc))
+
+    def audit(self):
+        """Compare every up node with the model and repair what differs: OVSDB records,
+        `ex-` addresses, tunnel neighbours, flow tables (dumped). Logs and counts each
+        repair; returns them."""
+        repairs = []
+        for name in self.states.up_nodes():
+            with self.lock:
+                if self._stopping.is_set() or not self.states.is_up(name):
+                    continue
+                try:
+                    found, _ = self._repair_node(name)
+                except Exception as exc:  # noqa: BLE001 -- e.g. the node just went away
+                    LOG.warning("audit of node %s not finished: %s", name, _reason(exc, name))
+                    continue
+            repairs += found
+        for item in repairs:
+            LOG.warning("audit repaired %s", item)
+        self._count("audits")
+        self._count("audit_repairs", len(repairs))
+        return repairs
+
+    def _repair_node(self, name, bridges=None, neighbors=False):
+        """Make up node *name* match the model again (under self.lock): OVSDB, `ex-`
+        addresses, tunnel neighbours (*neighbors*: set them all again, e.g. after its
+        br-tun reconnected), and the flows of its connected bridges (*bridges*, default
+        all), dumped from the switches. Returns ([repairs], {bridge: sync result})."""
+        state = self._node_state(self.topo, name)
+        result = self.nodes[name].reconcile(state)
+        self._record(name, result)
+        repairs = [f"{name}: {c}" for c in result.commands]
+        host = self.hosts.get(name)
+        for ifname, cidr in state.addresses.items():
+            if host is None:
+                break
+            new_port = f"add port {ifname} to br-tun" in result.commands
+            if new_port or cidr not in host.addresses(ifname):
+                host.set_address(ifname, cidr)
+                if not new_port:
+                    repairs.append(f"{name}: address {cidr} on {ifname}")
+        if neighbors:
+            self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
+        self._refresh_neighbors()
+        jobs = [(br, bf) for br, bf in node_flows(self.topo, name).items()
+                if (bridges is None or br in bridges) and self.pusher.connected(bf.dpid)]
+        for _, bf in jobs:
+            self._in_sync.pop(bf.dpid, None)
+        flows = {}
+        for (br, _), res in zip(jobs, _settled(lambda j: self._sync_bridge(name, *j), jobs)):
+            if isinstance(res, Exception):
+                LOG.error("%s/%s: flow sync failed: %s", name, br, _reason(res))
+                continue
+            flows[br] = res
+            if res["added"] or res["removed"]:
+                repairs.append(f"{name}/{br}: +{res['added']} -{res['removed']} flows")
+        return repairs, flows
 
     # -- realising a topology ------------------------------------------------------
     def _reconcile_node(self, state, force_addresses):
@@ -153,6 +428,7 @@ class Core:
                                      f"add port {ifname} to br-tun" in result.commands):
                 host.set_address(ifname, cidr)
         if result.changed:
+            self.metrics.ovsdb_transaction(name, result.seconds)
             LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
                      result.seconds * 1000)
         return result
@@ -240,8 +516,12 @@ class Core:
             want = None                  # let sync() name the missing port
         known = self._in_sync.get(bf.dpid)
         if want is not None and known == want:
+            self.metrics.flow_sync(node, bridge, len(bf.flows))
             return {"added": 0, "removed": 0, "mode": None}
+        t0 = time.perf_counter()
         result = self.pusher.sync(bf.dpid, bf.flows, pm, installed=known)
+        self.metrics.flow_sync(node, bridge, len(bf.flows), time.perf_counter() - t0,
+                               bundle=result.get("mode") == "bundle")
         if want is not None:
             self._in_sync[bf.dpid] = want
         return result
@@ -269,13 +549,28 @@ class Core:
                 LOG.warning("switch %s is not one of ours; ignoring it", naming.dpid_str(dpid))
                 return
             node, bridge, bf = found
+            if node not in self.nodes:
+                LOG.warning("switch %s is %s/%s, a node this controller does not program; "
+                            "ignoring it", naming.dpid_str(dpid), node, bridge)
+                return
+            if not self.states.is_up(node):
+                # Reconciling the node syncs every bridge of it that is connected by then.
+                LOG.info("%s/%s connected while node %s is %s: it is synced when the node "
+                         "is reconciled", node, bridge, node, self.states.state(node))
+                return
+            # A reconnect is a break: the node's OVSDB and this bridge's flow table are
+            # checked in full (a restarted ovs-vswitchd also lost its tunnel neighbours).
+            self._in_sync.pop(dpid, None)
             try:
-                self._in_sync.pop(dpid, None)
-                res = self._sync_bridge(node, bridge, bf)
-                LOG.info("%s/%s connected: +%d -%d flows", node, bridge, res["added"],
-                         res["removed"])
+                repairs, flows = self._repair_node(node, bridges={bridge},
+                                                   neighbors=bridge == TRANSPORT_BRIDGE)
+                self._count("switch_resyncs")
+                res = flows.get(bridge, {"added": 0, "removed": 0})
+                others = [r for r in repairs if not r.startswith(f"{node}/{bridge}:")]
+                LOG.info("%s/%s connected: +%d -%d flows%s", node, bridge, res["added"],
+                         res["removed"], f"; repaired {'; '.join(others)}" if others else "")
             except TenantnetError as exc:
-                LOG.error("%s/%s: flow sync after connect failed: %s", node, bridge, exc)
+                LOG.error("%s/%s: sync after connect failed: %s", node, bridge, exc)
 
     def switch_disconnected(self, dpid):
         self._in_sync.pop(dpid, None)
@@ -312,6 +607,9 @@ class Core:
                     group, self._queue = self._queue, []
                 if group:
                     self._apply(group)
+        self.metrics.placement("add" if req.kind == "add" else "delete",
+                               time.perf_counter() - req.t0, ok=req.error is None,
+                               bridges_created=bool((req.result or {}).get("bridges_created")))
         if req.error is not None:
             raise req.error
         return req.result
@@ -322,9 +620,17 @@ class Core:
         for req in group:
             try:
                 req.prepare(new)
-                accepted.append(req)
             except TenantnetError as exc:
                 req.fail(exc)
+                continue
+            try:
+                self._refuse_if_down(req, new)
+            except PlacementError as exc:
+                req.undo(new)
+                self._count("refused_node_down")
+                req.fail(exc)
+                continue
+            accepted.append(req)
         if not accepted:
             return
         try:
@@ -340,6 +646,19 @@ class Core:
             return
         for req in accepted:
             req.finish(new, affected, dict(timings, group_size=len(accepted)))
+
+    def _refuse_if_down(self, req, new):
+        """PlacementError 503 when a node *req* would touch (its network's nodes, before
+        and after) is not up: nothing anywhere is changed for it."""
+        net = req.vm.network
+        affected = sorted(set(self.topo.hosting_nodes(net)) | set(new.hosting_nodes(net)))
+        down = self.states.down_among(affected)
+        if down:
+            node, state, reason = down[0]
+            others = f" (and {', '.join(n for n, _, _ in down[1:])})" if down[1:] else ""
+            raise PlacementError(
+                f"node {node} is {state}{others}: {reason}; placements that touch it are "
+                f"refused until it is back (nothing was changed)", status=503)
 
     def add_vm(self, spec):
         if not isinstance(spec, dict):
@@ -379,8 +698,11 @@ class Core:
         }
 
     def health(self):
+        with self._counters_lock:
+            counters = dict(self.counters)
         return {"status": "ok" if self.started else "starting", "nodes": len(self.nodes),
-                "vms": len(self.topo.vms())}
+                "vms": len(self.topo.vms()), "node_states": self.node_states(),
+                "counters": counters}
 
     def for_principal(self, principal):
         if principal == PROVIDER:
@@ -472,7 +794,8 @@ def build_core(pusher, app, settings):
         raise TenantnetError(f"ovsdb_remote names unknown node(s) {', '.join(unknown)} "
                              f"(the config has {', '.join(n.name for n in topo.nodes())})")
     core = Core(topo, pusher, ovsdb_remotes=settings.ovsdb_remotes, hosts=hosts,
-                source=settings.config)
+                source=settings.config, audit_interval=settings.audit_interval,
+                retry_max=settings.node_retry_max)
     if settings.api_socket or settings.api_listen:
         from tenantnet.controller.api import ApiServer
         core.api_server = ApiServer(core, tcp=settings.api_tcp, unix_path=settings.api_socket,

@@ -21,6 +21,8 @@ Example `tenantnet.conf`:
     api_socket = /run/tenantnet/api.sock
     echo_interval = 1
     echo_max_unreplied = 3
+    audit_interval = 30
+    node_retry_max = 8
 """
 
 import dataclasses
@@ -47,6 +49,12 @@ OPTS = [
     cfg.DictOpt("ovsdb-remote", default={},
                 help="NODE:REMOTE,... e.g. compute1:unix:/run/x/db.sock (default for every "
                      "node: tcp:MANAGEMENT_IP:OVSDB_PORT)"),
+    cfg.FloatOpt("audit-interval", default=30.0, min=0,
+                 help="seconds between audits that repair drift in every reachable node's "
+                      "OVSDB and flow tables (0: no audit)"),
+    cfg.FloatOpt("node-retry-max", default=8.0, min=0.5,
+                 help="the longest wait, in seconds, between attempts to reach a node that "
+                      "is down (the wait starts at 0.5 s and doubles)"),
     cfg.DictOpt("node-netns", default={},
                 help="NODE:NETNS[@OVS_RUNDIR],... run node-side steps through `ip netns` "
                      "(the one-machine lab)"),
@@ -109,6 +117,8 @@ class Settings:
     echo_max_unreplied: int = 3
     ovsdb_remotes: dict = dataclasses.field(default_factory=dict)
     node_netns: dict = dataclasses.field(default_factory=dict)   # node -> NodeNetns
+    audit_interval: float = 30.0      # seconds between drift audits; 0: none
+    node_retry_max: float = 8.0       # cap of the back-off between reconnect attempts
     # callable(pusher, app, settings) -> core; None: tenantnet.controller.core.build_core
     core_factory: Optional[Callable] = None
 
@@ -144,7 +154,9 @@ class Settings:
                        api_socket=group.api_socket, api_token=token,
                        echo_interval=group.echo_interval,
                        echo_max_unreplied=group.echo_max_unreplied,
-                       ovsdb_remotes=dict(group.ovsdb_remote or {}), node_netns=hosts)
+                       ovsdb_remotes=dict(group.ovsdb_remote or {}), node_netns=hosts,
+                       audit_interval=group.audit_interval,
+                       node_retry_max=group.node_retry_max)
         settings.api_tcp     # refuse a malformed api_listen now, not when the API starts
         return settings
 

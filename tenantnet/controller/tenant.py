@@ -17,28 +17,31 @@ import os
 import threading
 
 from tenantnet.model import naming
+from tenantnet.controller import wire
 from tenantnet.controller.client import ApiClient
 from tenantnet.errors import TenantnetError
 from tenantnet.model.flows import node_flows
 from tenantnet.model.topology import Attachment, Network, Node, Topology
 
 LOG = logging.getLogger("tenantnet.controller.tenant")
+POLL_BACKOFF_MAX = 5.0     # seconds between polls while the provider's API does not answer
 
 
 def topology_from_api(data):
-    """A Topology rebuilt from GET /v1/topology: enough to compute the tenant's flows."""
-    topo = Topology(mode=data.get("mode", "dnb"))
-    for n in data["nodes"]:
-        topo.add_node(Node(n["name"], n["role"], n.get("management_ip", "0.0.0.0"),
-                           n.get("transport_ip", "0.0.0.0")))
-    for n in data["networks"]:
-        topo.add_network(Network(n["tenant"], n["name"], n["segmentation_id"], n["cidr"],
-                                 n.get("transport_cidr"), n.get("mode", "dnb"),
-                                 n.get("controller")))
-    for v in data["vms"]:
-        topo.add_vm(Attachment(name=v["name"], kind="vm", network=v["network"], node=v["node"],
-                               mac=v["mac"], ip=v["ip"], port=v["port"],
-                               source=v.get("source", "api")))
+    """A Topology rebuilt from GET /v1/topology (a wire.Topology, or its JSON): enough to
+    compute the tenant's flows."""
+    if not isinstance(data, wire.Topology):
+        data = wire.parse(wire.Topology, data, "provider API topology")
+    topo = Topology(mode=data.mode)
+    for n in data.nodes:
+        topo.add_node(Node(n.name, n.role, n.management_ip or "0.0.0.0",
+                           n.transport_ip or "0.0.0.0"))
+    for n in data.networks:
+        topo.add_network(Network(n.tenant, n.name, n.segmentation_id, n.cidr,
+                                 n.transport_cidr, n.mode, n.controller))
+    for v in data.vms:
+        topo.add_vm(Attachment(name=v.name, kind="vm", network=v.network, node=v.node,
+                               mac=v.mac, ip=v.ip, port=v.port, source=v.source or "api"))
     return topo
 
 
@@ -63,6 +66,7 @@ class TenantCore:
         self._stop = threading.Event()
         self._in_sync = {}                  # dpid -> cookies our last sync installed
         self.refused = set()                # dpids of bridges that are not ours
+        self.api_error = None               # why the provider's API did not answer, or None
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
@@ -88,28 +92,50 @@ class TenantCore:
 
     def _fetch(self):
         try:
-            data = self.client.topology()
+            data = self.client.topology(typed=True)
         except TenantnetError as exc:
-            LOG.warning("tenant %s: placement not read: %s", self.tenant, exc)
+            self._api_state(exc)
             return None
-        if data.get("tenant") not in (None, self.tenant):
-            raise TenantnetError(f"the API credential belongs to tenant {data.get('tenant')}, "
+        self._api_state(None)
+        if data.tenant not in (None, self.tenant):
+            raise TenantnetError(f"the API credential belongs to tenant {data.tenant}, "
                                  f"not {self.tenant}")
         topo = topology_from_api(data)
         if self.cache:
             tmp = self.cache + ".tmp"
             with open(tmp, "w") as fh:
-                json.dump(data, fh)
+                fh.write(data.model_dump_json(exclude_unset=True))
             os.replace(tmp, self.cache)
         return topo
 
+    def _api_state(self, exc):
+        """Log once per change: the provider's API stopped answering, or answers again."""
+        error = None if exc is None else " ".join(str(exc).split())
+        if error == self.api_error:
+            return
+        if error is None:
+            LOG.info("tenant %s: the provider's API answers again; following the placement",
+                     self.tenant)
+        elif self.api_error is None:
+            LOG.warning("tenant %s: the provider's API does not answer (%s); the switches "
+                        "keep their flows, retrying with a back-off up to %.0fs", self.tenant,
+                        error, POLL_BACKOFF_MAX)
+        else:
+            LOG.debug("tenant %s: the provider's API still does not answer: %s",
+                      self.tenant, error)
+        self.api_error = error
+
     def _poll(self):
-        """Follow placement changes; a provider that is down only pauses this."""
+        """Follow placement changes; a provider that is down only pauses this (the switches
+        keep what they have), with a back-off from poll_interval up to POLL_BACKOFF_MAX."""
         last = None
-        while not self._stop.wait(self.poll_interval):
+        wait = self.poll_interval
+        while not self._stop.wait(wait):
             topo = self._fetch()
             if topo is None:
+                wait = min(POLL_BACKOFF_MAX, max(wait, self.poll_interval) * 2)
                 continue
+            wait = self.poll_interval
             key = sorted((v.name, v.node, v.mac) for v in topo.vms().values())
             if key == last:
                 continue

@@ -17,7 +17,9 @@ bandwidth rows, ...) is skipped with a note; render never fails because data is 
                                     network count, error bars = sample std
     fig5_reachability_dnb_vs_cnb.png  DNB and CNB side by side, one panel per network count
     fig6_bandwidth_tcp_udp.png      mean TCP (a) and UDP (b) bandwidth per mode, baselines
-                                    (veth, ovs-flat) as grey hatched reference bars
+                                    (veth, ovs-flat on this host; vm-transport,
+                                    vm-ovs-flat on node VMs) as grey hatched
+                                    reference bars
     fig7_tcp_per_direction.png      TCP per direction (probe->vm vs vm->probe) per mode
     fig8_tcp_dnb_vs_cnb.png         TCP DNB vs CNB per direction and combined, with the
                                     relative difference
@@ -34,11 +36,18 @@ from tenantnet.experiment.results import ResultsDir
 FIGURES = ("fig4_dnb_reachability.png", "fig5_reachability_dnb_vs_cnb.png",
            "fig6_bandwidth_tcp_udp.png", "fig7_tcp_per_direction.png",
            "fig8_tcp_dnb_vs_cnb.png", "fig_first_instances.png")
-BASELINE_MODES = ("veth", "ovs-flat")
+# same-run references: this host's (emulated labs), then the node VMs' (baseline.py)
+BASELINE_MODES = ("veth", "ovs-flat", "vm-transport", "vm-ovs-flat")
+CEILINGS = ("veth", "vm-transport")      # the "% of" reference, the first one present
+SHORT_LABELS = {"veth": "veth", "ovs-flat": "flat OVS", "vm-transport": "VM-VM transport",
+                "vm-ovs-flat": "flat OVS in a VM"}
 LAB_MODE_ORDER = ("dnb", "cnb")
 MODE_LABELS = {"dnb": "DNB", "cnb": "CNB", "veth": "veth pair (ceiling)",
-               "ovs-flat": "flat OVS bridge (reference)"}
-MODE_COLOURS = {"dnb": "#1f77b4", "cnb": "#ff7f0e", "veth": "#7f7f7f", "ovs-flat": "#b0b0b0"}
+               "ovs-flat": "flat OVS bridge (reference)",
+               "vm-transport": "VM-VM transport (ceiling)",
+               "vm-ovs-flat": "flat OVS in a VM (reference)"}
+MODE_COLOURS = {"dnb": "#1f77b4", "cnb": "#ff7f0e", "veth": "#7f7f7f", "ovs-flat": "#b0b0b0",
+                "vm-transport": "#7f7f7f", "vm-ovs-flat": "#b0b0b0"}
 DIRECTION_LABELS = {"probe->vm": "probe → VM (controller to VM)",
                     "vm->probe": "VM → probe (VM to controller)",
                     "combined": "both directions"}
@@ -322,12 +331,13 @@ def fig6(plt, data, path):
             base = m in BASELINE_MODES
             ax.bar(x, mean / div, yerr=std / div, capsize=5, color=colour(m, x),
                    hatch="//" if base else None, edgecolor="0.25", label=label(m))
-        veth = next((s[1] for s in stats if s[0] == "veth"), None)
+        ref = next((m for m in CEILINGS if any(s[0] == m for s in stats)), None)
+        veth = next((s[1] for s in stats if s[0] == ref), None)
         top = max((s[1] + (s[2] or 0)) / div for s in stats)
         for x, (m, mean, std) in zip(xs, stats):
             text = sig(mean / div)
-            if veth and m != "veth":
-                text += f"\n{100 * mean / veth:.0f}% of veth"
+            if veth and m != ref:
+                text += f"\n{100 * mean / veth:.0f}% of {SHORT_LABELS[ref]}"
             ax.text(x, (mean + (std or 0)) / div + 0.02 * top, text, ha="center",
                     va="bottom", fontsize=8)
         ax.set_xticks(xs, [label(s[0]).replace(" (", "\n(") for s in stats])
@@ -346,7 +356,7 @@ def fig6(plt, data, path):
 def _baseline_lines(ax, rows, direction, div, unit, top):
     """Dashed reference lines for the baselines; those above *top* become a note."""
     notes = []
-    for b, style in zip(BASELINE_MODES, ("--", ":")):
+    for b, style in zip(BASELINE_MODES, ("--", ":", "--", ":")):
         mean, _ = _mean_std(_bar_values(rows, b, "tcp", direction))
         if mean is None:
             continue

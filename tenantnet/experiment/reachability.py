@@ -347,10 +347,9 @@ def _configure(lab, topo, att):
 def prepare_probes(lab, topo, probes):
     """Create and configure every probe endpoint of the used networks (what Lab.add_vm
     does for a network's first VM), before any placement request."""
-    have = lab.fabric.state["endpoints"]
     for key, atts in probes.items():
         for att in atts:
-            if att.name not in have:
+            if not lab.fabric.has_endpoint(att.name):
                 lab.fabric.add_endpoint(att.name, att.node, att.port, kind="probe")
             _configure(lab, topo, att)
 
@@ -543,7 +542,7 @@ def run_reachability(lab_factory, spec, mode, progress=None, on_rows=None, stop=
     for instances, networks in r.grid():
         for repeat in range(1, r.repeats + 1):
             label = f"reachability {mode} n={instances} k={networks} #{repeat}"
-            progress.log(f"{label}: lab up")
+            progress.log(f"{label}: getting a lab (fresh or reset)")
             with lab_factory(networks=networks, label=label) as lab:
                 rows = run_batch(lab, spec, mode, instances, networks, repeat,
                                  progress=progress, stop=stop)

@@ -342,6 +342,24 @@ def _read_sysctl(path):
         return None
 
 
+def _baseline_lines(bases, meta):
+    """What the run's baselines are (meta.json ``baselines``, else by mode name)."""
+    from tenantnet.experiment import baseline
+    info = meta.get("baselines") if isinstance(meta.get("baselines"), dict) else {}
+    described = dict(info.get("modes") or {})
+    for kind in ("host", "vm"):
+        for m, text in baseline.describe("", kind, info.get("nodes")).items():
+            described.setdefault(m, text)
+    if not bases:
+        return []
+    where = {"vm": "on the lab's node VMs: the same path without tenantnet",
+             "host": "on this host, with no lab up"}.get(info.get("kind"), "")
+    out = [f"Baselines measured in the same run{' ' + where if where else ''}; the ratios "
+           "below compare against them:", ""]
+    out += [f"- `{m}` ({plots.label(m)}): {described.get(m, 'no description')}" for m in bases]
+    return out + [""]
+
+
 def _table(headers, rows):
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
@@ -414,6 +432,15 @@ def write_report(results_dir, render_figures=True, progress=None):
     if nodes:
         L += ["", "Nodes:", ""]
         L += _table(["key", "value"], [[k, v] for k, v in nodes.items()])
+    labs = meta.get("labs")
+    if isinstance(labs, dict) and labs.get("events"):
+        kinds = [e.get("event") for e in labs["events"]]
+        usual = ("built", "mode switched", "reset", "torn down")
+        other = [k for k in kinds if k not in usual]
+        L += ["", f"Labs: {labs.get('reuse', 'shared')}: {kinds.count('built')} built, "
+                  f"{kinds.count('mode switched')} mode switch(es), {kinds.count('reset')} "
+                  "reset(s) checked against the fresh state"
+                  + (f"; {', '.join(other)} (see meta.json)" if other else "") + "."]
     L += ["", "Tuning (section III.G):", ""]
     L += _tuning_lines(data, spec) or ["- no tuning information in this run"]
     L += ["", "Spec:", ""]
@@ -450,12 +477,15 @@ def write_report(results_dir, render_figures=True, progress=None):
     rows = data["bandwidth_all"]
     if rows:
         summary = bw.summarise(rows)
-        base = {m: summary[m]["tcp"].get("combined", {}).get("mean")
-                for m in plots.BASELINE_MODES if m in summary}
+        bases = [m for m in plots.BASELINE_MODES if m in summary]
+        base = {m: summary[m]["tcp"].get("combined", {}).get("mean") for m in bases}
         ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get("combined", {}).get("mean")
-                 for m in plots.BASELINE_MODES if m in summary}
+                 for m in bases}
+        ratio_heads = [f"% of {plots.SHORT_LABELS.get(b, b)}" for b in bases]
+        L += _baseline_lines(bases, meta)
         L += ["TCP (iperf3, bits received per second; std = sample standard deviation; ratios "
-              "to the same-run ceilings):", ""]
+              "to the same-run baselines" + (f": {', '.join(bases)}" if bases else "") + "):",
+              ""]
         body = []
         for m in plots.modes_in(rows):
             for d in list(bw.DIRECTIONS) + [bw.COMBINED]:
@@ -463,14 +493,14 @@ def write_report(results_dir, render_figures=True, progress=None):
                 if not st or not st["n"]:
                     continue
                 ratios = []
-                for b in plots.BASELINE_MODES:
+                for b in bases:
                     bd = summary.get(b, {}).get("tcp", {}).get(d, {}).get("mean")
                     ratios.append(f"{100 * st['mean'] / bd:.0f}%" if bd and m != b else None)
                 body.append([plots.label(m), d, st["n"], _f(st["mean"] / 1e6),
                              _f((st["std"] or 0) / 1e6) if st["std"] is not None else None,
                              *ratios])
-        L += _table(["mode", "direction", "n", "mean (Mbit/s)", "std (Mbit/s)", "% of veth",
-                     "% of flat OVS"], body)
+        L += _table(["mode", "direction", "n", "mean (Mbit/s)", "std (Mbit/s)", *ratio_heads],
+                    body)
         L += ["", "UDP (both directions; bandwidth received; datagrams sent):", ""]
         body = []
         for m in plots.modes_in(rows):
@@ -486,15 +516,15 @@ def write_report(results_dir, render_figures=True, progress=None):
                 return f"{st['mean'] / scale:.{digits}f} +- {std}"
             bps = u["bits_per_second"][bw.COMBINED]["mean"]
             ratios = [f"{100 * bps / ubase[b]:.0f}%" if ubase.get(b) and m != b else None
-                      for b in plots.BASELINE_MODES]
+                      for b in bases]
             body.append([plots.label(m), u["bits_per_second"][bw.COMBINED]["n"],
                          ms("bits_per_second", 1e6, 3), ms("jitter_ms", 1, 4), ms("packets", 1, 0),
                          ms("lost_packets", 1, 1), ms("lost_percent", 1, 3),
                          ms("out_of_order", 1, 1), *ratios])
         L += _table(["mode", "n", "bandwidth (Mbit/s)", "jitter (ms)", "datagrams",
-                     "lost", "lost (%)", "out of order", "% of veth", "% of flat OVS"], body)
+                     "lost", "lost (%)", "out of order", *ratio_heads], body)
         if not base:
-            L += ["", "No baselines (veth, flat OVS) in this run: ratios not available."]
+            L += ["", "No baselines in this run: ratios not available."]
     else:
         L += ["Not measured in this run (no bandwidth.csv)."]
 

@@ -13,7 +13,19 @@ reachability_instances.csv/json  one row per instance (reachability.INSTANCE_FIE
 reachability.csv/json            the eight-field records (stats.RECORD_FIELDS + extras)
 bandwidth.csv/json               rows returned by bandwidth.run_bandwidth, every mode
 labs/<mode>-k<K>.yaml            the generated lab configs
+labs/<mode>-state.txt            node VMs only: each mode's reference state (labs.py)
 =============================== ========================================================
+
+Labs (tenantnet.experiment.labs): with emulated nodes every sub-experiment and every
+mode's bandwidth part runs on a lab built for it. With node VMs (``lab: {nodes: vm}``) the
+whole run shares one lab, reset to its checked fresh state after every part; the modes
+switch by restarting the controller on the other mode's config (meta.json ``labs``).
+
+Baselines (``bandwidth.baselines``), after the modes: on emulated labs this machine's veth
+pair and flat OVS bridge (baseline.run_baselines, no lab up); on node VMs the same path
+without tenantnet on the lab's node VMs: VM to VM over the plain transport network and a
+flat kernel OVS bridge in one node VM (baseline.run_vm_baselines). meta.json ``baselines``
+says which, and the report names them.
 
 Tables are rewritten after every sub-experiment, so an interrupted run keeps what it
 measured (meta.json then says ``"status": "interrupted"``).
@@ -33,7 +45,6 @@ Lab prefix: ``tnexp`` unless given (the runner owns that prefix while it runs; i
 start when a lab with that prefix is up, and never tears down a lab it did not build).
 """
 
-import contextlib
 import datetime
 import importlib
 import importlib.util
@@ -41,18 +52,17 @@ import inspect
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 
 import tenantnet
 from tenantnet.model import config as config_mod
-from tenantnet.errors import LabError, TenantnetError
+from tenantnet.errors import TenantnetError
 from tenantnet.experiment import stats
+from tenantnet.experiment.labs import LabFactory, SharedLab
 from tenantnet.experiment.reachability import (GUARD, INSTANCE_FIELDS, ExperimentError,
-                                               package_env, run_reachability)
+                                               run_reachability)
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
@@ -141,99 +151,8 @@ class Reporter:
             self.progress.update(self._overall, description=text)
 
 
-# -- labs -----------------------------------------------------------------------------
-class LabFactory:
-    """``factory(networks=K, label=...)``: a context manager giving a Lab that is up with
-    the spec's nodes, K networks (t1/net1 .. tK/netK) in this factory's mode and no VM,
-    and torn down when the block ends, however it ends. Passed to
-    bandwidth.run_bandwidth as *lab_factory*. Attributes: spec, mode, prefix."""
-
-    def __init__(self, spec, mode, prefix=DEFAULT_PREFIX, state_dir=None, config_dir=".",
-                 reporter=None, on_vm_accel=None):
-        self.spec, self.mode, self.prefix = spec, mode, prefix
-        self.state_dir = state_dir
-        self.on_vm_accel = on_vm_accel      # callable(accel) once node VMs are up
-        self.config_dir = config_dir
-        self.reporter = reporter or Reporter(False)
-
-    def config_path(self, networks):
-        return os.path.join(self.config_dir, f"{self.mode}-k{networks}.yaml")
-
-    @contextlib.contextmanager
-    def __call__(self, networks=1, label=None):
-        from tenantnet.lab.lab import Lab
-        path = self.spec.write_lab_config(self.config_path(networks), self.mode, networks)
-        lab = Lab(prefix=self.prefix, state_dir=self.state_dir)
-        if lab.is_up() or lab.fabric.state.get("fabric") or lab.fabric.state.get("namespaces"):
-            raise ExperimentError(
-                f"a lab with prefix {self.prefix!r} is already up ({lab.fabric.state_dir}); "
-                f"tear it down with `tenantnet lab down --prefix {self.prefix}` or run the "
-                "experiment with another --prefix")
-        try:
-            t0 = time.perf_counter()
-            lab.up(path, timeout=self.spec.lab.up_timeout_s)
-            if self.spec.lab.nodes == "vm" and self.on_vm_accel is not None:
-                accel = {n.get("accel") for n in lab.status()["nodes"].values()}
-                self.on_vm_accel(", ".join(sorted(a for a in accel if a)) or None)
-            self.reporter.log(f"{label or 'lab'}: up in {time.perf_counter() - t0:.1f}s "
-                              f"({self.mode}, {networks} network(s), "
-                              f"{self.spec.lab.compute_nodes} compute node(s))")
-            yield lab
-        finally:
-            teardown(lab)
-
-
-_TEARDOWN = """
-import sys
-from tenantnet.errors import TenantnetError
-from tenantnet.lab.lab import Lab
-try:
-    Lab(sys.argv[1], sys.argv[2] or None).down()
-except TenantnetError as exc:
-    print(exc, file=sys.stderr)
-    sys.exit(1)
-"""
-
-
-def teardown(lab):
-    """Lab.down() in a child process of its own session (immune to the terminal's Ctrl-C),
-    under GUARD.shield(); a second attempt when the first was incomplete."""
-    with GUARD.shield():
-        error = None
-        for _ in range(2):
-            try:
-                proc = subprocess.run([sys.executable, "-c", _TEARDOWN, lab.prefix,
-                                       lab.state_dir or ""], env=package_env(),
-                                      start_new_session=True, capture_output=True, text=True,
-                                      timeout=600)
-            except (OSError, subprocess.SubprocessError) as exc:
-                error = f"cannot run the teardown process ({exc})"
-                try:                       # in this process then, signals ignored
-                    with shield_ignoring():
-                        lab.down()
-                    return
-                except LabError as exc2:
-                    error = str(exc2)
-                    continue
-            if proc.returncode == 0:
-                return
-            error = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["?"]
-            error = error[0]
-            time.sleep(0.5)
-        raise LabError(f"lab {lab.prefix!r} could not be torn down: {error}; "
-                       f"try `tenantnet lab down --prefix {lab.prefix}`")
-
-
-@contextlib.contextmanager
-def shield_ignoring():
-    old = {}
-    if threading.current_thread() is threading.main_thread():
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
+# -- labs (tenantnet.experiment.labs) ---------------------------------------------------
+# LabFactory (a fresh lab per part) and SharedLab (one lab of node VMs per run) live there.
 
 
 # -- machine info ---------------------------------------------------------------------
@@ -317,6 +236,12 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def lab_networks(spec):
+    """How many networks a lab shared by the whole run needs: the grid's largest count (a
+    network without VMs has nothing on any node), at least 1 for the bandwidth part."""
+    return max(spec.reachability.networks) if spec.reachability.enabled else 1
+
+
 def default_out_dir(spec):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join("results", f"{spec.name}-{stamp}")
@@ -394,16 +319,28 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
         rd.write_table("reachability_instances", inst_rows, columns=INSTANCE_FIELDS)
         rd.write_table("reachability", stats.records(inst_rows), columns=RECORD_COLUMNS)
 
+    config_dir = rd.path(os.path.join("labs", ""))
+    shared = None
+    if spec.lab.nodes == "vm":
+        # node VMs take minutes to boot: one lab for the whole run, reset between parts
+        shared = SharedLab(spec, lab_networks(spec), state_dir_for_results=config_dir)
+        meta["labs"] = {"reuse": "one lab of node VMs for the whole run, reset and checked "
+                                 "between parts, modes switched by restarting the controller "
+                                 "(tenantnet.experiment.labs)",
+                        "networks": shared.networks, "events": shared.events}
+
+    def factory_for(mode):
+        return LabFactory(spec, mode, prefix=prefix, state_dir=state_dir,
+                          config_dir=config_dir, reporter=reporter, shared=shared,
+                          on_vm_accel=lambda a: meta["nodes"].update(virtualisation=a))
+
     GUARD.install()
     reporter.start(total_steps, description=f"{spec.name}")
     try:
         for w in meta["warnings"]:
             reporter.log("warning: " + w)
         for mode in modes:
-            config_dir = rd.path(os.path.join("labs", ""))
-            factory = LabFactory(spec, mode, prefix=prefix, state_dir=state_dir,
-                                 config_dir=config_dir, reporter=reporter,
-                                 on_vm_accel=lambda a: meta["nodes"].update(virtualisation=a))
+            factory = factory_for(mode)
             if spec.reachability.enabled:
                 reporter.describe(f"{spec.name}: reachability {mode}")
                 phase = {"mode": mode, "part": "reachability", "started": _now()}
@@ -433,16 +370,33 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                 rd.write_json("meta.json", meta)
                 reporter.step()
         if bandwidth is not None and spec.bandwidth.baselines:
-            # The machine's own ceiling, measured in the same run with no lab up (nothing
-            # else competes for the CPU): a plain veth pair and one flat OVS bridge.
             from tenantnet.experiment import baseline
-            reporter.describe(f"{spec.name}: baselines (veth, flat OVS)")
+            kind = "vm" if spec.lab.nodes == "vm" else "host"
+            names = "VM to VM over the transport, flat OVS in a node VM" if kind == "vm" \
+                else "veth, flat OVS"
+            reporter.describe(f"{spec.name}: baselines ({names})")
             phase = {"mode": "baselines", "part": "bandwidth", "started": _now()}
             meta["phases"].append(phase)
             t0 = time.perf_counter()
             try:
-                rows = baseline.run_baselines(f"{prefix}b", spec, progress=reporter,
-                                              tuning=spec.tuning)
+                if kind == "vm":
+                    # The same path without tenantnet, on the lab's own node VMs (no tenant
+                    # VM is up: nothing else competes for their CPU).
+                    with factory_for(modes[-1])(networks=1, label="baselines") as lab:
+                        nodes = baseline.vm_nodes(lab)
+                        meta["baselines"] = {"kind": kind, "nodes": list(nodes),
+                                             "modes": baseline.describe(f"{prefix}b", kind,
+                                                                        nodes)}
+                        rows = baseline.run_vm_baselines(lab, spec, f"{prefix}b",
+                                                         progress=reporter, tuning=spec.tuning,
+                                                         nodes=nodes)
+                else:
+                    # The machine's own ceiling, measured in the same run with no lab up
+                    # (nothing else competes for the CPU): a veth pair, one flat OVS bridge.
+                    meta["baselines"] = {"kind": kind,
+                                         "modes": baseline.describe(f"{prefix}b", kind)}
+                    rows = baseline.run_baselines(f"{prefix}b", spec, progress=reporter,
+                                                  tuning=spec.tuning)
             except TenantnetError as exc:
                 meta["errors"].append(f"baselines: {exc}")
                 reporter.log(f"baselines failed: {exc}")
@@ -453,6 +407,8 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                          rows=len(rows))
             rd.write_json("meta.json", meta)
             reporter.step()
+        if shared is not None:
+            shared.close()
         meta["status"] = "complete"
     except KeyboardInterrupt:
         meta["status"] = "interrupted"
@@ -465,6 +421,8 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
         meta["errors"].append(f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if shared is not None:
+            shared.close()            # after an error or Ctrl-C (a no-op when done)
         reporter.stop()
         GUARD.uninstall()
         meta["finished"] = _now()

@@ -1,10 +1,10 @@
 """The one-machine lab: a tenantnet config made real on emulated nodes.
 
-LabFabric (fabric.py) knows namespaces, veths and Open vSwitch processes; this module
-knows tenants. `up` builds the fabric and the nodes, creates the VM and probe namespaces
-(the hypervisor's part), starts the controller as a process of its own in the controller
-namespace, configures the VMs with their addresses and the section III.G tuning, and
-returns once every VM answers a ping from its network's probe."""
+LabFabric (fabric.py, and the modules behind it) knows namespaces, veths, node kinds and
+processes; this module knows tenants. `up` builds the fabric and the nodes, creates the VM
+and probe namespaces (the hypervisor's part), starts the controller as a process of its own
+in the controller namespace, configures the VMs with their addresses and the section III.G
+tuning, and returns once every VM answers a ping from its network's probe."""
 
 import concurrent.futures
 import ipaddress
@@ -19,7 +19,6 @@ from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.controller.client import ApiClient
 from tenantnet.errors import ApiError, LabError, TenantnetError
-from tenantnet.lab import netns as ns
 from tenantnet.lab.fabric import LabFabric, check_host
 from tenantnet.model.topology import NODE_KINDS, probe_name
 
@@ -112,7 +111,7 @@ class Lab:
             from tenantnet.lab import vmnodes
             vmnodes.check_transport_interfaces(topo)
         check_host()
-        if self.is_up() or self.fabric.state.get("fabric"):
+        if self.is_up() or self.fabric.has_fabric():
             raise LabError(f"a lab with prefix {self.prefix!r} is already up "
                            f"(state in {self.fabric.state_dir}); run `tenantnet lab down` first")
         t0 = time.perf_counter()
@@ -198,6 +197,30 @@ class Lab:
         log = os.path.join(self.fabric.state_dir, "controller.log")
         self.fabric.start_process("controller", self._controller_cmd(topo, config_path, extra),
                                   self.fabric.controller_netns, log)
+
+    def restart_controller(self, config_path=None, timeout=90.0):
+        """Stop the provider's controller and start it on *config_path* (default: the lab's
+        own config), which must describe the same nodes: the same lab in another mode, say
+        (the experiment runs its modes on one lab of node VMs). The lab must have no VM.
+        Returns once the API answers."""
+        meta = self.meta()
+        path = os.path.abspath(config_path or meta["config"])
+        topo = config_mod.load_file(path)
+
+        def nodes(t):
+            return sorted((n.name, n.role, n.management_ip, n.transport_ip) for n in t.nodes())
+        if nodes(topo) != nodes(self.topology()):
+            raise LabError(f"{path}: other nodes than lab {self.prefix!r}; the controller "
+                           "can only be restarted on the same nodes")
+        if topo.vms() or self.api(timeout=10).list_vms():
+            raise LabError(f"lab {self.prefix!r}: the controller is restarted on a new config "
+                           "only without VMs")
+        self.fabric.stop_process("controller")
+        meta["config"] = path
+        with open(self.meta_path, "w") as fh:
+            json.dump(meta, fh)
+        self._start_controller(topo, path)
+        self._wait_api(timeout)
 
     # -- tenants' own controllers -----------------------------------------------------
     def _tenant_host(self, tenant, ip, prefix_len):
@@ -405,11 +428,11 @@ class Lab:
 
         Receivers listen until every sender is done plus *listen* seconds (at most
         *limit* in all): senders started over SSH on slow nodes take their time."""
-        topo_dict = self.api().topology()
-        atts = {v["name"]: v for v in topo_dict["vms"]}
-        for net in topo_dict["networks"]:
-            for p in net["probes"]:
-                atts[p["name"]] = p
+        topo_api = self.api().topology(typed=True)          # a controller.wire.Topology
+        atts = {v.name: v.model_dump() for v in topo_api.vms}
+        for net in topo_api.networks:
+            for p in net.probes:
+                atts[p.name] = p.model_dump()
         names = sorted(atts, key=lambda n: (atts[n]["network"], atts[n]["kind"] != "vm", n))
         fabric = self.fabric
         receivers = {}
@@ -459,20 +482,20 @@ class Lab:
 
     # -- runtime placement (the hypervisor's side of `vm add` / `vm del`) -------------
     def add_vm(self, name, network, node, mac=None, ip=None):
-        topo_before = self.api().topology()
-        net = next((n for n in topo_before["networks"] if n["key"] == network), None)
+        topo_before = self.api().topology(typed=True)       # a controller.wire.Topology
+        net = topo_before.network(network)
         created = []
         # Create namespaces only for names the controller will accept; it validates again.
-        if net is not None and naming.valid_name(name) and node in self.fabric.state["nodes"]:
+        if net is not None and naming.valid_name(name) and self.fabric.has_node(node):
             try:
-                if name not in self.fabric.state["endpoints"]:
+                if not self.fabric.has_endpoint(name):
                     self.fabric.add_endpoint(name, node, naming.vm_port_name(name), kind="vm")
                     created.append(name)
-                if not net["probes"]:
-                    for n in topo_before["nodes"]:
-                        if n["role"] == "network":
-                            pname = probe_name(network, n["name"])
-                            self.fabric.add_endpoint(pname, n["name"],
+                if not net.probes:
+                    for n in topo_before.nodes:
+                        if n.role == "network":
+                            pname = probe_name(network, n.name)
+                            self.fabric.add_endpoint(pname, n.name,
                                                      naming.probe_port_name(network), "probe")
                             created.append(pname)
             except LabError:
@@ -495,29 +518,29 @@ class Lab:
 
     def del_vm(self, name):
         rec = self.api().del_vm(name)
-        if name in self.fabric.state["endpoints"]:
+        if self.fabric.has_endpoint(name):
             self.fabric.remove_endpoint(name)
-        topo = self.api().topology()
-        net = next(n for n in topo["networks"] if n["key"] == rec["network"])
-        if not net["probes"]:          # the network has no VM left: its probes go too
-            for n in topo["nodes"]:
-                pname = probe_name(rec["network"], n["name"])
-                if pname in self.fabric.state["endpoints"]:
+        topo = self.api().topology(typed=True)
+        net = topo.network(rec["network"])
+        if net is not None and not net.probes:   # the network has no VM left: its probes go too
+            for n in topo.nodes:
+                pname = probe_name(rec["network"], n.name)
+                if self.fabric.has_endpoint(pname):
                     self.fabric.remove_endpoint(pname)
         return rec
 
     def topology_from_api(self):
         """The controller's current model (config VMs plus API placements) as a Topology."""
         topo = self.topology()
-        live = {v["name"]: v for v in self.api().list_vms()}
+        live = {v.name: v for v in self.api().list_vms(typed=True)}     # controller.wire.VM
         for name in list(topo.vms()):
             if name not in live:
                 topo.remove_vm(name)
         for name, v in live.items():
             if topo.vm(name) is None:
                 topo.add_vm(config_mod.vm_from_spec(
-                    topo, {k: v[k] for k in ("name", "network", "node", "mac", "ip")},
-                    "controller", "", vm_source=v.get("source", "api")))
+                    topo, v.model_dump(include={"name", "network", "node", "mac", "ip"}),
+                    "controller", "", vm_source=v.source or "api"))
         return topo
 
     # -- status / exec / down ------------------------------------------------------
@@ -550,7 +573,7 @@ class Lab:
         alive = ctl.get("alive", False) if ctl else (api_ok and st["controller"] is None)
         ctl = ctl or {}
         return {"prefix": self.prefix, "state_dir": st["state_dir"],
-                "controllers": self._controllers(st),
+                "controllers": self._controllers(),
                 "controller": {"namespace": (st["controller"] or {}).get("netns"),
                                "pid": ctl.get("pid"), "alive": alive,
                                "api": self.api_endpoint, "api_ok": api_ok,
@@ -559,7 +582,7 @@ class Lab:
                 "vms": {k: v for k, v in vms.items() if v["kind"] == "vm"},
                 "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"}}
 
-    def _controllers(self, st):
+    def _controllers(self):
         """Every controller process the lab runs: the provider's and each tenant's, with
         its command line, pid, namespace and OpenFlow listen address."""
         try:
@@ -570,9 +593,10 @@ class Lab:
         if topo is not None:
             wanted += [("tenant", t, self.tenant_process(t)) for t in tenant_controllers(topo)]
         out = []
+        fabric = self.fabric
         for role, tenant, pname in wanted:
-            rec = st["processes"].get(pname)
-            if rec is None:
+            proc = fabric.process(pname)
+            if proc is None:
                 continue
             if topo is None:
                 listen = None
@@ -580,10 +604,10 @@ class Lab:
                 listen = f"{topo.controller.management_ip}:{topo.controller.openflow_port}"
             else:
                 listen = tenant_controllers(topo)[tenant].partition(":")[2]
-            out.append({"role": role, "tenant": tenant, "process": pname, "pid": rec["pid"],
-                        "alive": rec["alive"], "namespace": rec["netns"],
-                        "command_line": shlex.join(rec["cmd"]), "argv": rec["cmd"],
-                        "listen": listen, "log": rec["log"]})
+            out.append({"role": role, "tenant": tenant, "process": pname, "pid": proc.pid,
+                        "alive": fabric.process_alive(pname), "namespace": proc.netns,
+                        "command_line": shlex.join(proc.cmd), "argv": list(proc.cmd),
+                        "listen": listen, "log": proc.log})
         return out
 
     def node_exec(self, node, cmd, capture=False):

@@ -4,8 +4,9 @@ cluster (the Vagrant lab), made from the controller node over SSH.
 The hosts exist already and were prepared by `tenantnet node bootstrap`; the controller
 runs as a service. RemoteLab records every node as a *host node* of a LabFabric, reached
 through an executor (default `ssh:root@MANAGEMENT_IP`), so the VM and probe namespaces
-are made by the same code as in the one-machine lab (fabric.create_endpoint,
-fabric.configure_interface), only through SshExecutor instead of local `ip netns`.
+are made by the same code as in the one-machine lab (tenantnet.lab.endpoints and the
+host node kind, tenantnet.lab.nodes.host), only through SshExecutor instead of local
+`ip netns`.
 Everything else is Lab's: `tenantnet vm add|del`, `lab status|matrix|exec|down
 --prefix P` work unchanged once `tenantnet cluster up` has recorded the cluster.
 
@@ -57,7 +58,7 @@ class RemoteLab(Lab):
             raise LabError(f"unknown nodes in the executor settings: {', '.join(unknown)} "
                            f"(known: {', '.join(n.name for n in topo.nodes())})")
         fabric = self.fabric
-        if self.is_up() or fabric.state["nodes"] or fabric.state.get("fabric"):
+        if self.is_up() or fabric.node_names() or fabric.has_fabric():
             raise LabError(f"a lab with prefix {self.prefix!r} is already recorded here "
                            f"(state in {fabric.state_dir}); run `tenantnet cluster down "
                            f"--prefix {self.prefix}` first")
@@ -85,7 +86,7 @@ class RemoteLab(Lab):
             topo_now = self.topology_from_api()
             for key in topo_now.active_networks():
                 for att in topo_now.attachments(key):
-                    if att.name in self.fabric.state["endpoints"]:
+                    if fabric.has_endpoint(att.name):
                         self._configure(topo_now, att)
             result = {"reachable_after_s": {}}
             if topo.vms():
@@ -96,14 +97,14 @@ class RemoteLab(Lab):
             self.down()
             raise
         result["seconds"] = round(time.perf_counter() - t0, 2)
-        result["nodes"] = {n: r["exec"] for n, r in self.fabric.state["nodes"].items()}
+        result["nodes"] = {n: fabric.node(n).spec for n in fabric.node_names()}
         return result
 
     def check_hosts(self, progress=None):
         """Reach every host in parallel; each must have Open vSwitch with the bootstrap
         bridges. Returns {node: bridges}; LabError names every host that fails."""
         fabric = self.fabric
-        names = sorted(fabric.state["nodes"])
+        names = fabric.node_names()
 
         def one(name):
             try:
@@ -115,17 +116,17 @@ class RemoteLab(Lab):
         problems = []
         found = {}
         for name, bridges, err in results:
-            rec = fabric.state["nodes"][name]
+            spec = fabric.node(name).spec
             if err:
-                problems.append(f"{name} ({rec['exec']}): {err}")
+                problems.append(f"{name} ({spec}): {err}")
                 continue
             missing = [b for b in REQUIRED_BRIDGES if b not in bridges]
             if missing:
-                problems.append(f"{name} ({rec['exec']}): no {', '.join(missing)}: run "
+                problems.append(f"{name} ({spec}): no {', '.join(missing)}: run "
                                 f"`tenantnet node bootstrap` there first")
                 continue
             found[name] = bridges
-            _say(progress, f"host {name} ({rec['exec']}): {' '.join(bridges)}")
+            _say(progress, f"host {name} ({spec}): {' '.join(bridges)}")
         if problems:
             raise LabError("cannot use every host: " + "; ".join(problems))
         return found

@@ -4,11 +4,13 @@ Described first, built second:
   * `plan(topo, prefix, fabric_netns)` says what each node VM is (its NICs on the fabric's
     `mgmt` and `transport` Linux bridges, its addresses, memory) as VmNodeSpec records;
   * `build(fabric, specs, image, ...)` boots them side by side, pushes tenantnet's source,
-    prepares each one as a real host is prepared (the Vagrant lab's node units and udev
-    rule, then `tenantnet node bootstrap --datapath system`), records its QEMU as a lab
-    process (so `lab down` ends it by pid) and the node as a host node of the lab, reached
-    over SSH from the fabric namespace: endpoints ("VMs" of tenants) are namespaces inside
-    the node VM, exactly as on the Vagrant lab's machines.
+    prepares each one as a real host is prepared: the Vagrant lab's own
+    vagrant/provision/node.sh (tenantnet-node.service, which runs `tenantnet node bootstrap
+    --datapath system` now and at every boot, the ex- address unit and its udev rule),
+    records its QEMU as a lab process (so `lab down` ends it by pid) and the node as a node
+    of kind 'vm' of the lab (tenantnet.lab.nodes.vm), reached over SSH from the fabric
+    namespace: endpoints ("VMs" of tenants) are namespaces inside the node VM, exactly as
+    on the Vagrant lab's machines.
 
 Everything lives in the lab's fabric namespace: QEMU, its taps, the bridges, and the
 address from which the lab reaches the VMs over SSH. Nothing touches the host's own."""
@@ -16,21 +18,17 @@ address from which the lab reaches the VMs over SSH. Nothing touches the host's 
 import concurrent.futures
 import dataclasses
 import ipaddress
-import os
-import shlex
 
 from tenantnet.errors import LabError, TenantnetError
+from tenantnet.lab.state import VmDetails
 from tenantnet.model import naming
 
-VAGRANT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "vagrant")
 NODE_PYTHON = "/opt/tenantnet-venv/bin/python"
 NODE_TENANTNET = "/opt/tenantnet-venv/bin/tenantnet"
 TRANSPORT_IF = "eth1"
-# the units and the udev rule a real node gets (vagrant/provision/node.sh installs them)
-NODE_FILES = (("tenantnet-ex-address@.service", "/etc/systemd/system/"),
-              ("90-tenantnet-ex.rules", "/etc/udev/rules.d/"),
-              ("tenantnet-node.service", "/etc/systemd/system/"))
+# where node.sh finds the key to authorize (the Vagrantfile's file provisioners upload it
+# there on the Vagrant lab)
+CLUSTER_FILES = "/tmp/tenantnet-cluster"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,30 +93,25 @@ def _vm(spec, fabric, image):
 
 
 def _provision(vm, spec, ovsdb_port):
-    """Prepare a booted node VM as a real node: source, units, udev rule, bootstrap."""
-    from tenantnet.vm.source import push_source
+    """Prepare a booted node VM as the Vagrant lab prepares a node: push the source (with
+    vagrant/), hand node.sh the key to authorize where the Vagrantfile puts it (here the
+    image's own, which the lab logs in with), then run node.sh. It installs and starts
+    tenantnet-node.service (the bootstrap), the ex- address unit and the udev rule."""
+    from tenantnet.vm.source import DEST, push_source
     push_source(vm)
-    for fname, dest in NODE_FILES:
-        with open(os.path.join(VAGRANT_DIR, fname), "rb") as fh:
-            vm.ssh(f"install -D -m 644 /dev/stdin {shlex.quote(dest + fname)}",
-                   input=fh.read(), check=True, text=False)
-    env = (f"TENANTNET_ROLE={spec.role}\nTENANTNET_TRANSPORT_IF={TRANSPORT_IF}\n"
-           f"TENANTNET_TRANSPORT_IP={spec.transport}\n"
-           f"TENANTNET_MANAGEMENT_IP={spec.management_ip}\n")
-    vm.ssh("install -d -m 755 /etc/tenantnet && cat > /etc/tenantnet/node.env",
-           input=env, check=True)
-    vm.ssh("systemctl daemon-reload && udevadm control --reload && "
-           "systemctl enable tenantnet-node.service >/dev/null 2>&1 && "
-           "modprobe openvswitch", check=True)
-    vm.ssh([NODE_TENANTNET, "node", "bootstrap", "--role", spec.role,
-            "--transport-interface", TRANSPORT_IF, "--transport-ip", spec.transport,
-            "--management-ip", spec.management_ip, "--ovsdb-port", str(ovsdb_port),
-            "--datapath", "system"], check=True, timeout=300)
+    with open(vm.image.ssh_key + ".pub", "rb") as fh:
+        vm.ssh(f"install -D -m 644 /dev/stdin {CLUSTER_FILES}/id_ed25519.pub",
+               input=fh.read(), check=True, text=False)
+    env = [f"TENANTNET_SRC={DEST}", f"TENANTNET_TRANSPORT_IF={TRANSPORT_IF}",
+           f"TENANTNET_CLUSTER_FILES={CLUSTER_FILES}", f"TENANTNET_OVSDB_PORT={ovsdb_port}"]
+    mac_suffix = vm.nics[1].mac[-8:]        # node.sh finds the transport NIC by it
+    vm.ssh(["env", *env, "bash", f"{DEST}/vagrant/provision/node.sh", spec.role,
+            spec.management_ip, spec.transport, mac_suffix], check=True, timeout=300)
 
 
 def build(fabric, specs, image, ovsdb_port=6640, timeout=600.0, progress=None):
     """Boot every node VM of *specs* side by side, provision them, and record them in
-    *fabric* (processes and host nodes). Returns {node: seconds to SSH}."""
+    *fabric* (processes and nodes of kind 'vm'). Returns {node: seconds to SSH}."""
     from tenantnet.vm.qemu import create_bridge
     say = progress or (lambda text: None)
     create_bridge(fabric.fabric_netns, "mgmt", specs[0].ssh_from if specs else None)
@@ -156,9 +149,10 @@ def build(fabric, specs, image, ovsdb_port=6640, timeout=600.0, progress=None):
                              ssh_identity=image.ssh_key, ssh_via=via,
                              ssh_options={"StrictHostKeyChecking": "no",
                                           "UserKnownHostsFile": "/dev/null",
-                                          "LogLevel": "ERROR"})
-        fabric.set_node_kind(spec.name, "vm", accel=vm.accel.name, vm_dir=vm.dir,
-                             serial_log=vm.serial_log, memory_mb=spec.memory_mb)
+                                          "LogLevel": "ERROR"},
+                             vm=VmDetails(accel=vm.accel.name, vm_dir=vm.dir,
+                                          serial_log=vm.serial_log,
+                                          memory_mb=spec.memory_mb))
     return waited
 
 

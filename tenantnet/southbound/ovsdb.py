@@ -11,12 +11,17 @@ external_ids:tenantnet-datapath, set by node bootstrap; else br-tun's datapath_t
 bridge we create gets the desired state's datapath type (the node's); the datapath type of
 an existing bridge is never changed, and a mismatch is logged."""
 
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
+from ovs import jsonrpc
+from ovs import poller as ovs_poller
+from ovs import stream as ovs_stream
 from ovsdbapp.backend.ovs_idl import command as ovs_command
-from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
@@ -127,7 +132,14 @@ class ReconcileResult:
 
 
 class NodeOvsdb:
-    """An active OVSDB connection to one node."""
+    """An active OVSDB connection to one node.
+
+    `connect` makes one connection (or retries for *retry_for* seconds), every step of it
+    bounded by *attempt_timeout*: a node that is gone, or whose management link drops
+    packets, costs at most that long. `connected` says whether that very connection still
+    holds: the IDL underneath reconnects on its own after a break, but what it missed
+    meanwhile is unknown, so a reconnect counts as a break (the caller reconnects and
+    reconciles in full)."""
 
     def __init__(self, node, remote, timeout=20):
         self.node = node
@@ -136,29 +148,65 @@ class NodeOvsdb:
         self.api = None
         self.datapath = None          # the node's datapath type, read by connect()
         self._reported = set()        # datapath mismatches already logged
+        self._session_seqno = None    # the session's seqno when we connected
 
-    def connect(self, retry_for=30.0):
-        deadline = time.time() + retry_for
-        last = None
-        LOG.info("node %s: connecting to OVSDB at %s", self.node, self.remote)
-        while time.time() < deadline:
+    def connect(self, retry_for=30.0, attempt_timeout=5.0):
+        """Connect (SouthboundError, one line, when the node cannot be reached or was never
+        bootstrapped). *retry_for* 0: one attempt."""
+        deadline = time.monotonic() + retry_for
+        LOG.debug("node %s: connecting to OVSDB at %s", self.node, self.remote)
+        while True:
             try:
-                idl = connection.OvsdbIdl.from_server(self.remote, "Open_vSwitch")
-                conn = connection.Connection(idl=idl, timeout=self.timeout)
-                # ovsdbapp keeps the connection in a *class* attribute, shared by every
-                # instance: a class of our own per node keeps each node's connection apart.
-                per_node = type(f"NodeOvsdbIdl_{self.node}", (impl_idl.OvsdbIdl,),
-                                {"_ovsdb_connection": None})
-                self.api = per_node(conn)
+                self._connect_once(attempt_timeout)
                 break
-            except Exception as exc:  # schema fetch / connect failures are retried
-                last = exc
+            except SouthboundError:
+                if time.monotonic() + 0.2 >= deadline:
+                    raise
                 time.sleep(0.2)
-        else:
-            raise SouthboundError(
-                f"node {self.node}: cannot reach OVSDB at {self.remote}: {last}")
-        self.read_datapath()
+        try:
+            self.read_datapath()
+        except SouthboundError:
+            self.close()
+            raise
         return self
+
+    def _connect_once(self, timeout):
+        self.close()
+        try:
+            schema = _fetch_schema(self.remote, "Open_vSwitch", timeout)
+        except (OSError, ValueError) as exc:
+            raise SouthboundError(f"node {self.node}: cannot reach OVSDB at {self.remote}: "
+                                  f"{_why(exc)}") from None
+        helper = idlutils.create_schema_helper(schema)
+        helper.register_all()
+        idl = connection.OvsdbIdl(self.remote, helper)
+        conn = connection.Connection(idl=idl, timeout=timeout)
+        # ovsdbapp keeps the connection in a *class* attribute, shared by every
+        # instance: a class of our own per node keeps each node's connection apart.
+        per_node = type(f"NodeOvsdbIdl_{self.node}", (impl_idl.OvsdbIdl,),
+                        {"_ovsdb_connection": None})
+        try:
+            api = per_node(conn, start=False)
+            conn.start()               # the initial contents, within *timeout*
+        except Exception as exc:  # noqa: BLE001 -- one line; ovsdbapp would log a traceback
+            idl.close()
+            raise SouthboundError(f"node {self.node}: OVSDB at {self.remote} did not send its "
+                                  f"contents within {timeout:.0f}s ({_why(exc)})") from None
+        conn.timeout = self.timeout    # transactions get the longer timeout
+        self.api = api
+        self._session_seqno = _session_seqno(idl)
+
+    def connected(self):
+        """True while the connection made by connect() holds (no break since)."""
+        api = self.api
+        if api is None:
+            return False
+        try:
+            conn = api.ovsdb_connection
+            return bool(conn.is_running) and _session_seqno(conn.idl) == self._session_seqno \
+                and _session_connected(conn.idl)
+        except Exception:  # noqa: BLE001 -- a half-closed connection is not connected
+            return False
 
     def read_datapath(self, snap=None):
         """The node's datapath type (also kept in self.datapath), as node bootstrap recorded
@@ -183,12 +231,12 @@ class NodeOvsdb:
         return datapath
 
     def close(self):
-        if self.api is not None:
+        api, self.api = self.api, None
+        if api is not None:
             try:
-                self.api.ovsdb_connection.stop()
-            except Exception:  # closing a dead connection is not worth reporting
+                api.ovsdb_connection.stop(timeout=5)
+            except Exception:  # noqa: BLE001 -- closing a dead connection is not worth reporting
                 pass
-            self.api = None
 
     def snapshot(self):
         return _Snapshot(self.api).execute(check_error=True)
@@ -345,6 +393,10 @@ class NodeOvsdb:
     def reconcile(self, desired, wait_ofport=10.0):
         """Make the node match *desired* (a NodeState). Returns ReconcileResult."""
         start = time.perf_counter()
+        if not self.connected():
+            # The IDL's copy may be stale, and a transaction would wait out its timeout.
+            raise SouthboundError(f"node {self.node}: not connected to its OVSDB "
+                                  f"({self.remote})")
         snap = self.snapshot()
         cmds, notes = self.plan(desired, snap)
         if cmds:
@@ -385,6 +437,60 @@ class NodeOvsdb:
                 raise SouthboundError(f"node {self.node}: ports without an OpenFlow port number "
                                       f"after {timeout:.0f}s: {', '.join(sorted(missing))}")
             time.sleep(0.02)
+
+
+def _why(exc):
+    """An exception as a short reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _fetch_schema(remote, schema_name, timeout):
+    """The schema JSON of *schema_name* from the OVSDB server at *remote*, within *timeout*
+    seconds (ovsdbapp's own fetch waits as long as TCP does). OSError on failure."""
+    deadline = time.monotonic() + timeout
+    err, strm = ovs_stream.Stream.open_block(ovs_stream.Stream.open(remote),
+                                             int(timeout * 1000))
+    if err:
+        raise OSError(err, os.strerror(err))
+    rpc = jsonrpc.Connection(strm)
+    try:
+        req = jsonrpc.Message.create_request("get_schema", [schema_name])
+        err = rpc.send(req)
+        while not err:
+            err, msg = rpc.recv()
+            if err == errno.EAGAIN:
+                err = 0
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise OSError(errno.ETIMEDOUT, f"no answer within {timeout:.0f}s")
+                rpc.run()
+                poll = ovs_poller.Poller()
+                rpc.wait(poll)
+                rpc.recv_wait(poll)
+                poll.timer_wait(int(remaining * 1000) + 1)
+                poll.block()
+                continue
+            if msg is not None and msg.id == req.id and msg.type in (
+                    jsonrpc.Message.T_REPLY, jsonrpc.Message.T_ERROR):
+                if msg.error:
+                    raise ValueError(f"get_schema refused: {msg.error}")
+                return msg.result
+        raise OSError(err, os.strerror(err) if err > 0 else "connection closed")
+    finally:
+        rpc.close()
+
+
+# The python-ovs IDL has no public "is this the connection I made" query; its jsonrpc
+# session counts connects and disconnects in a seqno.
+def _session_seqno(idl):
+    return idl._session.get_seqno()
+
+
+def _session_connected(idl):
+    return idl._session.is_connected()
 
 
 def recovered_vms(owned_ports):

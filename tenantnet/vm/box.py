@@ -15,8 +15,9 @@ from tenantnet.vm.image import DISK_SIZE_GB, KEY_NAME
 
 BOX_VAGRANTFILE = """\
 # The box's own Vagrantfile (tenantnet lab image box): the disk has no boot loader, so
-# vagrant-libvirt boots the kernel and initrd shipped in the box. Where /dev/kvm does not
-# run a stock kernel (PVM), set `libvirt.driver = "qemu"` in your Vagrantfile.
+# vagrant-libvirt boots the kernel and initrd shipped in the box (libvirt's QEMU must be
+# able to read them in VAGRANT_HOME). Where /dev/kvm does not run a stock kernel (PVM), set
+# `libvirt.driver = "qemu"` (tenantnet's Vagrantfile: TENANTNET_LIBVIRT_DRIVER=qemu).
 box_dir = File.dirname(File.expand_path(__FILE__))
 Vagrant.configure("2") do |config|
   config.ssh.username = "root"
@@ -40,7 +41,8 @@ def box_metadata():
 def build_box(image, out=None, progress=print):
     """Pack *image* as a libvirt Vagrant box (a tar); return its path."""
     out = os.path.abspath(out or os.path.join(image.path, "tenantnet-node.box"))
-    if os.path.isfile(out) and os.path.getmtime(out) >= os.path.getmtime(image.disk):
+    if os.path.isfile(out) and os.path.getmtime(out) >= os.path.getmtime(image.disk) \
+            and _packed_vagrantfile(out) == BOX_VAGRANTFILE:
         progress(f"box is up to date: {out}")
         return out
     progress(f"packing {image.digest} as a libvirt box: {out}")
@@ -64,6 +66,20 @@ def build_box(image, out=None, progress=print):
     progress(f"box ready ({os.path.getsize(out) // 2 ** 20} MB): vagrant box add --name "
              f"tenantnet-node {out}")
     return out
+
+
+def _packed_vagrantfile(path):
+    """The Vagrantfile inside the box at *path* (packed second: read without the disk),
+    or None."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for _ in range(2):
+                member = tar.next()
+                if member is not None and member.name == "Vagrantfile":
+                    return tar.extractfile(member).read().decode()
+    except (OSError, tarfile.TarError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _tar_bytes(tar, name, data):

@@ -46,8 +46,9 @@ BASE_INCLUDE = ("systemd-sysv", "udev", "kmod", "dbus", "ca-certificates")
 NODE_PACKAGES = ("linux-image-amd64", "initramfs-tools", "zstd", "openvswitch-switch",
                  "iproute2", "iputils-ping", "openssh-server", "python3", "python3-venv",
                  "iperf3", "procps", "ethtool", "tcpdump",
-                 # Vagrant's default synced folder (the box) and quick file copies
-                 "rsync")
+                 # Vagrant's rsync synced folders (the box): rsync, and `sudo rsync`
+                 # on the guest side, which Vagrant runs whatever the SSH user
+                 "rsync", "sudo")
 # What a node runs of tenantnet: `node bootstrap`, `node addresses`, the lab's endpoints
 # (l2probe, prober: standard library only). The CLI parser imports the config model, which
 # needs PyYAML and networkx; nothing else of requirements.txt is imported on a node.

@@ -1,9 +1,11 @@
 """tenantnet's own source in a running node VM.
 
 The image holds only tenantnet's runtime (/opt/tenantnet-venv); the source changes with every
-commit, so it is pushed over SSH instead: a tar of the packages goes to /opt/tenantnet-src
-(replaced whole), a .pth file makes it importable in the venv, and /opt/tenantnet-venv/bin/
-tenantnet is a console wrapper. A push of an unchanged tree only compares a digest."""
+commit, so it is pushed over SSH instead: a tar of the packages and of vagrant/ (the Vagrant
+lab's provisioning scripts, units and udev rule, with which the node is then prepared) goes
+to /opt/tenantnet-src (replaced whole), a .pth file makes it importable in the venv, and
+/opt/tenantnet-venv/bin/tenantnet is a console wrapper. A push of an unchanged tree only
+compares a digest. Hidden entries (vagrant/.cluster, vagrant/.vagrant) are never pushed."""
 
 import hashlib
 import io
@@ -13,7 +15,7 @@ import tarfile
 from tenantnet.vm.image import VENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGES = ("tenantnet", "ryu_apps")
+PACKAGES = ("tenantnet", "ryu_apps", "vagrant")
 DEST = "/opt/tenantnet-src"
 WRAPPER = f"""#!{VENV}/bin/python
 import sys

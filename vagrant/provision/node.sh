@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # A compute or network node of the Vagrant lab (after common.sh):
 #   node.sh ROLE MANAGEMENT_IP TRANSPORT_IP/PREFIX MAC_SUFFIX
+# The one-machine lab's node VMs (`tenantnet lab up --nodes vm`) are prepared by this same
+# script (tenantnet.lab.vmnodes: TENANTNET_SRC=/opt/tenantnet-src, TENANTNET_TRANSPORT_IF=eth1,
+# the lab's TENANTNET_OVSDB_PORT, default 6640).
 # - authorizes the controller's cluster key for root (VM namespaces are made over SSH): its
 #   public key only, from $TENANTNET_CLUSTER_FILES/id_ed25519.pub (the Vagrantfile's file
 #   provisioner uploads it; the private key never comes here);
@@ -24,12 +27,14 @@ SRC="${TENANTNET_SRC:-/opt/tenantnet}"
 VENV="${TENANTNET_VENV:-/opt/tenantnet-venv}"
 IF="${TENANTNET_TRANSPORT_IF:-transport0}"
 FILES="${TENANTNET_CLUSTER_FILES:-/tmp/tenantnet-cluster}"
+OVSDB_PORT="${TENANTNET_OVSDB_PORT:-6640}"
 CONF=/etc/tenantnet
 
 say() { printf 'tenantnet node: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 case "$ROLE" in compute|network) ;; *) die "role $ROLE: expected compute or network" ;; esac
+[[ "$OVSDB_PORT" =~ ^[1-9][0-9]*$ ]] || die "TENANTNET_OVSDB_PORT=$OVSDB_PORT: expected a port number"
 [ "$(id -u)" -eq 0 ] || die "run as root"
 [ -x "$VENV/bin/tenantnet" ] || die "$VENV/bin/tenantnet is missing: common.sh installs it first"
 
@@ -95,6 +100,7 @@ TENANTNET_ROLE=$ROLE
 TENANTNET_TRANSPORT_IF=$IF
 TENANTNET_TRANSPORT_IP=$TRANSPORT
 TENANTNET_MANAGEMENT_IP=$MGMT_IP
+TENANTNET_OVSDB_PORT=$OVSDB_PORT
 ENV
 install -m 644 "$SRC/vagrant/tenantnet-node.service" /etc/systemd/system/tenantnet-node.service
 install -m 644 "$SRC/vagrant/tenantnet-ex-address@.service" \
@@ -112,4 +118,4 @@ if ! systemctl restart tenantnet-node.service; then
 fi
 journalctl -u tenantnet-node.service --since "@$since" -o cat --no-pager >&2 || true
 systemctl is-active --quiet tenantnet-node.service || die "tenantnet-node.service is not active"
-say "ok: $ROLE node, tenantnet-node.service active, OVSDB for the controller at tcp:$MGMT_IP:6640"
+say "ok: $ROLE node, tenantnet-node.service active, OVSDB for the controller at tcp:$MGMT_IP:$OVSDB_PORT"
