@@ -15,7 +15,8 @@ from tenantnet.controller import metrics as metrics_mod
 from tenantnet.controller import wire
 from tenantnet.controller.api import ApiServer, openapi_text
 from tenantnet.controller.client import ApiClient
-from tenantnet.controller.core import Core, make_authorizer
+from tenantnet.controller.core import Core
+from tenantnet.controller.tenancy import make_authorizer
 from tenantnet.controller.tenant import topology_from_api
 from tenantnet.errors import ApiError, ConfigError
 from tenantnet.model import config

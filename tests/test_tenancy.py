@@ -6,7 +6,8 @@ from conftest import two_tenant_config
 from tenantnet.model import config, naming
 from tenantnet.controller.api import ApiServer
 from tenantnet.controller.client import ApiClient
-from tenantnet.controller.core import Core, make_authorizer
+from tenantnet.controller.core import Core
+from tenantnet.controller.tenancy import make_authorizer
 from tenantnet.model.desired import node_state
 from tenantnet.errors import ApiError, ConfigError
 from tenantnet.model.flows import node_flows

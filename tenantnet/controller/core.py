@@ -29,6 +29,7 @@ from tenantnet.model.desired import TRANSPORT_BRIDGE
 from tenantnet.node.bootstrap import NetnsNodeHost
 from tenantnet.southbound.ovsdb import NodeOvsdb, recovered_vms
 from tenantnet.controller.nodestate import DOWN, RECONCILING, UP, Backoff, NodeStates
+from tenantnet.controller.tenancy import PROVIDER, TenantView, make_authorizer
 
 LOG = logging.getLogger("tenantnet.controller.core")
 API_SOURCE = "API request"
@@ -708,78 +709,6 @@ class Core:
         if principal == PROVIDER:
             return self
         return TenantView(self, principal.split(":", 1)[1])
-
-
-# -- API credentials ------------------------------------------------------------------
-PROVIDER = "provider"
-OPEN_ROUTES = {("GET", "/v1/health"), ("GET", "/openapi.json")}
-
-
-class TenantView:
-    """The placement service as one tenant sees it: its own networks and VMs only."""
-
-    def __init__(self, core, tenant):
-        self.core = core
-        self.tenant = tenant
-
-    def _mine(self, net_key):
-        net = self.core.topo.network(net_key)
-        return net is not None and net.tenant == self.tenant
-
-    def _own_vm(self, name):
-        vm = self.core.topo.vm(name)
-        if vm is None or not self._mine(vm.network):
-            # the same answer as for a VM that does not exist: nothing leaks
-            raise PlacementError(f"unknown VM {name!r}", status=404)
-        return vm
-
-    def add_vm(self, spec):
-        net = spec.get("network") if isinstance(spec, dict) else None
-        if not isinstance(net, str) or not self._mine(net):
-            raise PlacementError(f"tenant {self.tenant} has no network {net!r}", status=403)
-        return self.core.add_vm(spec)
-
-    def del_vm(self, name):
-        self._own_vm(name)
-        return self.core.del_vm(name)
-
-    def get_vm(self, name):
-        return self._own_vm(name).as_dict()
-
-    def list_vms(self):
-        return [v for v in self.core.list_vms() if self._mine(v["network"])]
-
-    def topology(self):
-        topo = self.core.topology()
-        return {"mode": topo["mode"], "tenant": self.tenant,
-                "nodes": [{"name": n["name"], "role": n["role"]} for n in topo["nodes"]],
-                "networks": [n for n in topo["networks"] if n["tenant"] == self.tenant],
-                "vms": [v for v in topo["vms"] if self._mine(v["network"])]}
-
-    def health(self):
-        return self.core.health()
-
-
-def make_authorizer(topo):
-    """Bearer tokens: the provider's (controller.api_token) sees everything, a tenant's
-    (tenants[].token) only that tenant. No or unknown credential: refused."""
-    by_token = {tok: f"tenant:{t}" for t, tok in topo.tenant_tokens.items()}
-    if topo.controller.api_token:
-        by_token[topo.controller.api_token] = PROVIDER
-
-    def authorize(headers, method, path):
-        if (method, path.rstrip("/") or "/") in OPEN_ROUTES:
-            return None
-        auth = headers.get("Authorization") or ""
-        if not auth:
-            raise PermissionError("this API needs a credential: send 'Authorization: Bearer "
-                                  "TOKEN' (the provider's or your tenant's token)")
-        scheme, _, token = auth.partition(" ")
-        principal = by_token.get(token.strip()) if scheme.lower() == "bearer" else None
-        if principal is None:
-            raise PermissionError("the credential is not valid")
-        return principal
-    return authorize
 
 
 def build_core(pusher, app, settings):
