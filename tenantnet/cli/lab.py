@@ -69,6 +69,9 @@ def cmd_lab_status(args):
             where = n.get("exec") or "host"
         print(f"  node {name:10} {n['role']:8} {where:17} {n['ovsdb_remote']:24} "
               f"bridges: {' '.join(n['bridges'])}")
+        print(f"       {'':10} state {n.get('state') or '?'}"
+              + (f" since {n['state_since']}: {n['state_reason']}" if n.get("state") else
+                 " (the controller did not answer)"))
     for name, v in sorted(status["vms"].items()):
         print(f"  vm   {name:10} on {v['node']:10} {v['network'] or '?':18} {v['mac']} {v['ip']} "
               f"ns {v['namespace']}")
@@ -95,7 +98,13 @@ def cmd_lab_node(args):
 
 def cmd_lab_stop(args):
     from tenantnet.lab import faults
-    killed = faults.stop_node(_lab(args).fabric, args.node)
+    lab = _lab(args)
+    if faults.is_controller(args.node):
+        killed = faults.stop_controller(lab.fabric, args.node)
+        print(f"{args.node}: " + (f"killed (SIGKILL, pid {', '.join(map(str, killed))})"
+                                  if killed else "was not running"))
+        return 0
+    killed = faults.stop_node(lab.fabric, args.node)
     print(f"node {args.node}: " + (f"ovsdb-server and ovs-vswitchd killed (SIGKILL, pid "
                                    f"{', '.join(map(str, killed))})" if killed else
                                    "its Open vSwitch was not running"))
@@ -104,9 +113,27 @@ def cmd_lab_stop(args):
 
 def cmd_lab_start(args):
     from tenantnet.lab import faults
-    pids = faults.start_node(_lab(args).fabric, args.node)
+    lab = _lab(args)
+    if faults.is_controller(args.node):
+        pid = faults.start_controller(lab.fabric, args.node)
+        if args.node == "controller":
+            lab.wait_api(args.timeout)
+            print(f"controller: started again (pid {pid}), its API answers and it is ready")
+        else:
+            print(f"{args.node}: started again (pid {pid}), same command line")
+        return 0
+    pids = faults.start_node(lab.fabric, args.node)
     print(f"node {args.node}: ovsdb-server and ovs-vswitchd started (pid "
           f"{', '.join(str(pids[d]) for d in faults.DAEMONS)}), set up again")
+    return 0
+
+
+def cmd_lab_link(args):
+    from tenantnet.lab import faults
+    up = args.state == "up"
+    ifaces = faults.set_link(_lab(args).fabric, args.node, args.link, up)
+    print(f"node {args.node}: {args.link} link {'restored' if up else 'cut'} "
+          f"({', '.join(ifaces)} {'up' if up else 'down'} in the fabric)")
     return 0
 
 
@@ -208,7 +235,18 @@ def cmd_vm_list(args):
     for v in vms:
         print(f"{v['name']:12} {v['network']:20} {v['node']:10} {v['mac']} {v['ip']:15} "
               f"({v.get('source', '')})")
+    print_node_states(api.health().get("node_states", []))
     return 0
+
+
+def print_node_states(states):
+    """One line for the nodes, as the controller sees them, and one per node not up."""
+    if not states:
+        return
+    print("nodes: " + ", ".join(f"{s['node']} {s['state']}" for s in states))
+    for s in states:
+        if s["state"] != "up":
+            print(f"  {s['node']} {s['state']} since {s['since']}: {s['reason']}")
 
 
 def add_lab_commands(sub):
@@ -241,13 +279,22 @@ def add_lab_commands(sub):
     c.add_argument("cmd", nargs=argparse.REMAINDER)
     c.set_defaults(func=cmd_lab_node)
     c = lab.add_parser("stop", help="crash a node's Open vSwitch (SIGKILL to its "
-                                    "ovsdb-server and ovs-vswitchd)")
-    c.add_argument("node")
+                                    "ovsdb-server and ovs-vswitchd), or a controller "
+                                    "(`controller`, `tenant:NAME`; SIGKILL by pid)")
+    c.add_argument("node", metavar="NODE|controller|tenant:NAME")
     c.set_defaults(func=cmd_lab_stop)
     c = lab.add_parser("start", help="start a stopped node's Open vSwitch again (and its "
-                                     "set-up)")
-    c.add_argument("node")
+                                     "set-up), or a controller with its recorded command line")
+    c.add_argument("node", metavar="NODE|controller|tenant:NAME")
+    c.add_argument("--timeout", type=float, default=90.0,
+                   help="seconds to wait for the provider's controller to be ready")
     c.set_defaults(func=cmd_lab_start)
+    c = lab.add_parser("link", help="cut or restore a node's management or transport link")
+    c.add_argument("state", choices=("down", "up"))
+    c.add_argument("node")
+    c.add_argument("link", nargs="?", default="transport", choices=("management", "transport"),
+                   help="default: transport")
+    c.set_defaults(func=cmd_lab_link)
     c = lab.add_parser("matrix", help="reachability between every pair of endpoints")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_lab_matrix)

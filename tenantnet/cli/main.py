@@ -3,6 +3,7 @@
   tenantnet check-config FILE
   tenantnet controller -c FILE [OpenFlow, API and logging options]
   tenantnet lab up -c FILE | down | status [--json] | exec VM -- CMD | matrix | demo -c FILE
+  tenantnet bench flows [--flows N] [--json]
   tenantnet vm add NAME --network TENANT/NET --node NODE [--mac M] [--ip IP] | del NAME | list
 
 Every failure is one clear line on stderr and a non-zero exit, never a traceback."""
@@ -169,6 +170,7 @@ def build_parser():
     c.add_argument("--log-level", default="INFO")
     c.set_defaults(func=cmd_controller)
 
+    from tenantnet.cli.bench import add_bench_commands
     from tenantnet.cli.experiment import add_experiment_commands
     from tenantnet.cli.lab import add_lab_commands, add_vm_commands
     from tenantnet.cli.node import add_node_commands
@@ -176,6 +178,7 @@ def build_parser():
     add_experiment_commands(sub)
     add_node_commands(sub)
     add_vm_commands(sub)
+    add_bench_commands(sub)
 
     return p
 

@@ -310,9 +310,31 @@ class Core:
         when it answers relearn its placements and reconcile it in full."""
         node = self.nodes[name]
         backoff = Backoff(RETRY_INITIAL, self.retry_max)
+        cut = False                   # down because its transport link is (OVSDB holds)
         while not self._stopping.is_set():
+            if cut and node.connected():
+                if self._transport_lost(name):
+                    self._stopping.wait(CHECK_INTERVAL)
+                    continue
+                cut = False
+                with self.lock:
+                    if self._stopping.is_set():
+                        break
+                    try:
+                        self._come_back(name, "transport link up again")
+                    except Exception as exc:  # noqa: BLE001 -- never lose the watcher
+                        self.states.set(name, DOWN, f"reconcile failed: {_reason(exc, name)}")
+                        node.close()
+                continue
+            cut = False
             if self.states.is_up(name):
                 if node.connected():
+                    lost = self._transport_lost(name)
+                    if lost:
+                        with self.lock:
+                            self.states.set(name, DOWN, lost)
+                        cut = True
+                        continue
                     self._stopping.wait(CHECK_INTERVAL)
                     continue
                 with self.lock:
@@ -340,10 +362,26 @@ class Core:
             else:
                 self._stopping.wait(backoff.next())
 
-    def _come_back(self, name):
+    def _transport_lost(self, name):
+        """Why node *name*'s transport is unreachable ("transport unreachable: ..."), or
+        None: its uplink on br-tun (the config's transport_interface) reports link_state
+        down in the node's OVSDB (carrier lost: a cut cable, a switch port down)."""
+        node = self.topo.node(name)
+        uplink = getattr(node, "transport_interface", None)
+        if not uplink:
+            return None
+        try:
+            state = self.nodes[name].link_state(uplink)
+        except Exception:  # noqa: BLE001 -- a broken connection is the OVSDB check's
+            return None
+        if state == "down":
+            return f"transport unreachable: uplink {uplink} link down"
+        return None
+
+    def _come_back(self, name, why="OVSDB reachable again"):
         """Node *name* answers again (under self.lock): relearn its API placements,
         reconcile it in full, and let its peers learn the placements relearned."""
-        self.states.set(name, RECONCILING, "OVSDB reachable again")
+        self.states.set(name, RECONCILING, why)
         nets = self._recover([name])
         up = self._resync([name], "reconciled after it came back")
         peers = sorted({p for key in nets for p in self.topo.hosting_nodes(key)} - {name})

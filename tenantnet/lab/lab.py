@@ -327,6 +327,10 @@ class Lab:
     def _api_hint(self):
         return f"see {self.controller_log()}"
 
+    def wait_api(self, timeout=90.0):
+        """Return once the controller's API answers and the controller is ready."""
+        self._wait_api(timeout)
+
     def _wait_api(self, timeout):
         deadline = time.time() + timeout
         last = None
@@ -548,10 +552,12 @@ class Lab:
         st = self.fabric.status()
         vms = {}
         try:
-            live = {v["name"]: v for v in self.api(timeout=10).list_vms()}
+            api = self.api(timeout=10)
+            live = {v["name"]: v for v in api.list_vms()}
+            health = {s["node"]: s for s in api.health().get("node_states", [])}
             api_ok = True
         except ApiError:
-            live, api_ok = {}, False
+            live, health, api_ok = {}, {}, False
         for name, ep in st["endpoints"].items():
             entry = {"namespace": ep["netns"], "node": ep["node"], "kind": ep["kind"],
                      "port": ep["port_name"]}
@@ -566,7 +572,11 @@ class Lab:
                         "accel": n.get("accel"), "exec": n.get("exec"),
                         "ovsdb_remote": n["ovsdb_remote"], "ovsdb_unix": n["unix_remote"],
                         "management_ip": n["management_ip"], "transport_ip": n["transport_ip"],
-                        "ovs_running": n["ovs_running"], "bridges": n["bridges"]}
+                        "ovs_running": n["ovs_running"], "bridges": n["bridges"],
+                        # as the controller sees it (GET /v1/health); None: no answer
+                        "state": health.get(name, {}).get("state"),
+                        "state_since": health.get(name, {}).get("since"),
+                        "state_reason": health.get(name, {}).get("reason")}
                  for name, n in st["nodes"].items()}
         ctl = st["processes"].get("controller")
         # On real hosts (tenantnet.lab.remote) the controller is a service, not our process.

@@ -60,13 +60,27 @@ class Flow:
         """Return a copy with port names replaced by numbers from *portmap* (name -> ofport).
 
         Raises KeyError naming the port when it is not (yet) on the bridge."""
-        def port(p):
-            if isinstance(p, str) and p not in RESERVED_PORTS:
-                return portmap[p]
-            return p
-        match = tuple((k, port(v) if k == "in_port" else v) for k, v in self.match)
-        actions = tuple(("output", port(a[1])) if a[0] == "output" else a for a in self.actions)
-        return Flow(self.table, self.priority, match, actions, self.goto, self.rule)
+        match = self.match
+        for i, (key, value) in enumerate(match):
+            if key == "in_port":
+                if isinstance(value, str) and value not in RESERVED_PORTS:
+                    match = match[:i] + (("in_port", portmap[value]),) + match[i + 1:]
+                break
+        actions = self.actions
+        for act in actions:
+            if act[0] == "output" and isinstance(act[1], str) and act[1] not in RESERVED_PORTS:
+                actions = tuple([("output", portmap[a[1]]) if a[0] == "output" and
+                                 isinstance(a[1], str) and a[1] not in RESERVED_PORTS else a
+                                 for a in actions])
+                break
+        if match is self.match and actions is self.actions:
+            return self                 # nothing to resolve: the same (immutable) flow
+        # What the frozen dataclass's __init__ does, field by field, at a third of its
+        # cost (a sync resolves every desired flow).
+        flow = object.__new__(Flow)
+        flow.__dict__.update(table=self.table, priority=self.priority, match=match,
+                             actions=actions, goto=self.goto, rule=self.rule)
+        return flow
 
     def cookie(self, prefix=COOKIE_PREFIX):
         """The cookie of this (resolved) flow: prefix | 32-bit hash of its content.
@@ -74,8 +88,12 @@ class Flow:
         *prefix* (32 bits) says whose flow it is: tenantnet's COOKIE_PREFIX by default;
         another app on the same bridge (ryu_apps.tenant_acl) uses a prefix of its own, so
         neither app's sync ever deletes the other's flows."""
-        text = repr((self.table, self.priority, self.match, self.actions, self.goto))
-        low = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+        low = self.__dict__.get("cookie_low")
+        if low is None:
+            text = repr((self.table, self.priority, self.match, self.actions, self.goto))
+            low = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+            # kept beside the (frozen) fields: a flow's content, hence its hash, never changes
+            self.__dict__["cookie_low"] = low
         return (prefix << 32) | low
 
     def __str__(self):

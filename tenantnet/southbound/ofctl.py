@@ -1,8 +1,9 @@
 """Flow (tenantnet.model.flowspec) -> OpenFlow 1.3 messages, and the sync plan.
 
 Pure translation: nothing here sends, waits or keeps state. Every message is built with
-the datapath's own classes, ``dp.ofproto`` / ``dp.ofproto_parser``, and nothing else is
-imported from a framework: the same code serves an os-ken Datapath (tenantnet's
+the datapath's own classes, ``dp.ofproto`` / ``dp.ofproto_parser``, or, for the flow-mods
+and bundle adds of a sync (``*_bytes``), packed directly as the same bytes by
+tenantnet.southbound.ofwire; nothing else is imported from a framework: the same code serves an os-ken Datapath (tenantnet's
 controller, our ryu-manager) and a Ryu one (ryu_apps.tenant_l2 under the real Ryu's
 ryu-manager), or ``ProtocolDesc(0x04)`` of either in unit tests.
 
@@ -17,6 +18,7 @@ cookie_mask all ones), so flows of another prefix, or with cookie 0, are never h
 import struct
 
 from tenantnet.model.flowspec import COOKIE_MASK_OURS, COOKIE_PREFIX
+from tenantnet.southbound import ofwire
 
 OFP13 = 0x04
 ADD = "add"
@@ -118,6 +120,44 @@ def delete_cookie_msg(dp, cookie):
         command=ofp.OFPFC_DELETE, idle_timeout=0, hard_timeout=0, priority=0,
         buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
         flags=0, match=parser.OFPMatch(), instructions=[])
+
+
+def flow_mod_bytes(dp, flow, prefix=COOKIE_PREFIX):
+    """The bytes (xid 0) of to_flow_mod(dp, flow, ADD, prefix): packed directly
+    (ofwire) when the flow's fields allow it, else serialized by the datapath's classes."""
+    raw = None
+    if dp.ofproto.OFP_VERSION == OFP13:
+        raw = ofwire.flow_mod(flow, flow.cookie(prefix))
+    if raw is None:
+        msg = to_flow_mod(dp, flow, prefix=prefix)
+        msg.set_xid(0)
+        msg.serialize()
+        raw = bytes(msg.buf)
+    return raw
+
+
+def delete_cookie_bytes(dp, cookie):
+    """The bytes (xid 0) of delete_cookie_msg(dp, cookie)."""
+    if dp.ofproto.OFP_VERSION == OFP13:
+        return ofwire.delete_cookie(cookie)
+    msg = delete_cookie_msg(dp, cookie)
+    msg.set_xid(0)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def message_bytes(dp, what, prefix=COOKIE_PREFIX):
+    """The bytes (xid 0) of one sync message: a resolved Flow to add (its cookie with
+    *prefix*), or an int cookie to delete."""
+    if isinstance(what, int):
+        return delete_cookie_bytes(dp, what)
+    return flow_mod_bytes(dp, what, prefix)
+
+
+def bundle_add_bytes(dp, bundle_id, msg, xid):
+    """The bytes of bundle_add(dp, bundle_id, MSG) with xid *xid*, for *msg* given as
+    bytes (its xid is replaced)."""
+    return ofwire.bundle_add(bundle_id, bundle_flags(dp), msg, xid)
 
 
 def our_flow_stats_request(dp, prefix=COOKIE_PREFIX):

@@ -13,10 +13,13 @@ Replies are routed to waiters by (datapath object, xid); xids are per connection
 reconnecting switch never receives answers meant for its previous connection, and every
 waiter of a connection fails with SouthboundError as soon as that connection goes away.
 
-Framework: nothing here imports os-ken or Ryu. Messages are built with the datapath's own
-ofproto_parser, and waiting uses the `threading` module, which is what the hub is made of
-under both managers: plain threads under os-ken's native hub, and green threads under the
-real Ryu's ryu-manager (it monkey-patches `threading` before it loads any app).
+Framework: nothing here imports os-ken or Ryu. The flow-mods and bundle adds of a sync
+are packed as bytes (ofwire, through ofctl) and written many to a socket write with
+dp.send(); the other messages are built with the datapath's own ofproto_parser. Our flow
+dumps are read for cookies only (ofdump). Waiting uses the `threading` module, which is
+what the hub is made of under both managers: plain threads under os-ken's native hub, and
+green threads under the real Ryu's ryu-manager (it monkey-patches `threading` before it
+loads any app).
 
 Owners: sync() manages the flows of one cookie prefix (default tenantnet's); other apps on
 the same switch use a prefix of their own and the same pusher (ryu_apps.tenant_l2's
@@ -28,7 +31,7 @@ import logging
 import threading
 import time
 
-from tenantnet.southbound import ofctl
+from tenantnet.southbound import ofctl, ofdump, ofwire
 from tenantnet.errors import SouthboundError
 from tenantnet.model.flowspec import COOKIE_PREFIX
 
@@ -36,6 +39,7 @@ LOG = logging.getLogger("tenantnet.southbound.ofswitch")
 
 MODE_BUNDLE = "bundle"
 MODE_FLOWMOD = "flowmod"
+WRITE_SIZE = 64 * 1024           # bytes of messages packed into one socket write
 
 
 class _Waiter:
@@ -73,6 +77,15 @@ class _Waiter:
 
 def _is_error(msg):
     return type(msg).__name__ == "OFPErrorMsg"
+
+
+def _label(what):
+    """What a message of a sync does, in words: a Flow is added, an int cookie deleted."""
+    if isinstance(what, int):
+        return f"delete cookie=0x{what:x}"
+    if isinstance(what, str):
+        return what
+    return f"add {what}"
 
 
 def _dpid_str(dpid):
@@ -176,20 +189,61 @@ class FlowPusher:
             self._waiters.pop(key).fail(reason)
 
     # -- sending -----------------------------------------------------------------------
-    def _send(self, dp, msg, waiter=None):
-        """Give *msg* a fresh xid, route its replies to *waiter*, queue it. Returns the xid."""
+    def _send(self, dp, msg, waiter=None, on_xid=None):
+        """Give *msg* a fresh xid, route its replies to *waiter*, queue it. Returns the xid.
+
+        *on_xid*(xid) is called once the xid is known, before the message leaves."""
         with self._lock:
             xid_lock = self._xid_locks.get(dp)
         if xid_lock is None:
             raise SouthboundError("switch disconnected")
         with xid_lock:
             xid = dp.set_xid(msg)
+            if on_xid is not None:
+                on_xid(xid)
             if waiter is not None:
                 with self._lock:
                     self._waiters[(dp, xid)] = waiter
         if not dp.send_msg(msg):
             raise SouthboundError("switch disconnected while sending")
         return xid
+
+    def _send_many(self, dp, items, waiter, encode):
+        """Send one message per item, encode(item, xid) giving its bytes with a fresh
+        xid, packed into large socket writes; their replies go to *waiter*. Returns the
+        xids, in order."""
+        with self._lock:
+            xid_lock = self._xid_locks.get(dp)
+        if xid_lock is None:
+            raise SouthboundError("switch disconnected")
+        n = len(items)
+        max_xid = dp.ofproto.MAX_XID
+        with xid_lock:                       # a block of n xids, as n set_xid() calls
+            first = dp.xid
+            dp.xid = (first + n) & max_xid
+            xids = [(first + 1 + i) & max_xid for i in range(n)]
+            with self._lock:
+                self._waiters.update(((dp, x), waiter) for x in xids)
+        try:
+            chunk, size = [], 0
+            for item, xid in zip(items, xids):
+                data = encode(item, xid)
+                chunk.append(data)
+                size += len(data)
+                if size >= WRITE_SIZE:
+                    self._write(dp, b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                self._write(dp, b"".join(chunk))
+        except BaseException:
+            self._forget(dp, xids)
+            raise
+        return xids
+
+    @staticmethod
+    def _write(dp, data):
+        if not dp.send(data):
+            raise SouthboundError("switch disconnected while sending")
 
     def _forget(self, dp, xids):
         with self._lock:
@@ -205,13 +259,22 @@ class FlowPusher:
 
     def _installed_cookies(self, dp, deadline, name, prefix=COOKIE_PREFIX):
         waiter = _Waiter(f"switch {name}: flow dump")
-        xid = self._send(dp, ofctl.our_flow_stats_request(dp, prefix), waiter)
-        more = dp.ofproto.OFPMPF_REPLY_MORE
+        req = ofctl.our_flow_stats_request(dp, prefix)
+        sent = []
+
+        def cookies_only(xid):                    # the replies: read for cookies only
+            sent.append(xid)
+            if ofdump.hook(dp.ofproto_parser):
+                ofdump.want_cookies_only(dp, xid)
         try:
+            self._send(dp, req, waiter, on_xid=cookies_only)
+            more = dp.ofproto.OFPMPF_REPLY_MORE
             msgs = waiter.wait_for(
                 lambda ms: any(_is_error(m) or not (m.flags & more) for m in ms), deadline)
         finally:
-            self._forget(dp, [xid])
+            for xid in sent:
+                ofdump.done(dp, xid)
+            self._forget(dp, sent)
         cookies = set()
         for m in msgs:
             if _is_error(m):
@@ -305,27 +368,26 @@ class FlowPusher:
                 raise SouthboundError(f"switch {name}: {exc}") from exc
             if not to_add and not to_delete:
                 return dict(added=0, removed=0, mode=None)
-            msgs = [(ofctl.to_flow_mod(dp, f, prefix=cookie_prefix), f"add {f}")
-                    for f in to_add]
-            msgs += [(ofctl.delete_cookie_msg(dp, c), f"delete cookie=0x{c:x}")
-                     for c in to_delete]
+            # what each message does: a Flow to add or a cookie to delete; encoded while
+            # being sent (ofctl.message_bytes), so the switch starts on the first ones early
+            msgs = list(to_add) + list(to_delete)
             bundles = self.use_bundles if use_bundle is None else use_bundle
             mode = MODE_FLOWMOD
             if bundles and dpid not in self._no_bundles:
-                if self._send_bundle(dp, msgs, deadline, name):
+                if self._send_bundle(dp, msgs, deadline, name, cookie_prefix):
                     mode = MODE_BUNDLE
                 else:
                     self._no_bundles.add(dpid)
                     LOG.warning("switch %s refused ONF bundles: falling back to NON-ATOMIC "
                                 "flow-mods + barrier", name)
             if mode == MODE_FLOWMOD:
-                self._send_flowmods(dp, msgs, deadline, name)
+                self._send_flowmods(dp, msgs, deadline, name, cookie_prefix)
             LOG.info("switch %s: sync added %d removed %d (%s)", name, len(to_add),
                      len(to_delete), mode)
             return dict(added=len(to_add), removed=len(to_delete), mode=mode)
 
     # -- bundle / fallback ---------------------------------------------------------------
-    def _send_bundle(self, dp, msgs, deadline, name):
+    def _send_bundle(self, dp, msgs, deadline, name, prefix=COOKIE_PREFIX):
         """OPEN, ADD*, (barrier), COMMIT; False if the switch does not do bundles at all.
 
         Most validation in Open vSwitch happens when a message is *added* to the bundle,
@@ -342,10 +404,17 @@ class FlowPusher:
                                   waiter)
             xids.append(open_xid)
             labels[open_xid] = "bundle open"
-            for msg, label in msgs:
-                xid = self._send(dp, ofctl.bundle_add(dp, bundle_id, msg), waiter)
-                xids.append(xid)
-                labels[xid] = label
+            def encode(what, xid):
+                return ofctl.bundle_add_bytes(dp, bundle_id,
+                                              ofctl.message_bytes(dp, what, prefix), xid)
+            try:
+                added = self._send_many(dp, msgs, waiter, encode)
+            except ValueError as exc:         # a flow that cannot be encoded
+                self._discard(dp, bundle_id, time.monotonic() + 2)
+                raise SouthboundError(f"switch {name}: {exc} (bundle discarded: nothing "
+                                      f"changed)") from None
+            xids += added
+            labels.update(zip(added, msgs))
             bar_xid = self._send(dp, parser.OFPBarrierRequest(dp), waiter)
             xids.append(bar_xid)
             try:
@@ -386,7 +455,7 @@ class FlowPusher:
     def _bundle_error(name, errors, labels, count, how):
         # The first error names the culprit message; the commit error only says "failed".
         def one(err):
-            return f"{labels.get(err.xid, f'xid {err.xid}')}: {ofctl.describe_error(err)}"
+            return f"{_label(labels.get(err.xid, f'xid {err.xid}'))}: {ofctl.describe_error(err)}"
         text = one(errors[0])
         if len(errors) > 1:
             text += f" (then {len(errors) - 1} more; last: {one(errors[-1])})"
@@ -406,16 +475,18 @@ class FlowPusher:
             if xid is not None:
                 self._forget(dp, [xid])
 
-    def _send_flowmods(self, dp, msgs, deadline, name):
+    def _send_flowmods(self, dp, msgs, deadline, name, prefix=COOKIE_PREFIX):
         """NON-ATOMIC fallback: every message on its own, then a barrier."""
         waiter = _Waiter(f"switch {name}: flow-mods")
         labels = {}
         xids = []
         try:
-            for msg, label in msgs:
-                xid = self._send(dp, msg, waiter)
-                xids.append(xid)
-                labels[xid] = label
+            try:
+                raws = [ofctl.message_bytes(dp, what, prefix) for what in msgs]
+            except ValueError as exc:
+                raise SouthboundError(f"switch {name}: {exc} (nothing sent)") from None
+            xids = self._send_many(dp, raws, waiter, ofwire.with_xid)
+            labels.update(zip(xids, msgs))
             bar_xid = self._send(dp, dp.ofproto_parser.OFPBarrierRequest(dp), waiter)
             xids.append(bar_xid)
             got = waiter.wait_for(lambda ms: any(m.xid == bar_xid for m in ms), deadline)
@@ -426,5 +497,5 @@ class FlowPusher:
             first = errors[0]
             raise SouthboundError(
                 f"switch {name}: {len(errors)} of {len(msgs)} flow-mods refused (no bundle: "
-                f"the others were applied): {labels.get(first.xid, first.xid)}: "
+                f"the others were applied): {_label(labels.get(first.xid, f'xid {first.xid}'))}: "
                 f"{ofctl.describe_error(first)}")

@@ -118,6 +118,24 @@ def _col(row, column):
     return datum.to_python(row._uuid_to_row)
 
 
+class _LinkState(ovs_command.BaseCommand):
+    """Interface *name*'s `link_state` ('up', 'down', or None: no such interface, or not
+    known yet), read from the IDL's copy (READ_ONLY: no round trip to the node)."""
+
+    READ_ONLY = True
+
+    def __init__(self, api, name):
+        super().__init__(api)
+        self.name = name
+
+    def run_idl(self, txn):
+        self.result = None
+        for row in self.api.tables["Interface"].rows.values():
+            if _col(row, "name") == self.name:
+                self.result = _plain(_col(row, "link_state"))
+                return
+
+
 @dataclass
 class ReconcileResult:
     node: str
@@ -240,6 +258,11 @@ class NodeOvsdb:
 
     def snapshot(self):
         return _Snapshot(self.api).execute(check_error=True)
+
+    def link_state(self, ifname):
+        """`link_state` of interface *ifname* as the node's Open vSwitch reports it ('up',
+        'down'; None when it has no such interface or reports none)."""
+        return _LinkState(self.api, ifname).execute(check_error=True)
 
     def portmap(self, bridge, snap=None):
         snap = snap or self.snapshot()
