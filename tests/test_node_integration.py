@@ -52,7 +52,10 @@ def node(tmp_path_factory):
         # the transport uplink, as node bootstrap attaches it
         ns.run(["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "tnt-uplink"],
                netns=NETNS)
-        ns.run(["ip", "link", "set", "eth1", "up"], netns=NETNS)
+        # both ends up: an uplink has carrier (the core marks a node whose uplink on br-tun
+        # reports link_state down as "transport unreachable")
+        for end in ("eth1", "tnt-uplink"):
+            ns.run(["ip", "link", "set", end, "up"], netns=NETNS)
         ovs.vsctl("add-port", "br-tun", "eth1")
         for vm in ("web1", "app1", "web5"):
             tap = naming.vm_port_name(vm)
