@@ -1,4 +1,5 @@
 import os
+import time
 import sys
 
 import pytest
@@ -111,3 +112,31 @@ def run_cli(prefix, *args, check=True, timeout=300):
     if check and proc.returncode != 0:
         raise AssertionError(f"tenantnet {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
     return proc
+
+
+def wait_for_value(what, check, timeout):
+    """The first truthy value of *check()*, polled every 0.1 s; AssertionError naming *what*
+    after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def lab_up_and_down(prefix, config_file, config_text):
+    """A generator for a module fixture: the lab *prefix* up from *config_text* (written to
+    *config_file*) through the CLI, yielded as a Lab, then down, with no namespace left."""
+    from tenantnet.lab.lab import Lab
+    lab = Lab(prefix=prefix)
+    lab.down()                                   # a leftover from an interrupted run
+    config_file.write_text(config_text)
+    proc = run_cli(prefix, "lab", "up", "-c", str(config_file), "--timeout", "120",
+                   check=False)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    yield lab
+    lab.down()
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]

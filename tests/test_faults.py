@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from conftest import lab_prerequisites, run_cli
+from conftest import lab_up_and_down, wait_for_value, lab_prerequisites, run_cli
 from spanping import Pinger
 from tenantnet.errors import ApiError
-from tenantnet.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
@@ -55,26 +54,11 @@ def cli(*args, check=True):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab(prefix=PREFIX)
-    lab.down()                                   # a leftover from an interrupted run
-    cfg = tmp_path_factory.mktemp("faults") / "lab.yaml"
-    cfg.write_text(CONFIG)
-    proc = cli("lab", "up", "-c", str(cfg), "--timeout", "120", check=False)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    yield lab
-    lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+    yield from lab_up_and_down(PREFIX, tmp_path_factory.mktemp("faults") / "lab.yaml",
+                               CONFIG)
 
 
-def wait_for(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.1)
+wait_for = wait_for_value
 
 
 def node_states(lab):

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from conftest import lab_prerequisites, run_cli, two_tenant_config
+from conftest import (lab_prerequisites, lab_up_and_down, run_cli, two_tenant_config,
+                      wait_for_value)
 from tenantnet.errors import ApiError
-from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
 from tenantnet.model.desired import node_state
 from tenantnet.model.flows import node_flows
@@ -35,30 +35,15 @@ def cli(*args, check=True):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab(prefix=PREFIX)
-    lab.down()                                   # a leftover from an interrupted run
-    cfg = tmp_path_factory.mktemp("node-loss") / "lab.yaml"
-    cfg.write_text(two_tenant_config(2, ("web1@compute1", "web2@compute2", "app1@compute1")))
-    proc = cli("lab", "up", "-c", str(cfg), "--timeout", "120", check=False)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    yield lab
-    lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+    yield from lab_up_and_down(PREFIX, tmp_path_factory.mktemp("node-loss") / "lab.yaml",
+                               two_tenant_config(2, ("web1@compute1", "web2@compute2", "app1@compute1")))
 
 
 def states(lab):
     return {s["node"]: s for s in lab.api(timeout=5).health()["node_states"]}
 
 
-def wait_for(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.1)
+wait_for = wait_for_value
 
 
 def our_cookies(lab, node, bridge):
