@@ -114,6 +114,14 @@ def run_cli(prefix, *args, check=True, timeout=300):
     return proc
 
 
+def lab_namespaces(prefix):
+    """The network namespaces of the lab *prefix* that exist now, sorted."""
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-"))
+    except FileNotFoundError:
+        return []
+
+
 def wait_for_value(what, check, timeout):
     """The first truthy value of *check()*, polled every 0.1 s; AssertionError naming *what*
     after *timeout* seconds."""
@@ -139,4 +147,4 @@ def lab_up_and_down(prefix, config_file, config_text):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     yield lab
     lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]
+    assert not lab_namespaces(prefix)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, lab_prerequisites
+from conftest import ROOT, lab_namespaces, lab_prerequisites
 from tenantnet.experiment import runner, stats
 from tenantnet.experiment.reachability import INSTANCE_FIELDS
 from tenantnet.experiment.results import ResultsDir
@@ -24,10 +24,7 @@ SPEC = os.path.join(ROOT, "configs", "experiments", "ci.yaml")
 
 
 def leftover_namespaces(prefix=PREFIX):
-    try:
-        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-"))
-    except FileNotFoundError:
-        return []
+    return lab_namespaces(prefix)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, lab_prerequisites
+from conftest import ROOT, lab_namespaces, lab_prerequisites
 from tenantnet.experiment import baseline, runner
 from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment.spec import load_spec
@@ -35,10 +35,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.lab,
 
 
 def _ours():
-    try:
-        return sorted(n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-"))
-    except FileNotFoundError:
-        return []
+    return lab_namespaces(PREFIX)
 
 
 @pytest.fixture
