@@ -1,14 +1,22 @@
 """A tenant's L2 forwarding as an ordinary Ryu app: the Table I rules on the tenant's bridges.
 
-    ryu-manager ryu_apps.tenant_l2 [your apps...] --config-file acme.conf \\
-        --ofp-listen-host 198.18.0.201 --ofp-tcp-listen-port 6653
+    ryu-manager ryu_apps.tenant_l2 [your apps...] --config-file acme.conf
 
 acme.conf (oslo.config, as every Ryu app reads its settings):
+
+    [DEFAULT]
+    ofp_listen_host = 198.18.0.201
+    # TLS (the default deployment): the files `tenantnet pki tenant acme` made
+    ofp_ssl_listen_port = 6653
+    ctl_privkey = /etc/acme/pki/key.pem
+    ctl_cert = /etc/acme/pki/cert.pem
+    ca_certs = /etc/acme/pki/node-ca.pem
 
     [tenant_l2]
     tenant = acme
     # the provider's API, and the tenant's credential (or: token = ...)
-    api = http://198.18.0.1:8080
+    api = https://198.18.0.1:8080
+    api_ca = /etc/acme/pki/api-ca.pem
     token_file = /etc/acme/api.token
     # seconds between placement reads
     # poll_interval = 0.2
@@ -37,6 +45,7 @@ Other apps next to it (see ryu_apps/README.md):
 """
 
 import logging
+import os
 
 try:            # the real Ryu, or tenantnet's ryu-manager (there `ryu` is os-ken)
     from ryu import cfg
@@ -78,6 +87,8 @@ OPTS = [
     oslo_cfg.StrOpt("api", help="the provider's API, http://HOST:PORT (required)"),
     oslo_cfg.StrOpt("token", secret=True, help="the tenant's API credential"),
     oslo_cfg.StrOpt("token_file", help="a file holding the tenant's API credential"),
+    oslo_cfg.StrOpt("api_ca", help="the CA file that signed the provider's HTTPS API "
+                                   "(tenantnet pki: tenant/NAME/api-ca.pem)"),
     oslo_cfg.FloatOpt("poll_interval", default=0.2, min=0.01,
                       help="seconds between reads of the placement"),
     oslo_cfg.StrOpt("cache", help="file keeping the last placement read; the controller "
@@ -111,9 +122,10 @@ def conf_value(conf, group, name):
 
 
 def read_settings(conf):
-    """{"tenant", "api", "token", "poll_interval", "cache"} from conf's [tenant_l2]."""
+    """{"tenant", "api", "token", "api_ca", "poll_interval", "cache"} from conf's
+    [tenant_l2]."""
     s = {k: conf_value(conf, GROUP, k) for k in
-         ("tenant", "api", "token", "token_file", "poll_interval", "cache")}
+         ("tenant", "api", "token", "token_file", "api_ca", "poll_interval", "cache")}
     for key, example in (("tenant", "acme"), ("api", "http://198.18.0.1:8080")):
         if not s[key]:
             raise SettingsError(f"no {key}: set [{GROUP}] {key} = ... (e.g. {example}) in "
@@ -162,6 +174,7 @@ class TenantL2(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto_v1_
         self.tenant = s["tenant"]
         self.pusher = FlowPusher()
         self.core = TenantCore(self.pusher, s["tenant"], s["api"], token=s["token"],
+                               api_ca=s["api_ca"],
                                poll_interval=s["poll_interval"], cache=s["cache"],
                                on_synced=self._synced)
         self._stopping = False

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tenantnet.experiment import bandwidth as bw
-from tenantnet.experiment import baseline, iperf
+from tenantnet.experiment import analysis, baseline, iperf
 from tenantnet.lab import netns as ns
 
 from conftest import lab_prerequisites
@@ -54,7 +54,7 @@ def test_run_baselines_rows_are_well_formed():
             assert r["jitter_ms"] is not None and r["out_of_order"] is not None
             # 10 Mbit/s fits through either path: nearly all of it arrives
             assert r["bits_per_second"] > 0.9 * 10e6
-    summary = bw.summarise(rows)
+    summary = analysis.summarise(rows)
     assert set(summary) == set(baseline.MODES)
     assert summary["veth"]["tcp"]["combined"]["n"] == 2
 

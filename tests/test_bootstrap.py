@@ -20,6 +20,7 @@ from tenantnet.node.bootstrap import (ARP_SYSCTLS, BootstrapError, ExecHost, app
 from tenantnet.node.hostexec import NetnsExecutor
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
+from tenantnet import pki
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
@@ -177,7 +178,7 @@ def test_cli_on_a_host(node):
     cmd = ["ip", "netns", "exec", NETNS, sys.executable, "-m", "tenantnet.cli.node", "node",
            "bootstrap", "--role", "compute", "--transport-interface", "eth1",
            "--transport-ip", TRANSPORT, "--management-ip", MGMT_IP, "--datapath", "netdev",
-           "--system-id", "tnf-cli", "--db", ovs.unix_remote]
+           "--system-id", "tnf-cli", "--security", "insecure", "--db", ovs.unix_remote]
     env = dict(ovs.env, PYTHONPATH=ROOT)
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
@@ -192,3 +193,66 @@ def test_cli_on_a_host(node):
     assert bad.returncode == 1
     assert "transport interface eth7 does not exist" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # TLS is the default: without the node's certificates it says what to do
+    tls = subprocess.run([c for c in cmd if c not in ("--security", "insecure")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert tls.returncode == 1 and "Traceback" not in tls.stderr
+    assert "/etc/tenantnet/pki/node/key.pem is missing" in tls.stderr
+    assert "tenantnet pki node NAME" in tls.stderr
+
+
+@pytest.fixture
+def tls_node(tmp_path):
+    """A node whose ovsdb-server trusts only the provider's CA, as the lab and a
+    bootstrapped host start it, with a PKI in tmp_path."""
+    root = str(tmp_path / "pki")
+    pki.init(root, [MGMT_IP])
+    ids = {"provider": pki.provider(root), "node": pki.issue_node(root, "n1"),
+           "tenant": pki.issue_tenant(root, "acme")}
+    ovs = OvsInstance(str(tmp_path / "ovs"), netns=NETNS,
+                      ovsdb_ca=ids["node"].ca("ovsdb"))
+    try:
+        _setup_ns(NETNS)
+        ovs.start()
+        yield ovs, ExecHost(NetnsExecutor(NETNS)), ids
+    finally:
+        ovs.stop()
+        ns.delete(NETNS)
+
+
+def _ssl_list_br(ident, ca):
+    return ns.run(["ovs-vsctl", f"--db=ssl:{MGMT_IP}:6640", "--timeout=5",
+                   f"--private-key={ident.key}", f"--certificate={ident.cert}",
+                   f"--ca-cert={ca}", "list-br"], netns=NETNS, check=False)
+
+
+def test_tls_bootstrap_opens_ovsdb_on_pssl_for_the_provider_only(tls_node):
+    ovs, host, ids = tls_node
+    node_dir = ids["node"].directory
+    steps = _boot(ovs, host, tls_dir=node_dir, ovsdb_pidfile=ovs.pidfile("ovsdb-server"))
+    assert ovs.vsctl("get-manager").stdout.split() == [f"pssl:6640:{MGMT_IP}"]
+    ssl = ovs.vsctl("get-ssl").stdout
+    assert ids["node"].key in ssl and ids["node"].ca("openflow") in ssl
+    assert [s for s in steps if s.what == "ovsdb-server CA"][0].detail.startswith("trusts only")
+    ok = _ssl_list_br(ids["provider"], ids["provider"].ca("node"))
+    assert ok.returncode == 0 and "br-tun" in ok.stdout.split(), ok.stderr
+    refused = _ssl_list_br(ids["tenant"], ids["tenant"].ca("node"))
+    assert refused.returncode != 0 and "br-tun" not in refused.stdout
+    plain = ns.run(["ovs-vsctl", f"--db=tcp:{MGMT_IP}:6640", "--timeout=3", "list-br"],
+                   netns=NETNS, check=False)
+    assert plain.returncode != 0
+    again = _boot(ovs, host, tls_dir=node_dir, ovsdb_pidfile=ovs.pidfile("ovsdb-server"))
+    assert [s for s in again if s.changed] == [], "\n".join(map(str, again))
+
+
+def test_tls_bootstrap_refuses_an_ovsdb_server_that_trusts_more_than_the_provider(node, tmp_path):
+    """ovsdb-server started as ovs-ctl does (its CA from the SSL table, which also holds the
+    tenants' CA): without systemd to fix it, bootstrap stops before opening OVSDB."""
+    ovs, host = node
+    root = str(tmp_path / "pki")
+    pki.init(root)
+    ident = pki.issue_node(root, "n1")
+    with pytest.raises(BootstrapError) as err:
+        _boot(ovs, host, tls_dir=ident.directory, ovsdb_pidfile=ovs.pidfile("ovsdb-server"))
+    assert f"--ca-cert={ident.ca('ovsdb')}" in str(err.value)
+    assert ovs.vsctl("get-manager").stdout.split() == []

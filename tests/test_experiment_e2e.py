@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, lab_namespaces, lab_prerequisites
-from tenantnet.experiment import runner, stats
+from tenantnet.experiment import analysis, runner
 from tenantnet.experiment.reachability import INSTANCE_FIELDS
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.spec import load_spec, mode_unsupported
@@ -66,7 +66,7 @@ def test_ci_spec_end_to_end(mode, prepare_vms, tmp_path, clean_lab):
     assert len(rows) == expected_rows == len(rd.read_json("reachability_instances.json"))
     for row in rows:
         assert row["mode"] == mode and row["prepared"] is prepare_vms
-        assert row["status"] in stats.STATUSES, row
+        assert row["status"] in analysis.STATUSES, row
         if row["status"] == "success":
             assert row["reachability_ms"] > 0
             assert row["request_time"] <= row["ready_time"] <= row["reachable_time"]
@@ -85,7 +85,7 @@ def test_ci_spec_end_to_end(mode, prepare_vms, tmp_path, clean_lab):
     recs = rd.read_csv("reachability.csv")
     with open(rd.path("reachability.csv")) as fh:
         header = fh.readline().strip().split(",")
-    assert header[:len(stats.RECORD_FIELDS)] == list(stats.RECORD_FIELDS)
+    assert header[:len(analysis.RECORD_FIELDS)] == list(analysis.RECORD_FIELDS)
     assert len(recs) == len(r.grid()) == len(rd.read_json("reachability.json"))
     for rec in recs:
         assert rec["total"] == rec["instances"] * r.repeats

@@ -12,7 +12,7 @@ import statistics
 import pytest
 
 from tenantnet.experiment import bandwidth as bw
-from tenantnet.experiment import iperf, plots, report
+from tenantnet.experiment import analysis, iperf, plots, report
 from tenantnet.experiment.results import ResultsDir
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -96,7 +96,7 @@ def test_load_json_tolerates_text_around_json():
     assert iperf.protocol_of(iperf.load_json(text)) == "tcp"
 
 
-# -- summarise -----------------------------------------------------------------------------
+# -- summarise (analysis) -----------------------------------------------------------------------------
 def _row(mode, proto, direction, bps, **kw):
     r = {"mode": mode, "protocol": proto, "direction": direction, "bits_per_second": bps}
     r.update(kw)
@@ -111,7 +111,7 @@ def test_summarise_stats():
             _row("dnb", "udp", "vm->probe", 3.0, jitter_ms=0.3, packets=110, lost_packets=2,
                  lost_percent=2.0, out_of_order=None),
             _row("veth", "tcp", "probe->vm", "1000.0")]           # raw CSV strings work too
-    s = bw.summarise(rows)
+    s = analysis.summarise(rows)
     assert list(s) == ["dnb", "veth"]
     t = s["dnb"]["tcp"]
     assert t["probe->vm"]["mean"] == 150.0
@@ -130,7 +130,7 @@ def test_summarise_stats():
     assert u["bits_per_second"]["probe->vm"]["std"] is None          # one value: no spread
     assert s["veth"]["tcp"]["probe->vm"]["mean"] == 1000.0
     assert s["veth"]["udp"] == {}
-    flat = bw.summary_rows(s)
+    flat = analysis.summary_rows(s)
     assert {"mode": "dnb", "protocol": "tcp", "metric": "bits_per_second",
             "direction": "combined", "n": 4, "mean": 275.0,
             "std": pytest.approx(statistics.stdev([100, 200, 300, 500]))} in flat
@@ -358,6 +358,17 @@ def test_report_names_the_vm_baselines(rdir):
     assert "No baselines in this run" in text and "% of" not in text.split("## Figures")[0]
 
 
+def test_report_collects_machine_facts_when_the_run_has_none(rdir):
+    """No machine.json and no meta.json: the report collects machine.machine_info(), the
+    runner's keys."""
+    rd = rdir("A")
+    text = open(report.write_report(rd.root, render_figures=False)).read()
+    assert "collected when this report was written" in text
+    for key in ("cpu_count", "kernel", "ovs_version", "scipy_version", "tenantnet_version"):
+        assert f"| {key} |" in text, key
+    assert "| hostname |" not in text
+
+
 def test_report_without_cnb(rdir):
     rd = rdir("A", with_cnb=False)
     text = open(report.write_report(rd.root)).read()
@@ -368,11 +379,11 @@ def test_report_without_cnb(rdir):
 
 
 def test_welch_and_pooling():
-    assert report.welch_t(1, 5.0, None, 3, 1.0, 1.0) is None
-    t = report.welch_t(10, 2.0, 1.0, 10, 1.0, 1.0)
+    assert analysis.welch_t_from_stats(1, 5.0, None, 3, 1.0, 1.0) is None
+    t = analysis.welch_t_from_stats(10, 2.0, 1.0, 10, 1.0, 1.0)
     assert t == pytest.approx(1.0 / math.sqrt(0.2))
     vals_a, vals_b = [1.0, 2.0, 3.0], [10.0, 20.0]
-    m, s, n = plots.pooled([{"success": 3, "mean_ms": 2.0, "std_ms": statistics.stdev(vals_a)},
+    m, s, n = analysis.pooled([{"success": 3, "mean_ms": 2.0, "std_ms": statistics.stdev(vals_a)},
                             {"success": 2, "mean_ms": 15.0, "std_ms": statistics.stdev(vals_b)}])
     assert n == 5
     assert m == pytest.approx(statistics.fmean(vals_a + vals_b))

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from tenantnet.errors import ConfigError
-from tenantnet.experiment import prober, stats
+from tenantnet.experiment import analysis, prober
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.spec import (check_mode, load_spec, load_spec_text, parse_modes,
                                        spec_from_dict)
@@ -22,20 +22,22 @@ def row(status, ms=None, repeat=1, existed=None, mode="dnb", n=4, k=1):
             "bridges_existed": existed, "vm": "vm"}
 
 
-# -- stats --------------------------------------------------------------------------
-def test_sample_std_uses_n_minus_1_zero_for_one_none_for_none():
-    assert stats.sample_std([]) is None
-    assert stats.sample_std([42.0]) == 0.0
-    assert stats.sample_std([1.0, 3.0]) == pytest.approx(math.sqrt(2.0))
+# -- records --------------------------------------------------------------------------
+def test_std_ms_uses_n_minus_1_zero_for_one_none_for_none():
+    assert analysis.record([row("failed")])["std_ms"] is None
+    assert analysis.record([row("success", 42.0)])["std_ms"] == 0.0
+    assert analysis.record([row("success", v) for v in (1.0, 3.0)])["std_ms"] == \
+        pytest.approx(math.sqrt(2.0), abs=1e-3)
     values = [2, 4, 4, 4, 5, 5, 7, 9]          # population std 2, sample std sqrt(32/7)
-    assert stats.sample_std(values) == pytest.approx(math.sqrt(32 / 7))
+    assert analysis.record([row("success", v) for v in values])["std_ms"] == \
+        pytest.approx(math.sqrt(32 / 7), abs=1e-3)
 
 
 def test_record_counts_failed_and_missing_and_averages_successes_only():
     rows = [row("success", 100.0, existed=False), row("success", 300.0, existed=True),
             row("failed"), row("missing"), row("missing")]
-    rec = stats.record(rows)
-    assert tuple(rec)[:9] == stats.RECORD_FIELDS
+    rec = analysis.record(rows)
+    assert tuple(rec)[:9] == analysis.RECORD_FIELDS
     assert (rec["mode"], rec["instances"], rec["networks"]) == ("dnb", 4, 1)
     assert (rec["total"], rec["success"], rec["failed"], rec["missing"]) == (5, 2, 1, 2)
     assert rec["mean_ms"] == 200.0
@@ -46,30 +48,30 @@ def test_record_counts_failed_and_missing_and_averages_successes_only():
 
 
 def test_record_with_one_success_has_zero_std():
-    rec = stats.record([row("success", 123.4), row("failed")])
+    rec = analysis.record([row("success", 123.4), row("failed")])
     assert rec["success"] == 1 and rec["mean_ms"] == 123.4 and rec["std_ms"] == 0.0
 
 
 def test_record_without_success_has_no_mean_and_no_std():
-    rec = stats.record([row("failed"), row("missing")])
+    rec = analysis.record([row("failed"), row("missing")])
     assert (rec["total"], rec["success"], rec["failed"], rec["missing"]) == (2, 0, 1, 1)
     assert rec["mean_ms"] is None and rec["std_ms"] is None and rec["median_ms"] is None
 
 
 def test_record_of_nothing():
-    rec = stats.record([], mode="cnb", instances=5, networks=2)
+    rec = analysis.record([], mode="cnb", instances=5, networks=2)
     assert rec["total"] == 0 and rec["mean_ms"] is None and rec["mode"] == "cnb"
 
 
 def test_record_refuses_unknown_status():
     with pytest.raises(ValueError, match="status"):
-        stats.record([row("lost")])
+        analysis.record([row("lost")])
 
 
 def test_records_pool_repeats_and_keep_groups_apart():
     rows = [row("success", 10.0, repeat=1), row("success", 30.0, repeat=2),
             row("success", 50.0, mode="cnb"), row("missing", n=8, k=2)]
-    recs = stats.records(rows)
+    recs = analysis.records(rows)
     assert [(r["mode"], r["instances"], r["networks"]) for r in recs] == \
         [("dnb", 4, 1), ("cnb", 4, 1), ("dnb", 8, 2)]
     assert recs[0]["total"] == 2 and recs[0]["mean_ms"] == 20.0 and recs[0]["repeats"] == 2

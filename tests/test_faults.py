@@ -39,7 +39,7 @@ tenants:
     token: globex-lab-token
     networks:
       - {name: app, segmentation_id: 200, cidr: 10.0.0.0/24, transport_cidr: 198.19.200.0/24,
-         controller: "tcp:198.18.0.202:6653"}
+         controller: "ssl:198.18.0.202:6653"}
 vms:
   - {name: web1, network: acme/web, node: compute1}
   - {name: web2, network: acme/web, node: compute2}

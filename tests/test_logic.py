@@ -53,7 +53,7 @@ def test_desired_state_bridges_ports_and_tunnels():
     assert set(state["compute3"].bridges) == {"br-int", "br-tun"}   # hosts nothing
     net1 = state["net1"]
     assert "br-ex" in net1.bridges and "prb-acme.web" in net1.bridges["brint-acme.web"].ports
-    assert brint.controller == "tcp:198.18.0.1:6653"
+    assert brint.controller == "ssl:198.18.0.1:6653"
 
 
 def test_equations_match_desired_state():

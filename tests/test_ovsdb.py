@@ -55,7 +55,7 @@ def test_reconcile_builds_what_was_computed_and_is_idempotent(node):
         assert have["fail_mode"] == "secure"
         assert have["protocols"] == ["OpenFlow13"]
         assert have["other_config"]["datapath-id"] == naming.dpid_str(br.dpid)
-        assert have["controller"] == ["tcp:198.18.0.1:6653"]
+        assert have["controller"] == ["ssl:198.18.0.1:6653"]
         assert have["datapath_type"] == "netdev"
         for port in br.ports.values():
             iface = snap["interfaces"][port.name]

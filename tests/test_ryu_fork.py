@@ -52,7 +52,7 @@ tenants:
     token: acme-lab-token
     networks:
       - {{name: web, segmentation_id: 100, cidr: 10.0.0.0/24, transport_cidr: 198.19.100.0/24,
-         controller: "tcp:{TENANT_IP}:6653"}}
+         controller: "ssl:{TENANT_IP}:6653"}}
 vms:
   - {{name: web1, network: acme/web, node: compute1}}
   - {{name: web2, network: acme/web, node: compute2}}

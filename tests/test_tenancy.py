@@ -13,7 +13,7 @@ from tenantnet.errors import ApiError, ConfigError
 from tenantnet.model.flows import node_flows
 from tenantnet.controller.tenant import topology_from_api
 
-ACME_CTL = "tcp:198.18.0.201:6653"
+ACME_CTL = "ssl:198.18.0.201:6653"
 
 
 def tenant_config(extra_vms=()):
@@ -30,7 +30,7 @@ def test_provider_points_tenant_bridges_at_tenant_controller_and_never_programs_
     state = node_state(topo, "compute1")
     assert state.bridges[naming.brint_name("acme/web")].controller == ACME_CTL
     assert state.bridges[naming.brtun_name("acme/web")].controller == ACME_CTL
-    assert state.bridges[naming.brint_name("globex/app")].controller == "tcp:198.18.0.1:6653"
+    assert state.bridges[naming.brint_name("globex/app")].controller == "ssl:198.18.0.1:6653"
     provider = node_flows(topo, "compute1")
     assert naming.brtun_name("acme/web") not in provider
     assert naming.brtun_name("globex/app") in provider and "br-tun" in provider
@@ -48,7 +48,7 @@ def test_provider_points_tenant_bridges_at_tenant_controller_and_never_programs_
 
 
 @pytest.mark.parametrize("edit,key,words", [
-    (lambda t: t.replace(ACME_CTL, "tcp:nowhere:6653"), "tenants[0].networks[0].controller",
+    (lambda t: t.replace(ACME_CTL, "ssl:nowhere:6653"), "tenants[0].networks[0].controller",
      "not an IPv4 address"),
     (lambda t: t.replace(ACME_CTL, "http://198.18.0.201"), "tenants[0].networks[0].controller",
      "not an OpenFlow controller target"),
@@ -57,6 +57,11 @@ def test_provider_points_tenant_bridges_at_tenant_controller_and_never_programs_
      "tenants[1].networks[0].controller", "never share"),
     (lambda t: t.replace(", controller: '", ", mode: cnb, controller: '"),
      "tenants[0].networks[0].controller", "only a DNB network"),
+    (lambda t: t.replace(ACME_CTL, "tcp:198.18.0.201:6653"), "tenants[0].networks[0].controller",
+     "with TLS (the default) a tenant's controller is ssl:IP:PORT"),
+    (lambda t: "security: insecure\n" + t, "tenants[0].networks[0].controller",
+     "nodes have no certificates"),
+    (lambda t: "security: plaintext\n" + t, "security", "expected one of: tls, insecure"),
     (lambda t: t.replace("token: globex-secret", "token: acme-secret"), "tenants[1].token",
      "already used"),
     (lambda t: t.replace("token: globex-secret", "token: short"), "tenants[1].token",

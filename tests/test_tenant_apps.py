@@ -48,6 +48,7 @@ ROOT_ONLY = pytest.mark.skipif(
 def topology_yaml(of_port):
     return f"""
 mode: dnb
+security: insecure         # the apps' composition on a plain-TCP switch; TLS: test_tls.py
 controller: {{management_ip: 198.18.0.1}}
 nodes:
   - {{name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}}

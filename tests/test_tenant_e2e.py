@@ -83,11 +83,11 @@ def test_tenant_networks_work_and_stay_isolated(lab):
 
 def test_provider_hands_tenant_bridges_to_tenant_controllers(lab):
     ovs = lab.fabric.ovs("compute1")
-    for net, target in (("acme/web", "tcp:198.18.0.201:6653"),
-                        ("globex/app", "tcp:198.18.0.202:6653")):
+    for net, target in (("acme/web", "ssl:198.18.0.201:6653"),
+                        ("globex/app", "ssl:198.18.0.202:6653")):
         for bridge in (naming.brint_name(net), naming.brtun_name(net)):
             assert ovs.vsctl("get-controller", bridge).stdout.split() == [target]
-    assert ovs.vsctl("get-controller", "br-tun").stdout.split() == ["tcp:198.18.0.1:6653"]
+    assert ovs.vsctl("get-controller", "br-tun").stdout.split() == ["ssl:198.18.0.1:6653"]
     # the tenant's controller, not the provider, installed acme's flows
     log = open(lab.tenant_log("acme")).read()
     assert f"compute1/{naming.brtun_name('acme/web')}" in log
@@ -158,7 +158,7 @@ def test_a_tenant_controller_refuses_another_tenants_bridge(lab):
     ovs = lab.fabric.ovs("compute2")
     bridge = naming.brint_name("globex/app")
     dpid = naming.dpid_str(naming.datapath_id("compute2", bridge))
-    ovs.vsctl("set-controller", bridge, "tcp:198.18.0.201:6653")     # acme's controller
+    ovs.vsctl("set-controller", bridge, "ssl:198.18.0.201:6653")     # acme's controller
     try:
         assert wait_for(lambda: f"switch {dpid} is not a bridge of this tenant: refused"
                         in open(lab.tenant_log("acme")).read(), 20)
@@ -166,7 +166,7 @@ def test_a_tenant_controller_refuses_another_tenants_bridge(lab):
         assert not [c for c in cookies(lab, "compute2", bridge)
                     if int(c, 16) >> 32 != COOKIE_PREFIX]
     finally:
-        ovs.vsctl("set-controller", bridge, "tcp:198.18.0.202:6653")
+        ovs.vsctl("set-controller", bridge, "ssl:198.18.0.202:6653")
     assert wait_for(lambda: lab.ping("app2", vms(lab)["app1"]["ip"]), 30)
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, lab_namespaces, lab_prerequisites
-from tenantnet.experiment import baseline, runner
+from tenantnet.experiment import analysis, baseline, runner
 from tenantnet.experiment import bandwidth as bw
 from tenantnet.experiment.spec import load_spec
 from tenantnet.lab.lab import Lab
@@ -106,7 +106,7 @@ def test_vm_quick_both_modes_with_vm_baselines(tmp_path, clean_lab):
     assert meta["baselines"]["kind"] == "vm"
     assert meta["baselines"]["nodes"] == ["net1", "compute1"]
 
-    summary = bw.summarise(bw_rows)
+    summary = analysis.summarise(bw_rows)
     for x in records:
         print(f"reachability {x['mode']} n={x['instances']}: mean {x['mean_ms']:.0f} ms")
     for m in modes:

@@ -174,11 +174,13 @@ def build_parser():
     from tenantnet.cli.experiment import add_experiment_commands
     from tenantnet.cli.lab import add_lab_commands, add_vm_commands
     from tenantnet.cli.node import add_node_commands
+    from tenantnet.cli.pki import add_pki_commands
     add_lab_commands(sub)
     add_experiment_commands(sub)
     add_node_commands(sub)
     add_vm_commands(sub)
     add_bench_commands(sub)
+    add_pki_commands(sub)
 
     return p
 

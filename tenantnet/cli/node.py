@@ -3,6 +3,7 @@ add_node_commands (also runnable as `python -m tenantnet.cli.node ...`).
 
   tenantnet node bootstrap --role compute|network --transport-interface IF
         --transport-ip IP/PREFIX --management-ip IP [--ovsdb-port 6640]
+        [--security tls|insecure] [--tls-dir /etc/tenantnet/pki/node]
         [--datapath system|netdev] [--system-id NAME] [--db unix:/var/run/openvswitch/db.sock]
   tenantnet node addresses [--interface ex-NAME] [--db ...]
         (give ex- endpoints their addresses from OVSDB: the node's half of the
@@ -39,7 +40,9 @@ def cmd_node_bootstrap(args):
                            args.management_ip, ovsdb_port=args.ovsdb_port,
                            datapath=args.datapath, system_id=args.system_id,
                            hostname=args.hostname, host=host, ofctl=ofctl,
-                           check=not args.no_check, arp_sysctls=not args.no_arp_sysctls)
+                           check=not args.no_check, arp_sysctls=not args.no_arp_sysctls,
+                           tls_dir=None if args.security == "insecure" else args.tls_dir,
+                           ovsdb_pidfile=args.ovsdb_pidfile)
     if args.json:
         print(json.dumps([s.as_dict() for s in steps], indent=2))
         return 0
@@ -114,6 +117,7 @@ def add_node_commands(subparsers):
     """Add `node bootstrap|addresses` and `cluster up|status|matrix|down` to tenantnet's
     top-level *subparsers*."""
     from tenantnet.node.bootstrap import DATAPATHS, ROLES
+    from tenantnet.node.tls import DEFAULT_DIR as TLS_DIR, DEFAULT_PIDFILE as TLS_PIDFILE
     node = subparsers.add_parser("node", help="prepare this host as a tenantnet node")
     sub = node.add_subparsers(dest="node_cmd", required=True)
 
@@ -136,6 +140,14 @@ def add_node_commands(subparsers):
     c.add_argument("--no-check", action="store_true", help="skip the prerequisite checks")
     c.add_argument("--no-arp-sysctls", action="store_true",
                    help="leave net.ipv4.conf.{all,default}.arp_ignore/arp_announce alone")
+    c.add_argument("--security", choices=("tls", "insecure"), default="tls",
+                   help="tls (default): OVSDB on pssl: for the provider only, bridges on ssl:; "
+                        "insecure: plain ptcp: (a warning)")
+    c.add_argument("--tls-dir", default=TLS_DIR, metavar="DIR",
+                   help="this node's certificates, as `tenantnet pki node NAME` makes them "
+                        f"(default {TLS_DIR})")
+    c.add_argument("--ovsdb-pidfile", default=TLS_PIDFILE, metavar="FILE",
+                   help=f"ovsdb-server's pidfile, to check its CA (default {TLS_PIDFILE})")
     c.add_argument("--json", action="store_true", help="print the steps as JSON")
     c.set_defaults(func=cmd_node_bootstrap)
 

@@ -14,6 +14,7 @@ tenantnet.errors.ApiError(status, message): the HTTP status and the server's {"e
 message, or status 0 when no controller answered."""
 
 import http.client
+import os
 import json
 import socket
 import ssl
@@ -25,6 +26,9 @@ from tenantnet.controller import wire
 from tenantnet.errors import ApiError, ConfigError
 
 DEFAULT_TIMEOUT = 120.0   # seconds; add_vm answers only once the placement is realised
+# The CA of an https:// controller when none is given: $TENANTNET_API_CA, else this file
+# when it exists (the provider's own, from `tenantnet pki init`), else the system's CAs.
+DEFAULT_CA = "/etc/tenantnet/pki/provider/api-ca.pem"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -78,11 +82,14 @@ class ApiClient:
                  cert=None):
         """*token*: the provider's or a tenant's credential (sent as a Bearer token).
         https:// only: *ca_file* the CA that signed the controller's certificate (default:
-        the system's), *cert* (certfile, keyfile) a client certificate."""
+        $TENANTNET_API_CA, else DEFAULT_CA when it exists, else the system's), *cert* (certfile, keyfile) a client certificate."""
         self.endpoint = str(endpoint)
         self.kind, self.address = parse_endpoint(endpoint)
         self.timeout = timeout
         self.token = token
+        if ca_file is None and self.kind == "tls":
+            ca_file = os.environ.get("TENANTNET_API_CA") or (
+                DEFAULT_CA if os.path.isfile(DEFAULT_CA) else None)
         self.ca_file = ca_file
         self.cert = cert
 

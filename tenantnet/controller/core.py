@@ -20,6 +20,7 @@ import threading
 import time
 
 from tenantnet.controller import metrics as metrics_mod
+from tenantnet.controller import tls as controller_tls
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.model.desired import node_state
@@ -133,8 +134,9 @@ class Core:
         self.pusher = pusher
         self.source = source
         remotes = ovsdb_remotes or {}
+        c = topo.controller
         self.nodes = {n.name: NodeOvsdb(n.name, remotes.get(
-            n.name, f"tcp:{n.management_ip}:{topo.controller.ovsdb_port}")) for n in topo.nodes()
+            n.name, f"{c.ovsdb_scheme}:{n.management_ip}:{c.ovsdb_port}")) for n in topo.nodes()
             if managed_nodes is None or n.name in managed_nodes}
         self.hosts = hosts or {}
         self.lock = threading.RLock()
@@ -760,11 +762,18 @@ def build_core(pusher, app, settings):
     if unknown:
         raise TenantnetError(f"ovsdb_remote names unknown node(s) {', '.join(unknown)} "
                              f"(the config has {', '.join(n.name for n in topo.nodes())})")
+    tls = controller_tls.for_controller(topo.controller, settings.pki_dir)
+    if tls is not None:
+        tls.apply_ovsdb()
+        port = tls.apply_openflow(app.CONF, topo.controller.openflow_port)
+        LOG.info("TLS on: OVSDB ssl:, OpenFlow TLS on port %d, HTTPS API (%s)", port,
+                 tls.identity.directory)
     core = Core(topo, pusher, ovsdb_remotes=settings.ovsdb_remotes, hosts=hosts,
                 source=settings.config, audit_interval=settings.audit_interval,
                 retry_max=settings.node_retry_max)
     if settings.api_socket or settings.api_listen:
         from tenantnet.controller.api import ApiServer
         core.api_server = ApiServer(core, tcp=settings.api_tcp, unix_path=settings.api_socket,
-                                    authorizer=make_authorizer(topo), unix_trusted=True)
+                                    authorizer=make_authorizer(topo), unix_trusted=True,
+                                    tls=tls.api if tls is not None else None)
     return core

@@ -124,6 +124,22 @@ def _datapath_class():
     return TenantnetDatapath
 
 
+def _refusing_bad_handshakes(handle):
+    """*handle* for an accepted socket, where a failed TLS handshake (no certificate, one
+    from another CA, not TLS at all) is one log line and a closed socket, not a traceback."""
+    import ssl
+
+    def guarded(sock, addr):
+        try:
+            handle(sock, addr)
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            LOG.warning("OpenFlow connection from %s refused: %s", addr[0] if addr else "?",
+                        exc)
+            with contextlib.suppress(OSError):
+                sock.close()
+    return guarded
+
+
 def _install_stream_server():
     from os_ken.controller import controller
     from os_ken.lib import hub
@@ -137,15 +153,19 @@ def _install_stream_server():
 
         def __init__(self, listen_info, handle=None, *args, **kwargs):
             runtime = _ACTIVE
+            if runtime is not None:
+                handle = runtime._handle_connection
             try:
+                # with TLS arguments hub's server wraps each accepted socket, then calls
+                # *handle*: ours, so that the runtime keeps the connection
                 super().__init__(listen_info, handle, *args, **kwargs)
             except Exception as exc:  # hub swallows it: keep it for the runtime to report
                 if runtime is not None:
                     runtime._listen_failed(listen_info, exc)
                 raise
             self.runtime = runtime
+            self.handle = _refusing_bad_handshakes(self.handle)
             if runtime is not None:
-                self.handle = runtime._handle_connection
                 runtime._listening_on(self)
 
         def serve_forever(self):

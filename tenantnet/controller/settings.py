@@ -13,12 +13,13 @@ Example `tenantnet.conf`:
 
     [DEFAULT]
     ofp_listen_host = 198.18.0.1
-    ofp_tcp_listen_port = 6653
+    ofp_ssl_listen_port = 6653      # with `security: tls` (the default); else ofp_tcp_...
 
     [tenantnet]
     config = /etc/tenantnet/config.yaml
     api_listen = 198.18.0.1:8080
     api_socket = /run/tenantnet/api.sock
+    pki_dir = /etc/tenantnet/pki
     echo_interval = 1
     echo_max_unreplied = 3
     audit_interval = 30
@@ -55,6 +56,10 @@ OPTS = [
     cfg.FloatOpt("node-retry-max", default=8.0, min=0.5,
                  help="the longest wait, in seconds, between attempts to reach a node that "
                       "is down (the wait starts at 0.5 s and doubles)"),
+    cfg.StrOpt("pki-dir", default="/etc/tenantnet/pki",
+               help="the PKI directory (tenantnet pki init): with `security: tls` (the "
+                    "default) the controller uses its provider/ key, certificate and CAs "
+                    "for OVSDB, OpenFlow and the HTTPS API"),
     cfg.DictOpt("node-netns", default={},
                 help="NODE:NETNS[@OVS_RUNDIR],... run node-side steps through `ip netns` "
                      "(the one-machine lab)"),
@@ -119,6 +124,7 @@ class Settings:
     node_netns: dict = dataclasses.field(default_factory=dict)   # node -> NodeNetns
     audit_interval: float = 30.0      # seconds between drift audits; 0: none
     node_retry_max: float = 8.0       # cap of the back-off between reconnect attempts
+    pki_dir: str = "/etc/tenantnet/pki"   # tenantnet.pki layout; its provider/ is ours
     # callable(pusher, app, settings) -> core; None: tenantnet.controller.core.build_core
     core_factory: Optional[Callable] = None
 
@@ -156,7 +162,7 @@ class Settings:
                        echo_max_unreplied=group.echo_max_unreplied,
                        ovsdb_remotes=dict(group.ovsdb_remote or {}), node_netns=hosts,
                        audit_interval=group.audit_interval,
-                       node_retry_max=group.node_retry_max)
+                       node_retry_max=group.node_retry_max, pki_dir=group.pki_dir)
         settings.api_tcp     # refuse a malformed api_listen now, not when the API starts
         return settings
 

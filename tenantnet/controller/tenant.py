@@ -49,10 +49,10 @@ class TenantCore:
     """The core of a tenant's controller (the logic of ryu_apps.tenant_l2)."""
 
     def __init__(self, pusher, tenant, api, token=None, poll_interval=0.2, cache=None,
-                 on_synced=None):
+                 on_synced=None, api_ca=None):
         self.pusher = pusher
         self.tenant = tenant
-        self.client = ApiClient(api, timeout=10, token=token)
+        self.client = ApiClient(api, timeout=10, token=token, ca_file=api_ca)
         self.poll_interval = poll_interval
         self.cache = cache                  # file keeping the last placement read
         # callable(dpid, node, bridge, topo, portmap), called after every sync of one of the

@@ -18,21 +18,17 @@ Rows (one per measurement; ``BANDWIDTH_COLUMNS`` is the column order of bandwidt
     lost_packets, lost_percent, out_of_order (UDP), cpu_sender_pct, cpu_receiver_pct,
     mtu, tx_offload, neigh_gc_thresh, tcp_congestion, iperf_version, port
 
-``summarise(rows)`` gives, per mode, the paper's statistics: TCP mean and sample standard
-deviation per direction and combined; UDP mean and standard deviation of bandwidth,
-jitter, datagrams, lost datagrams and out-of-order datagrams.
+The statistics of these rows are ``analysis.summarise``'s; the defaults of every setting
+are ``spec.BANDWIDTH_DEFAULTS``.
 """
 
 import math
-import statistics
 import time
 
 from tenantnet.errors import TenantnetError
 from tenantnet.experiment import iperf
-
-DIRECTIONS = ("probe->vm", "vm->probe")
-PROTOCOLS = ("tcp", "udp")
-COMBINED = "combined"
+from tenantnet.experiment.analysis import DIRECTIONS
+from tenantnet.experiment.spec import BANDWIDTH_DEFAULTS, PROTOCOLS
 
 BANDWIDTH_COLUMNS = [
     "mode", "vm", "node", "network", "n_vms", "protocol", "direction", "repeat",
@@ -41,13 +37,6 @@ BANDWIDTH_COLUMNS = [
     "cpu_sender_pct", "cpu_receiver_pct", "mtu", "tx_offload", "neigh_gc_thresh",
     "tcp_congestion", "iperf_version", "port",
 ]
-
-UDP_METRICS = ("bits_per_second", "jitter_ms", "packets", "lost_packets", "lost_percent",
-               "out_of_order")
-
-DEFAULTS = {"duration_s": 10, "udp_rate": "1M", "vms": 2, "protocols": ["tcp", "udp"],
-            "network": None, "repeats": 1, "omit_s": 0, "vm_prefix": "bw",
-            "reach_timeout_s": 30.0}
 
 
 class BandwidthError(TenantnetError):
@@ -68,12 +57,13 @@ def field(obj, name, default=None):
 
 
 def settings(spec):
-    """spec.bandwidth (a dict or an object with attributes) merged over DEFAULTS, checked."""
+    """spec.bandwidth (a dict or an object with attributes) merged over
+    spec.BANDWIDTH_DEFAULTS, checked."""
     bw = field(spec, "bandwidth", None)
     if bw is None and isinstance(spec, dict) and "duration_s" in spec:
         bw = spec                      # a bare bandwidth section
-    out = dict(DEFAULTS)
-    for key in DEFAULTS:
+    out = dict(BANDWIDTH_DEFAULTS)
+    for key in BANDWIDTH_DEFAULTS:
         value = field(bw, key, None)
         if value is not None:
             out[key] = value
@@ -201,72 +191,4 @@ def run_bandwidth(lab, spec, mode, progress=None):
             _say(progress, msg)
             if finished:        # never mask the original error
                 raise BandwidthError(msg)
-    return rows
-
-
-# -- statistics ------------------------------------------------------------------------
-def finite(value):
-    """A finite float from a number or a raw/typed CSV cell, or None (bools are not numbers)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def describe(values):
-    """{n, mean, std (sample, None below 2 values), min, max} of the numbers in *values*."""
-    vals = [v for v in (finite(x) for x in values) if v is not None]
-    if not vals:
-        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
-    return {"n": len(vals), "mean": statistics.fmean(vals),
-            "std": statistics.stdev(vals) if len(vals) > 1 else None,
-            "min": min(vals), "max": max(vals)}
-
-
-def summarise(rows):
-    """Per mode (in order of first appearance)::
-
-        {mode: {"tcp": {"probe->vm": stats, "vm->probe": stats, "combined": stats},
-                "udp": {metric: {"probe->vm": stats, "vm->probe": stats,
-                                 "combined": stats} for metric in UDP_METRICS}}}
-
-    where stats = describe(...) of bits_per_second (TCP) or the metric (UDP). Rows may be
-    typed or raw CSV strings."""
-    out = {}
-    for row in rows:
-        out.setdefault(str(row.get("mode")), {"tcp": {}, "udp": {}})
-    for mode, summary in out.items():
-        mine = [r for r in rows if str(r.get("mode")) == mode]
-        tcp = [r for r in mine if str(r.get("protocol")).lower() == "tcp"]
-        udp = [r for r in mine if str(r.get("protocol")).lower() == "udp"]
-        if tcp:
-            for d in DIRECTIONS:
-                summary["tcp"][d] = describe(r.get("bits_per_second") for r in tcp
-                                             if r.get("direction") == d)
-            summary["tcp"][COMBINED] = describe(r.get("bits_per_second") for r in tcp)
-        if udp:
-            for metric in UDP_METRICS:
-                per = {d: describe(r.get(metric) for r in udp if r.get("direction") == d)
-                       for d in DIRECTIONS}
-                per[COMBINED] = describe(r.get(metric) for r in udp)
-                summary["udp"][metric] = per
-    return out
-
-
-def summary_rows(summary):
-    """summarise() flattened: rows of mode, protocol, metric, direction, n, mean, std."""
-    rows = []
-    for mode, s in summary.items():
-        for direction, st in s["tcp"].items():
-            rows.append({"mode": mode, "protocol": "tcp", "metric": "bits_per_second",
-                         "direction": direction, "n": st["n"], "mean": st["mean"],
-                         "std": st["std"]})
-        for metric, per in s["udp"].items():
-            for direction, st in per.items():
-                rows.append({"mode": mode, "protocol": "udp", "metric": metric,
-                             "direction": direction, "n": st["n"], "mean": st["mean"],
-                             "std": st["std"]})
     return rows

@@ -439,14 +439,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="iperf3 baselines (veth, flat OVS) or clean-up")
     p.add_argument("prefix", nargs="?", default="tnb")
     p.add_argument("--cleanup", action="store_true", help="only remove leftovers of PREFIX")
-    p.add_argument("--duration", type=int, default=5)
-    p.add_argument("--udp-rate", default="1M")
+    p.add_argument("--duration", type=int, help="seconds per run (default: the spec's)")
+    p.add_argument("--udp-rate", help="iperf3 -b for UDP (default: the spec's)")
     a = p.parse_args(argv)
     if a.cleanup:
         print(json.dumps({"removed": cleanup_baselines(a.prefix)}))
         return 0
-    rows = run_baselines(a.prefix, {"bandwidth": {"duration_s": a.duration,
-                                                  "udp_rate": a.udp_rate}}, progress=print)
+    given = {"duration_s": a.duration, "udp_rate": a.udp_rate}
+    rows = run_baselines(a.prefix, {"bandwidth": {k: v for k, v in given.items()
+                                                  if v is not None}}, progress=print)
     print(json.dumps(rows, indent=1))
     return 0
 

@@ -25,23 +25,25 @@ bandwidth rows, ...) is skipped with a note; render never fails because data is 
                                     relative difference
     fig_first_instances.png         per-instance reachability vs arrival order, instances
                                     that created their network's bridges in red
+
+Every number drawn comes from ``analysis``; this module loads the tables and draws.
 """
 
 import math
 import os
+import statistics
 
-from tenantnet.experiment import bandwidth as bw
+from tenantnet.experiment.analysis import (BASELINE_MODES, COMBINED, DIRECTIONS,
+                                           arrival_order, describe, measurements, mode_of,
+                                           modes_in, numbers, reachability_series)
 from tenantnet.experiment.results import ResultsDir
 
 FIGURES = ("fig4_dnb_reachability.png", "fig5_reachability_dnb_vs_cnb.png",
            "fig6_bandwidth_tcp_udp.png", "fig7_tcp_per_direction.png",
            "fig8_tcp_dnb_vs_cnb.png", "fig_first_instances.png")
-# same-run references: this host's (emulated labs), then the node VMs' (baseline.py)
-BASELINE_MODES = ("veth", "ovs-flat", "vm-transport", "vm-ovs-flat")
 CEILINGS = ("veth", "vm-transport")      # the "% of" reference, the first one present
 SHORT_LABELS = {"veth": "veth", "ovs-flat": "flat OVS", "vm-transport": "VM-VM transport",
                 "vm-ovs-flat": "flat OVS in a VM"}
-LAB_MODE_ORDER = ("dnb", "cnb")
 MODE_LABELS = {"dnb": "DNB", "cnb": "CNB", "veth": "veth pair (ceiling)",
                "ovs-flat": "flat OVS bridge (reference)",
                "vm-transport": "VM-VM transport (ceiling)",
@@ -50,31 +52,10 @@ MODE_COLOURS = {"dnb": "#1f77b4", "cnb": "#ff7f0e", "veth": "#7f7f7f", "ovs-flat
                 "vm-transport": "#7f7f7f", "vm-ovs-flat": "#b0b0b0"}
 DIRECTION_LABELS = {"probe->vm": "probe → VM (controller to VM)",
                     "vm->probe": "VM → probe (VM to controller)",
-                    "combined": "both directions"}
+                    COMBINED: "both directions"}
 
 
 # -- loading -----------------------------------------------------------------------------
-num = bw.finite        # a finite float from a typed or raw CSV cell, or None
-
-
-def boolean(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("true", "yes", "1"):
-            return True
-        if low in ("false", "no", "0"):
-            return False
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    return None
-
-
-def mode_of(row):
-    return str(row.get("mode") or "").strip().lower() or "?"
-
-
 def load(results_dir):
     """The tables of *results_dir* as lists of dicts (empty lists for missing files)."""
     rd = results_dir if isinstance(results_dir, ResultsDir) else ResultsDir(results_dir,
@@ -95,115 +76,7 @@ def load(results_dir):
     return rd, data
 
 
-def pooled(rows):
-    """Pool reachability records with the same key: (n, mean, std) from success/mean/std."""
-    n_tot, parts = 0, []
-    for r in rows:
-        n = num(r.get("success", r.get("successful")))
-        m = num(r.get("mean_ms"))
-        if m is None:
-            continue
-        n = int(n) if n else 1
-        s = num(r.get("std_ms")) or 0.0
-        parts.append((n, m, s))
-        n_tot += n
-    if not parts:
-        return None, None, 0
-    mean = sum(n * m for n, m, _ in parts) / n_tot
-    if n_tot < 2:
-        return mean, 0.0, n_tot
-    ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for n, m, s in parts)
-    return mean, math.sqrt(ss / (n_tot - 1)), n_tot
-
-
-def reachability_series(rows, mode):
-    """{networks: [(instances, mean_ms, std_ms, n), ...] sorted by instances} for *mode*."""
-    groups = {}
-    for r in rows:
-        if mode_of(r) != mode:
-            continue
-        k, n = num(r.get("networks")), num(r.get("instances"))
-        if k is None or n is None:
-            continue
-        groups.setdefault(int(k), {}).setdefault(int(n), []).append(r)
-    out = {}
-    for k, by_n in sorted(groups.items()):
-        pts = []
-        for n, rs in sorted(by_n.items()):
-            m, s, cnt = pooled(rs)
-            if m is not None:
-                pts.append((n, m, s, cnt))
-        if pts:
-            out[k] = pts
-    return out
-
-
-def successful_instances(rows):
-    """Instance rows that have a reachability time (status success, or no status given)."""
-    out = []
-    for r in rows:
-        status = str(r.get("status") or "").strip().lower()
-        if status and status not in ("success", "successful", "ok", "reachable"):
-            continue
-        if num(r.get("reachability_ms")) is None:
-            continue
-        out.append(r)
-    return out
-
-
-def arrival_order(rows):
-    """[(mode, arrival index (1-based), reachability_ms, bridges_existed, instances,
-    networks, repeat)] where the index is the instance's position in its batch (mode,
-    instances, networks, repeat): by the rows' ``index`` (the request order the spec fixed,
-    the same in every mode), else by request_time, else file order."""
-    runs = {}
-    for pos, r in enumerate(rows):
-        key = (mode_of(r), r.get("instances"), r.get("networks"), r.get("repeat"))
-        runs.setdefault(key, []).append((pos, r))
-    out = []
-    for key, members in runs.items():
-        def order(pr):
-            r = pr[1]
-            for key in ("index", "request_time"):   # index: the batch's request order
-                v = num(r.get(key))
-                if v is not None:
-                    return (0, v, pr[0]) if key == "index" else (1, v, pr[0])
-            return (2, 0.0, pr[0])
-        members.sort(key=order)
-        for i, (_, r) in enumerate(members, start=1):
-            ms = num(r.get("reachability_ms"))
-            status = str(r.get("status") or "").strip().lower()
-            if ms is None or (status and status not in ("success", "successful", "ok",
-                                                         "reachable")):
-                continue
-            out.append((key[0], i, ms, boolean(r.get("bridges_existed")), *key[1:]))
-    return out
-
-
-def overhead_pairs(rows, mode="dnb", reference="cnb"):
-    """[(overhead_ms, bridges_existed, arrival index)]: each successful *mode* instance's
-    reachability minus that of the *reference* instance at the same arrival position of the
-    same sub-experiment (instances, networks, repeat). The spec places both modes' batches
-    identically, so the pair differs only in the mode; this removes the queueing effect
-    (later requests of a batch wait longer in either mode)."""
-    pts = arrival_order(rows)
-    ref = {(p[4], p[5], p[6], p[1]): p[2] for p in pts if p[0] == reference}
-    return [(p[2] - ref[(p[4], p[5], p[6], p[1])], p[3], p[1]) for p in pts
-            if p[0] == mode and (p[4], p[5], p[6], p[1]) in ref]
-
-
-def modes_in(rows):
-    found = []
-    for r in rows:
-        m = mode_of(r)
-        if m not in found:
-            found.append(m)
-    order = [m for m in LAB_MODE_ORDER if m in found]
-    order += [m for m in found if m not in order and m not in BASELINE_MODES]
-    order += [m for m in BASELINE_MODES if m in found]
-    return order
-
-
+# -- presentation --------------------------------------------------------------------------
 def rate_unit(max_value):
     """(divisor, label) for bits per second."""
     v = max_value or 0.0
@@ -296,17 +169,11 @@ def fig5(plt, data, path):
     return _save(plt, fig, path)
 
 
-def _bar_values(rows, mode, protocol, direction=None):
-    vals = [num(r.get("bits_per_second")) for r in rows
-            if mode_of(r) == mode and str(r.get("protocol")).lower() == protocol
-            and (direction is None or r.get("direction") == direction)]
-    return [v for v in vals if v is not None]
-
-
 def _mean_std(vals):
+    """(mean, sample std) for a bar and its error bar: no spread drawn for one value."""
     if not vals:
         return None, None
-    st = bw.describe(vals)
+    st = describe(vals)
     return st["mean"], st["std"] or 0.0
 
 
@@ -318,7 +185,7 @@ def fig6(plt, data, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     ceiling = None
     for ax, proto, tag in ((axes[0], "tcp", "(a) TCP"), (axes[1], "udp", "(b) UDP")):
-        stats = [(m, *_mean_std(_bar_values(rows, m, proto))) for m in modes]
+        stats = [(m, *_mean_std(measurements(rows, m, proto))) for m in modes]
         stats = [s for s in stats if s[1] is not None]
         if not stats:
             ax.text(0.5, 0.5, f"no {proto.upper()} measurements", ha="center",
@@ -357,7 +224,7 @@ def _baseline_lines(ax, rows, direction, div, unit, top):
     """Dashed reference lines for the baselines; those above *top* become a note."""
     notes = []
     for b, style in zip(BASELINE_MODES, ("--", ":", "--", ":")):
-        mean, _ = _mean_std(_bar_values(rows, b, "tcp", direction))
+        mean, _ = _mean_std(measurements(rows, b, "tcp", direction))
         if mean is None:
             continue
         if mean / div <= top:
@@ -384,22 +251,21 @@ def fig7(plt, data, path):
     groups = vms + ["all VMs"]
 
     def vals(m, d, g):
-        return [num(r.get("bits_per_second")) for r in rows
-                if mode_of(r) == m and r.get("direction") == d
-                and (g == "all VMs" or r.get("vm") == g) and num(r.get("bits_per_second"))
-                is not None]
+        return numbers(r.get("bits_per_second") for r in rows
+                       if mode_of(r) == m and r.get("direction") == d
+                       and (g == "all VMs" or r.get("vm") == g))
 
-    lab_max = max((v for m in lab_modes for d in bw.DIRECTIONS for v in vals(m, d, "all VMs")),
+    lab_max = max((v for m in lab_modes for d in DIRECTIONS for v in vals(m, d, "all VMs")),
                   default=0.0)
-    base_means = [_mean_std(_bar_values(rows, b, "tcp", d))[0] for b in BASELINE_MODES
-                  for d in bw.DIRECTIONS]
+    base_means = [_mean_std(measurements(rows, b, "tcp", d))[0] for b in BASELINE_MODES
+                  for d in DIRECTIONS]
     in_range = [b for b in base_means if b is not None and b <= 1.6 * lab_max]
     div, unit = rate_unit(max([lab_max] + in_range))
     top = max([lab_max] + in_range) / div * 1.2
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.6 * len(groups) * len(lab_modes) + 4),
                                             4.8), sharey=True)
     width = 0.8 / len(lab_modes)
-    for ax, d, tag in zip(axes, bw.DIRECTIONS, ("(a)", "(b)")):
+    for ax, d, tag in zip(axes, DIRECTIONS, ("(a)", "(b)")):
         for j, m in enumerate(lab_modes):
             for i, g in enumerate(groups):
                 vs = vals(m, d, g)
@@ -435,13 +301,13 @@ def fig7(plt, data, path):
 
 def fig8(plt, data, path):
     rows = [r for r in data["bandwidth_all"] if str(r.get("protocol")).lower() == "tcp"]
-    have = [m for m in ("dnb", "cnb") if _bar_values(rows, m, "tcp")]
+    have = [m for m in ("dnb", "cnb") if measurements(rows, m, "tcp")]
     if len(have) < 2:
         return f"needs TCP rows for DNB and CNB (have: {', '.join(have) or 'none'})"
-    groups = list(bw.DIRECTIONS) + ["combined"]
+    groups = list(DIRECTIONS) + [COMBINED]
 
     def vals(m, g):
-        return _bar_values(rows, m, "tcp", None if g == "combined" else g)
+        return measurements(rows, m, "tcp", None if g == COMBINED else g)
 
     div, unit = rate_unit(max(max(vals(m, g) or [0]) for m in have for g in groups))
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
@@ -483,7 +349,7 @@ def fig_first(plt, data, path):
             sel = [p for p in mine if p[3] is flag]
             if not sel:
                 continue
-            mean = sum(p[2] for p in sel) / len(sel)
+            mean = statistics.fmean(p[2] for p in sel)
             ax.scatter([p[1] for p in sel], [p[2] for p in sel], s=16, alpha=0.65, color=col,
                        label=f"{text} (n={len(sel)}, mean {mean:.0f} ms)", zorder=3 - (flag is True))
         # mean per arrival index over all runs
@@ -491,7 +357,7 @@ def fig_first(plt, data, path):
         for p in mine:
             by_i.setdefault(p[1], []).append(p[2])
         xs = sorted(by_i)
-        ax.plot(xs, [sum(by_i[x]) / len(by_i[x]) for x in xs], color="k", lw=1, alpha=0.6,
+        ax.plot(xs, [statistics.fmean(by_i[x]) for x in xs], color="k", lw=1, alpha=0.6,
                 label=f"{label(m)} mean at this position")
         for other in modes:
             if other == m or m != "dnb":
@@ -501,7 +367,7 @@ def fig_first(plt, data, path):
                 if p[0] == other:
                     ref.setdefault(p[1], []).append(p[2])
             rx = sorted(ref)
-            ax.plot(rx, [sum(ref[x]) / len(ref[x]) for x in rx], color=colour(other), lw=1.2,
+            ax.plot(rx, [statistics.fmean(ref[x]) for x in rx], color=colour(other), lw=1.2,
                     ls="--", label=f"{label(other)} mean at this position")
         ax.set_title(f"{label(m)}: reachability by request order")
         ax.set_xlabel("request order in its batch (1 = first request)")

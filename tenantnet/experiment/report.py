@@ -6,8 +6,9 @@ beside what was measured, each with a verdict computed from the data.
 
 Inputs (all optional; what is missing is reported as not measured): reachability.csv,
 reachability_instances.csv, bandwidth.csv (and baseline.csv), spec.json (or meta.json with a
-"spec" key), machine.json (``machine_info()``; collected at report time when absent),
-figures written by ``plots.render`` (called here unless ``render_figures=False``).
+"spec" key), machine.json or meta.json ``machine`` (``machine.machine_info()``; collected at
+report time when absent), figures written by ``plots.render`` (called here unless
+``render_figures=False``). The statistics are ``analysis``'s; this module judges and writes.
 
 Verdicts are "holds", "does not hold" or "not measured". Directional claims hold when the
 difference has the claimed sign *and* is beyond noise: Welch's t >= T_MIN (when both sides
@@ -19,14 +20,13 @@ percent), claim 3 needs |DNB - CNB| / CNB <= UDP_EQUAL_PCT percent.
 import json
 import math
 import os
-import platform
-import shutil
-import subprocess
+import statistics
 import sys
 
-from tenantnet.experiment import bandwidth as bw
-from tenantnet.experiment import plots
-from tenantnet.experiment.plots import boolean, mode_of, num
+from tenantnet.experiment import analysis, plots
+from tenantnet.experiment.analysis import (COMBINED, DIRECTIONS, boolean, finite, measurements,
+                                           mode_of)
+from tenantnet.experiment.machine import machine_info
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 T_MIN = 2.0
@@ -46,21 +46,10 @@ CLAIMS = {
 }
 
 
-# -- statistics --------------------------------------------------------------------------
-def _stats(values):
-    vals = [v for v in (num(x) for x in values) if v is not None]
-    d = bw.describe(vals)
-    return d["n"], d["mean"], d["std"]
-
-
-def welch_t(n1, m1, s1, n2, m2, s2):
-    """Welch's t of (m1 - m2), or None when either side has fewer than two values."""
-    if None in (m1, m2) or not n1 or not n2 or n1 < 2 or n2 < 2 or s1 is None or s2 is None:
-        return None
-    se = math.sqrt(s1 * s1 / n1 + s2 * s2 / n2)
-    if se == 0:
-        return math.inf if m1 != m2 else 0.0
-    return (m1 - m2) / se
+# -- verdicts ----------------------------------------------------------------------------
+def _n_mean(values):
+    d = analysis.describe(values)
+    return d["n"], d["mean"]
 
 
 def _directional(t, sign_ok):
@@ -76,7 +65,7 @@ def _directional(t, sign_ok):
 
 
 def _fmt_t(t):
-    return "inf" if t == math.inf else f"{t:.2f}"
+    return "inf" if math.isinf(t) else f"{t:.2f}"
 
 
 def _ms(v):
@@ -95,8 +84,8 @@ def _pct(v):
 
 # -- the claims ----------------------------------------------------------------------------
 def claim_1a(data):
-    dnb = plots.reachability_series(data["reachability"], "dnb")
-    cnb = plots.reachability_series(data["reachability"], "cnb")
+    dnb = analysis.reachability_series(data["reachability"], "dnb")
+    cnb = analysis.reachability_series(data["reachability"], "cnb")
     if not dnb or not cnb:
         return NOT_MEASURED, "needs reachability records of both DNB and CNB " \
                              f"(DNB: {'yes' if dnb else 'no'}, CNB: {'yes' if cnb else 'no'})"
@@ -109,11 +98,11 @@ def claim_1a(data):
 
     def pool(points):
         rows = [{"success": p[3], "mean_ms": p[1], "std_ms": p[2]} for p in points]
-        return plots.pooled(rows)
+        return analysis.pooled(rows)
 
     dm, ds, dn = pool([d_pts[k] for k in common])
     cm, cs, cn = pool([c_pts[k] for k in common])
-    t = welch_t(dn, dm, ds, cn, cm, cs)
+    t = analysis.welch_t_from_stats(dn, dm, ds, cn, cm, cs)
     verdict, note, why = _directional(t, dm > cm)
     measured = (f"over {len(common)} matched sub-experiments: DNB mean {_ms(dm)} (n={dn}) vs "
                 f"CNB {_ms(cm)} (n={cn}), DNB/CNB = {dm / cm:.2f}x; DNB slower in {slower} of "
@@ -126,67 +115,60 @@ def claim_1b(data):
 
     With CNB instance rows, the comparison is of the *DNB overhead*: each DNB instance's
     reachability minus the CNB instance at the same arrival position of the same
-    sub-experiment (plots.overhead_pairs), because in either mode later requests of a batch
+    sub-experiment (analysis.overhead_pairs), because in either mode later requests of a batch
     wait longer, and bridge creators are by nature the early ones: comparing raw times
     would mix the bridge cost with queueing. Without CNB rows the raw times are compared,
     and the text says that this is not adjusted for arrival order."""
     inst = data["reachability_instances"]
-    rows = [r for r in plots.successful_instances(inst) if mode_of(r) == "dnb"]
-    created = [num(r["reachability_ms"]) for r in rows if boolean(r.get("bridges_existed"))
-               is False]
-    existed = [num(r["reachability_ms"]) for r in rows if boolean(r.get("bridges_existed"))
-               is True]
+    rows = [r for r in analysis.successful_instances(inst) if mode_of(r) == "dnb"]
+    created = [finite(r["reachability_ms"]) for r in rows
+               if boolean(r.get("bridges_existed")) is False]
+    existed = [finite(r["reachability_ms"]) for r in rows
+               if boolean(r.get("bridges_existed")) is True]
     if not created or not existed:
         return NOT_MEASURED, ("needs successful DNB instances both with and without existing "
                               f"bridges (have {len(created)} that created bridges, "
                               f"{len(existed)} that found them)")
-    order = [p for p in plots.arrival_order(inst) if p[0] == "dnb"]
+    order = [p for p in analysis.arrival_order(inst) if p[0] == "dnb"]
     pos_c = [p[1] for p in order if p[3] is False]
     pos_e = [p[1] for p in order if p[3] is True]
     runs = {(p[4], p[5], p[6]) for p in order}
-    context = (f"; mean arrival position {sum(pos_c) / len(pos_c):.1f} (creators) vs "
-               f"{sum(pos_e) / len(pos_e):.1f} (others); {len(pos_c) / max(1, len(runs)):.1f} "
+    context = (f"; mean arrival position {statistics.fmean(pos_c):.1f} (creators) vs "
+               f"{statistics.fmean(pos_e):.1f} (others); {len(pos_c) / max(1, len(runs)):.1f} "
                f"bridge-creating instances per sub-experiment over {len(runs)}")
-    pairs = plots.overhead_pairs(inst)
+    pairs = analysis.overhead_pairs(inst)
     oc = [o for o, flag, _ in pairs if flag is False]
     oe = [o for o, flag, _ in pairs if flag is True]
-    n1, m1, s1 = _stats(created)
-    n2, m2, s2 = _stats(existed)
+    n1, m1 = _n_mean(created)
+    n2, m2 = _n_mean(existed)
     raw = (f"raw DNB times: creators {_ms(m1)} (n={n1}), others {_ms(m2)} (n={n2})")
     if oc and oe:
-        k1, a1, d1 = _stats(oc)
-        k2, a2, d2 = _stats(oe)
-        t = welch_t(k1, a1, d1, k2, a2, d2)
+        k1, a1 = _n_mean(oc)
+        k2, a2 = _n_mean(oe)
+        t = analysis.welch_t(oc, oe)
         verdict, note, why = _directional(t, a1 > a2)
         measured = (f"DNB overhead over CNB at the same arrival position: instances that "
                     f"created their bridges {a1:+.1f} ms (n={k1}), instances that found them "
                     f"{a2:+.1f} ms (n={k2}); {note}; {raw}{context}")
         return verdict, measured, why
-    t = welch_t(n1, m1, s1, n2, m2, s2)
+    t = analysis.welch_t(created, existed)
     verdict, note, why = _directional(t, m1 > m2)
     measured = (f"no CNB instances to pair with, so NOT adjusted for arrival order (later "
                 f"requests wait longer): {raw}, ratio {m1 / m2:.2f}x; {note}{context}")
     return verdict, measured, why + ", unadjusted"
 
 
-def _mode_values(rows, mode, protocol, direction=None, metric="bits_per_second"):
-    return [num(r.get(metric)) for r in rows
-            if mode_of(r) == mode and str(r.get("protocol")).lower() == protocol
-            and (direction is None or r.get("direction") == direction)
-            and num(r.get(metric)) is not None]
-
-
 def claim_2(data):
     rows = data["bandwidth_all"]
-    d = _mode_values(rows, "dnb", "tcp")
-    c = _mode_values(rows, "cnb", "tcp")
+    d = measurements(rows, "dnb", "tcp")
+    c = measurements(rows, "cnb", "tcp")
     if not d or not c:
         return NOT_MEASURED, ("needs TCP measurements of both DNB and CNB "
                               f"(DNB: {len(d)}, CNB: {len(c)})")
-    n1, m1, s1 = _stats(c)
-    n2, m2, s2 = _stats(d)
+    n1, m1 = _n_mean(c)
+    n2, m2 = _n_mean(d)
     lower_pct = 100 * (m1 - m2) / m1            # how much lower DNB is, in % of CNB
-    t = welch_t(n1, m1, s1, n2, m2, s2)         # CNB - DNB
+    t = analysis.welch_t(c, d)                  # CNB - DNB
     lo, hi = TCP_CLAIM_PCT - TCP_TOLERANCE_PP, TCP_CLAIM_PCT + TCP_TOLERANCE_PP
     verdict, note, why = _directional(t, m2 < m1)
     if verdict == HOLDS and not lo <= lower_pct <= hi:
@@ -204,19 +186,19 @@ def claim_2(data):
 
 def claim_3(data):
     rows = data["bandwidth_all"]
-    d = _mode_values(rows, "dnb", "udp")
-    c = _mode_values(rows, "cnb", "udp")
+    d = measurements(rows, "dnb", "udp")
+    c = measurements(rows, "cnb", "udp")
     if not d or not c:
         return NOT_MEASURED, ("needs UDP measurements of both DNB and CNB "
                               f"(DNB: {len(d)}, CNB: {len(c)})")
-    n1, m1, _ = _stats(d)
-    n2, m2, _ = _stats(c)
+    n1, m1 = _n_mean(d)
+    n2, m2 = _n_mean(c)
     diff = 100 * (m1 - m2) / m2
     verdict = HOLDS if abs(diff) <= UDP_EQUAL_PCT else FAILS
-    jd = _stats(_mode_values(rows, "dnb", "udp", metric="jitter_ms"))[1]
-    jc = _stats(_mode_values(rows, "cnb", "udp", metric="jitter_ms"))[1]
-    ld = _stats(_mode_values(rows, "dnb", "udp", metric="lost_percent"))[1]
-    lc = _stats(_mode_values(rows, "cnb", "udp", metric="lost_percent"))[1]
+    jd = _n_mean(measurements(rows, "dnb", "udp", metric="jitter_ms"))[1]
+    jc = _n_mean(measurements(rows, "cnb", "udp", metric="jitter_ms"))[1]
+    ld = _n_mean(measurements(rows, "dnb", "udp", metric="lost_percent"))[1]
+    lc = _n_mean(measurements(rows, "cnb", "udp", metric="lost_percent"))[1]
     rate = next((r.get("udp_rate") for r in rows if str(r.get("protocol")).lower() == "udp"
                  and r.get("udp_rate")), None)
     measured = (f"UDP{' at ' + str(rate) + 'bit/s offered' if rate else ''}: DNB {_mbps(m1)} "
@@ -226,7 +208,7 @@ def claim_3(data):
         measured += f"; jitter {jd:.3f} vs {jc:.3f} ms"
     if ld is not None and lc is not None:
         measured += f"; loss {ld:.2f}% vs {lc:.2f}%"
-    offered = [num(r.get("target_bits_per_second")) or _rate_bps(r.get("udp_rate"))
+    offered = [finite(r.get("target_bits_per_second")) or _rate_bps(r.get("udp_rate"))
                for r in rows if str(r.get("protocol")).lower() == "udp"]
     offered = [o for o in offered if o]
     if offered and min(m1, m2) >= 0.99 * max(offered):
@@ -251,14 +233,14 @@ def _rate_bps(rate):
 def claim_4(data):
     rows = data["bandwidth_all"]
     parts, verdict, why = [], NOT_MEASURED, None
-    for mode in [m for m in plots.modes_in(rows)]:
-        up = _mode_values(rows, mode, "tcp", "vm->probe")
-        down = _mode_values(rows, mode, "tcp", "probe->vm")
+    for mode in analysis.modes_in(rows):
+        up = measurements(rows, mode, "tcp", "vm->probe")
+        down = measurements(rows, mode, "tcp", "probe->vm")
         if not up or not down:
             continue
-        n1, m1, s1 = _stats(up)
-        n2, m2, s2 = _stats(down)
-        t = welch_t(n1, m1, s1, n2, m2, s2)
+        n1, m1 = _n_mean(up)
+        n2, m2 = _n_mean(down)
+        t = analysis.welch_t(up, down)
         v, note, w = _directional(t, m1 > m2)
         parts.append(f"{plots.label(mode)}: vm->probe {_mbps(m1)} (n={n1}) vs probe->vm "
                      f"{_mbps(m2)} (n={n2}), {100 * (m1 - m2) / m2:+.1f}%; {note}")
@@ -289,59 +271,6 @@ def claims(data):
 
 
 # -- setup ---------------------------------------------------------------------------------
-def _first_line(cmd):
-    if not shutil.which(cmd[0]):
-        return None
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = (out.stdout or out.stderr or "").strip().splitlines()
-    return lines[0] if lines else None
-
-
-def machine_info():
-    """Facts about this machine worth keeping with the results (store as machine.json)."""
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                    break
-    except (OSError, ValueError):
-        pass
-    try:
-        import matplotlib
-        mpl = matplotlib.__version__
-    except ImportError:
-        mpl = None
-    return {"kernel": platform.release(), "machine": platform.machine(), "cpu": cpu,
-            "cpus": os.cpu_count(), "memory": mem,
-            "python": platform.python_version(), "matplotlib": mpl,
-            "ovs": _first_line(["ovs-vswitchd", "--version"])
-            or _first_line(["/usr/sbin/ovs-vswitchd", "--version"]),
-            "iperf3": _first_line(["iperf3", "--version"]),
-            "tcp_congestion_control": _read_sysctl("/proc/sys/net/ipv4/tcp_congestion_control")}
-
-
-def _read_sysctl(path):
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
 def _baseline_lines(bases, meta):
     """What the run's baselines are (meta.json ``baselines``, else by mode name)."""
     from tenantnet.experiment import baseline
@@ -369,7 +298,7 @@ def _table(headers, rows):
 
 
 def _f(v, digits=1):
-    v = num(v)
+    v = finite(v)
     return None if v is None else f"{v:.{digits}f}"
 
 
@@ -476,10 +405,10 @@ def write_report(results_dir, render_figures=True, progress=None):
     L += ["", "## Bandwidth (section IV.B)", ""]
     rows = data["bandwidth_all"]
     if rows:
-        summary = bw.summarise(rows)
-        bases = [m for m in plots.BASELINE_MODES if m in summary]
-        base = {m: summary[m]["tcp"].get("combined", {}).get("mean") for m in bases}
-        ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get("combined", {}).get("mean")
+        summary = analysis.summarise(rows)
+        bases = [m for m in analysis.BASELINE_MODES if m in summary]
+        base = {m: summary[m]["tcp"].get(COMBINED, {}).get("mean") for m in bases}
+        ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get(COMBINED, {}).get("mean")
                  for m in bases}
         ratio_heads = [f"% of {plots.SHORT_LABELS.get(b, b)}" for b in bases]
         L += _baseline_lines(bases, meta)
@@ -487,8 +416,8 @@ def write_report(results_dir, render_figures=True, progress=None):
               "to the same-run baselines" + (f": {', '.join(bases)}" if bases else "") + "):",
               ""]
         body = []
-        for m in plots.modes_in(rows):
-            for d in list(bw.DIRECTIONS) + [bw.COMBINED]:
+        for m in analysis.modes_in(rows):
+            for d in list(DIRECTIONS) + [COMBINED]:
                 st = summary[m]["tcp"].get(d)
                 if not st or not st["n"]:
                     continue
@@ -503,21 +432,21 @@ def write_report(results_dir, render_figures=True, progress=None):
                     body)
         L += ["", "UDP (both directions; bandwidth received; datagrams sent):", ""]
         body = []
-        for m in plots.modes_in(rows):
+        for m in analysis.modes_in(rows):
             u = summary[m]["udp"]
-            if not u or not u["bits_per_second"][bw.COMBINED]["n"]:
+            if not u or not u["bits_per_second"][COMBINED]["n"]:
                 continue
 
             def ms(metric, scale=1.0, digits=2):
-                st = u[metric][bw.COMBINED]
+                st = u[metric][COMBINED]
                 if st["mean"] is None:
                     return None
                 std = "-" if st["std"] is None else f"{st['std'] / scale:.{digits}f}"
                 return f"{st['mean'] / scale:.{digits}f} +- {std}"
-            bps = u["bits_per_second"][bw.COMBINED]["mean"]
+            bps = u["bits_per_second"][COMBINED]["mean"]
             ratios = [f"{100 * bps / ubase[b]:.0f}%" if ubase.get(b) and m != b else None
                       for b in bases]
-            body.append([plots.label(m), u["bits_per_second"][bw.COMBINED]["n"],
+            body.append([plots.label(m), u["bits_per_second"][COMBINED]["n"],
                          ms("bits_per_second", 1e6, 3), ms("jitter_ms", 1, 4), ms("packets", 1, 0),
                          ms("lost_packets", 1, 1), ms("lost_percent", 1, 3),
                          ms("out_of_order", 1, 1), *ratios])

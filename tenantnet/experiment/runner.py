@@ -8,9 +8,10 @@ plots and the report, all written to one results directory (see results.py)::
 Results directory (``ResultsDir``):
 
 =============================== ========================================================
-meta.json                        spec, tuning, machine, versions, timestamps, status
+meta.json                        spec, tuning, machine (machine.machine_info), nodes,
+                                 timestamps, status
 reachability_instances.csv/json  one row per instance (reachability.INSTANCE_FIELDS)
-reachability.csv/json            the eight-field records (stats.RECORD_FIELDS + extras)
+reachability.csv/json            the eight-field records (analysis.records)
 bandwidth.csv/json               rows returned by bandwidth.run_bandwidth, every mode
 labs/<mode>-k<K>.yaml            the generated lab configs
 labs/<mode>-state.txt            node VMs only: each mode's reference state (labs.py)
@@ -50,24 +51,21 @@ import importlib
 import importlib.util
 import inspect
 import os
-import platform
-import shutil
-import subprocess
 import sys
 import time
 
-import tenantnet
 from tenantnet.model import config as config_mod
 from tenantnet.errors import TenantnetError
-from tenantnet.experiment import stats
+from tenantnet.experiment import analysis
 from tenantnet.experiment.labs import LabFactory, SharedLab
+from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.reachability import (GUARD, INSTANCE_FIELDS, ExperimentError,
                                                run_reachability)
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
 DEFAULT_PREFIX = "tnexp"
-RECORD_COLUMNS = stats.RECORD_FIELDS + stats.EXTRA_FIELDS
+RECORD_COLUMNS = analysis.RECORD_FIELDS + analysis.EXTRA_FIELDS
 
 
 # -- progress -------------------------------------------------------------------------
@@ -155,27 +153,7 @@ class Reporter:
 # LabFactory (a fresh lab per part) and SharedLab (one lab of node VMs per run) live there.
 
 
-# -- machine info ---------------------------------------------------------------------
-def _first_line(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = (out.stdout or out.stderr or "").strip()
-    return text.splitlines()[0] if text else None
-
-
-def _git(root, *args):
-    if not shutil.which("git") or not os.path.isdir(os.path.join(root, ".git")):
-        return None
-    try:
-        out = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
+# -- machine and nodes ------------------------------------------------------------
 def node_info(spec):
     """What the lab's nodes are: their kind, datapath and virtualisation (the latter filled
     in from the first lab that comes up with node VMs: 'kvm' or 'tcg')."""
@@ -184,52 +162,6 @@ def node_info(spec):
                 "vm_memory_mb": spec.lab.vm_memory_mb}
     return {"kind": "emulated", "datapath": "netdev (userspace)",
             "virtualisation": "none: network namespaces on this host"}
-
-
-def machine_info():
-    uname = platform.uname()
-    mem_kb = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tenantnet.__file__)))
-    commit = _git(root, "rev-parse", "HEAD")
-    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "memory_mb": mem_kb // 1024 if mem_kb else None,
-        "kernel": uname.release,
-        "system": f"{uname.system} {uname.version}",
-        "machine": uname.machine,
-        "hostname": uname.node,
-        "python": platform.python_version(),
-        "ovs_version": _first_line(["ovs-vswitchd", "--version"]),
-        "iperf3_version": _first_line(["iperf3", "--version"]),
-        "tenantnet_version": tenantnet.__version__,
-        "tenantnet_commit": commit,
-        "tenantnet_dirty": bool(dirty) if dirty is not None else None,
-        "loadavg_at_start": list(load) if load else None,
-    }
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def _now():
@@ -317,7 +249,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
     def save_reachability(rows):
         inst_rows.extend(rows)
         rd.write_table("reachability_instances", inst_rows, columns=INSTANCE_FIELDS)
-        rd.write_table("reachability", stats.records(inst_rows), columns=RECORD_COLUMNS)
+        rd.write_table("reachability", analysis.records(inst_rows), columns=RECORD_COLUMNS)
 
     config_dir = rd.path(os.path.join("labs", ""))
     shared = None

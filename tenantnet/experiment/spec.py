@@ -81,15 +81,31 @@ class ReachabilitySpec:
         return [(n, k) for k in self.networks for n in self.instances]
 
 
+# The bandwidth part's defaults, the one place for them: BandwidthSpec's fields and
+# bandwidth.settings() (which a dict or a Spec is merged over) both take them from here.
+BANDWIDTH_DEFAULTS = {
+    "duration_s": 20.0,
+    "udp_rate": "100M",              # iperf3 -b for UDP ("paper" = "1M")
+    "vms": 2,                        # how many VMs are measured
+    "protocols": PROTOCOLS,
+    "repeats": 1,                    # measurements per VM, protocol and direction
+    # not spec keys: the measurement's own knobs (bandwidth.run_bandwidth)
+    "network": None,                 # the lab's first network
+    "omit_s": 0,                     # iperf3 -O
+    "vm_prefix": "bw",
+    "reach_timeout_s": 30.0,         # each VM must answer its probe within this
+}
+
+
 @dataclass
 class BandwidthSpec:
     enabled: bool = True
-    duration_s: float = 20.0
-    udp_rate: str = "100M"           # iperf3 -b for UDP ("paper" = "1M")
-    vms: int = 2                     # how many VMs are measured
-    protocols: list = field(default_factory=lambda: list(PROTOCOLS))
-    repeats: int = 1                 # measurements per VM, protocol and direction
-    baselines: bool = True           # also measure a veth pair and one flat OVS bridge
+    duration_s: float = BANDWIDTH_DEFAULTS["duration_s"]
+    udp_rate: str = BANDWIDTH_DEFAULTS["udp_rate"]
+    vms: int = BANDWIDTH_DEFAULTS["vms"]
+    protocols: list = field(default_factory=lambda: list(BANDWIDTH_DEFAULTS["protocols"]))
+    repeats: int = BANDWIDTH_DEFAULTS["repeats"]
+    baselines: bool = True           # also measure the same-run baselines
 
 
 @dataclass
@@ -320,7 +336,7 @@ def spec_from_dict(data, source="<spec>"):
     b.udp_rate = normalise_rate(sec.take("udp_rate", (str, int, float), default=b.udp_rate),
                                 source, sec.key("udp_rate"))
     b.vms = _number(sec, "vms", b.vms, 1, MAX_VMS_PER_NETWORK, True)
-    protos = sec.take("protocols", list, default=list(PROTOCOLS))
+    protos = sec.take("protocols", list, default=list(b.protocols))
     if not protos:
         raise ConfigError(source, "bandwidth.protocols", "the list is empty")
     for i, p in enumerate(protos):

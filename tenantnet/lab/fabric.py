@@ -183,15 +183,16 @@ class LabFabric:
 
     @_mutating
     def add_node(self, name, role, management_ip, transport_ip, mgmt_prefix_len=24,
-                 transport_prefix_len=16, ovsdb_port=6640):
+                 transport_prefix_len=16, ovsdb_port=6640, tls_dir=None):
         """Create emulated node *name* (role "compute" or "network") with its own Open
-        vSwitch. Returns {netns, ovsdb_remote, unix_remote, base_dir}."""
+        vSwitch; *tls_dir*: its certificates (OVSDB on pssl:), None: plain TCP. Returns
+        {netns, ovsdb_remote, unix_remote, base_dir}."""
         state = self.store.state
         fabricnet.require_fabric(state)
         self._check_new_node(name, role)
         rec = EmulatedNode.describe(state, self.prefix, self.state_dir, name, role,
                                     management_ip, transport_ip, mgmt_prefix_len,
-                                    transport_prefix_len, ovsdb_port)
+                                    transport_prefix_len, ovsdb_port, tls_dir)
         for other, o in state.nodes.items():
             if o.management_ip == management_ip or o.transport_ip == transport_ip:
                 raise LabError(f"node {name}: address already used by node {other}")

@@ -18,6 +18,7 @@ import time
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.controller.client import ApiClient
+from tenantnet.lab import certs
 from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab.fabric import LabFabric, check_host
 from tenantnet.model.topology import NODE_KINDS, probe_name
@@ -124,6 +125,11 @@ class Lab:
         _say(progress, f"fabric {self.fabric.fabric_netns}: management {mgmt}, transport {trans}")
         self.fabric.up_fabric(str(mgmt), str(trans))
         self.fabric.add_controller(topo.controller.management_ip, mgmt.prefixlen)
+        if topo.controller.tls:
+            _say(progress, f"TLS: the lab's PKI in {certs.pki_dir(self.fabric.state_dir)}")
+        else:
+            _say(progress, "TLS off (security: insecure): every control channel is plain TCP")
+        certs.make(topo, self.fabric.state_dir)
         if kind == "vm":
             self._up_vm_nodes(topo, progress)
         for node in topo.nodes() if kind == "emulated" else ():
@@ -131,7 +137,8 @@ class Lab:
             self.fabric.add_node(node.name, node.role, node.management_ip, node.transport_ip,
                                  mgmt_prefix_len=mgmt.prefixlen,
                                  transport_prefix_len=trans.prefixlen,
-                                 ovsdb_port=topo.controller.ovsdb_port)
+                                 ovsdb_port=topo.controller.ovsdb_port,
+                                 tls_dir=certs.node_dir(topo, self.fabric.state_dir, node.name))
         for vm in topo.vms().values():
             self.fabric.add_endpoint(vm.name, vm.node, vm.port, kind="vm")
         for key in topo.active_networks():
@@ -176,14 +183,16 @@ class Lab:
         netns = ",".join(f"{n.name}:{fab.node_netns(n.name)}@{fab.ovs(n.name).rundir}"
                          for n in topo.nodes() if fab.node_kind(n.name) == "emulated")
         path = os.path.join(fab.state_dir, "controller.conf")
+        port = "ssl" if c.tls else "tcp"
         text = (f"# written by `tenantnet lab up` (prefix {self.prefix})\n"
                 "[DEFAULT]\n"
                 f"ofp_listen_host = {c.management_ip}\n"
-                f"ofp_tcp_listen_port = {c.openflow_port}\n\n"
+                f"ofp_{port}_listen_port = {c.openflow_port}\n\n"
                 "[tenantnet]\n"
                 f"config = {os.path.abspath(config_path)}\n"
                 f"api_listen = {c.management_ip}:{c.api_port}\n"
                 f"api_socket = {self.api_socket}\n"
+                + (f"pki_dir = {certs.pki_dir(fab.state_dir)}\n" if c.tls else "")
                 + (f"node_netns = {netns}\n" if netns else ""))
         with open(path, "w") as fh:
             fh.write(text)
@@ -281,15 +290,23 @@ class Lab:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
+        c = topo.controller
+        ident = certs.tenant_identity(topo, state, tenant, ip)
         sections = {
-            "DEFAULT": {"ofp_listen_host": ip, "ofp_tcp_listen_port": port,
-                        "echo_request_interval": 1, "maximum_unreplied_echo_requests": 3},
+            "DEFAULT": {"ofp_listen_host": ip, "echo_request_interval": 1,
+                        "maximum_unreplied_echo_requests": 3},
             "tenant_l2": {"tenant": tenant,
-                          "api": f"http://{topo.controller.management_ip}:"
-                                 f"{topo.controller.api_port}",
+                          "api": f"{'https' if ident else 'http'}://{c.management_ip}:"
+                                 f"{c.api_port}",
                           "token_file": token_file,
                           "cache": os.path.join(state, f"placement-{tenant}.json")},
         }
+        if ident is None:
+            sections["DEFAULT"]["ofp_tcp_listen_port"] = port
+        else:          # TLS: its own certificate; only a node's is accepted (node-ca.pem)
+            sections["DEFAULT"].update(ofp_ssl_listen_port=port, ctl_privkey=ident.key,
+                                       ctl_cert=ident.cert, ca_certs=ident.ca("node"))
+            sections["tenant_l2"]["api_ca"] = ident.ca("api")
         for section, values in (extra or {}).items():
             sections.setdefault(section, {}).update(values)
         lines = [f"# written by the lab (prefix {self.prefix}) for tenant {tenant}'s "

@@ -17,6 +17,9 @@ VSWITCHD_CANDIDATES = ("/usr/sbin/ovs-vswitchd", "/usr/lib/openvswitch-switch/ov
 OVSDB_SERVER = "/usr/sbin/ovsdb-server"
 # Remotes configured in the database (ovs-vsctl set-manager), as ovs-ctl serves them.
 MANAGER_REMOTE = "db:Open_vSwitch,Open_vSwitch,manager_options"
+# Its key and certificate, as ovs-ctl gives them (ovs-vsctl set-ssl).
+SSL_OPTIONS = ("--private-key=db:Open_vSwitch,SSL,private_key",
+               "--certificate=db:Open_vSwitch,SSL,certificate")
 
 
 def _vswitchd_binary():
@@ -48,13 +51,19 @@ class OvsInstance:
     `ovs-vsctl set-manager ptcp:PORT:IP` (that is how the lab's nodes do it). *ovsdb_tcp* =
     (ip, port) additionally opens OVSDB on that TCP address from the command line, for
     instances that are not bootstrapped (do not combine it with set-manager on the same
-    port)."""
+    port).
 
-    def __init__(self, base_dir, netns=None, ovsdb_tcp=None, system_id=None):
+    Its key and certificate come from the SSL table, as with ovs-ctl. *ovsdb_ca*: the CA
+    file that ovsdb-server alone trusts for its `pssl:` remotes (a node trusts only the
+    provider's CA there, while ovs-vswitchd trusts the SSL table's bundle); without it,
+    ovsdb-server trusts the SSL table's CA too, as ovs-ctl's --bootstrap-ca-cert does."""
+
+    def __init__(self, base_dir, netns=None, ovsdb_tcp=None, system_id=None, ovsdb_ca=None):
         self.base_dir = os.path.abspath(base_dir)
         self.netns = netns
         self.ovsdb_tcp = ovsdb_tcp
         self.system_id = system_id
+        self.ovsdb_ca = ovsdb_ca
         self.rundir = os.path.join(self.base_dir, "run")
         self.dbdir = os.path.join(self.base_dir, "db")
         self.logdir = os.path.join(self.base_dir, "log")
@@ -99,7 +108,9 @@ class OvsInstance:
         remotes = [f"--remote=punix:{self.db_sock}", f"--remote={MANAGER_REMOTE}"]
         if self.ovsdb_tcp:
             remotes.append(f"--remote=ptcp:{self.ovsdb_tcp[1]}:{self.ovsdb_tcp[0]}")
-        ns.run([OVSDB_SERVER, self.db_file, *remotes,
+        ca = (f"--ca-cert={self.ovsdb_ca}" if self.ovsdb_ca
+              else "--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert")
+        ns.run([OVSDB_SERVER, self.db_file, *remotes, *SSL_OPTIONS, ca,
                 f"--pidfile={self.pidfile('ovsdb-server')}", "--detach",
                 f"--log-file={os.path.join(self.logdir, 'ovsdb-server.log')}",
                 f"--unixctl={os.path.join(self.rundir, 'ovsdb-server.ctl')}"],

@@ -101,6 +101,7 @@ class NodeRec:
     pids: Dict[str, Optional[int]] = field(default_factory=dict)
     start_times: Dict[str, Optional[int]] = field(default_factory=dict)
     bootstrap: List[str] = field(default_factory=list)
+    tls_dir: Optional[str] = None     # its certificates (tenantnet pki node); None: plain TCP
     # host and vm nodes: where commands run, and how
     exec: str = "local"
     ssh_identity: Optional[str] = None

@@ -12,9 +12,9 @@ import yaml
 
 from tenantnet.model import naming
 from tenantnet.errors import ConfigError
-from tenantnet.model.topology import (NODE_KINDS, Attachment, ControllerSettings, LabSettings,
-                                      Network, Node, Topology, Tuning, ex_ip,
-                                      reserved_probe_ips)
+from tenantnet.model.topology import (NODE_KINDS, SECURITY_MODES, Attachment,
+                                      ControllerSettings, LabSettings, Network, Node,
+                                      Topology, Tuning, ex_ip, reserved_probe_ips)
 
 MODES = ("dnb", "cnb")
 ROLES = ("compute", "network")
@@ -148,6 +148,10 @@ def build(data, source):
     if mode not in MODES:
         raise ConfigError(source, "mode", f"unknown mode {mode!r} (supported: {', '.join(MODES)})")
     controller = _controller(source, top.take("controller", dict, default={}))
+    controller.security = top.take("security", str, default=controller.security)
+    if controller.security not in SECURITY_MODES:
+        raise ConfigError(source, "security", f"unknown security {controller.security!r} "
+                          f"(expected one of: {', '.join(SECURITY_MODES)})")
     tuning = parse_tuning(source, top.take("tuning", dict, default={}))
     lab = _lab(source, top.take("lab", dict, default={}))
     topo = Topology(mode=mode, controller=controller, tuning=tuning, lab=lab)
@@ -329,6 +333,13 @@ def _tenants(source, topo, raw_tenants, mode):
             own = nsec.take("controller", str, default=None)
             if own is not None:
                 own = _openflow_target(source, nsec.key("controller"), own)
+                scheme = "ssl" if topo.controller.tls else "tcp"
+                if not own.startswith(scheme + ":"):
+                    raise ConfigError(source, nsec.key("controller"), (
+                        f"{own}: with TLS (the default) a tenant's controller is "
+                        f"ssl:IP:PORT (or set `security: insecure`)") if scheme == "ssl" else (
+                        f"{own}: with `security: insecure` nodes have no certificates, so a "
+                        "tenant's controller is tcp:IP:PORT"))
                 if net_mode != "dnb":
                     raise ConfigError(source, nsec.key("controller"),
                                       "only a DNB network has bridges of its own to hand to a "

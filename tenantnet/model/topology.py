@@ -82,10 +82,25 @@ class ControllerSettings:
     ovsdb_port: int = 6640
     api_port: int = 8080
     api_token: str = None          # the provider's credential on the TCP API
+    security: str = "tls"          # SECURITY_MODES: the whole deployment's control channels
+
+    @property
+    def tls(self):
+        return self.security == "tls"
 
     @property
     def openflow_target(self):
-        return f"tcp:{self.management_ip}:{self.openflow_port}"
+        return f"{'ssl' if self.tls else 'tcp'}:{self.management_ip}:{self.openflow_port}"
+
+    @property
+    def ovsdb_scheme(self):
+        """How the controller reaches a node's OVSDB: ssl (pssl: on the node) or tcp."""
+        return "ssl" if self.tls else "tcp"
+
+
+# tls: OVSDB on pssl: with client certificates, ssl: OpenFlow targets, an HTTPS API;
+# insecure: plain TCP everywhere (an explicit choice, warned about)
+SECURITY_MODES = ("tls", "insecure")
 
 
 # emulated: a namespace with its own userspace-datapath OVS; vm: a QEMU VM with the
@@ -126,6 +141,10 @@ class Topology:
 
     def remove_vm(self, name):
         self.g.remove_node(("vm", name))
+
+    @property
+    def security(self):
+        return self.controller.security
 
     def copy(self):
         other = Topology(self.mode, self.controller, self.tuning, self.lab)

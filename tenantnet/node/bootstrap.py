@@ -19,9 +19,10 @@ What it does (idempotent: a second run reports every step as unchanged):
     controller takes it over (its own priority-0 flow replaces that one);
   - the transport IP on br-tun's LOCAL port (moved off the transport interface, which is
     now only an OVS port);
-  - OVSDB opened to the controller: `set-manager ptcp:PORT:MANAGEMENT_IP` (ovsdb-server
-    serves `db:Open_vSwitch,Open_vSwitch,manager_options`: the distribution's ovs-ctl does,
-    and so does tenantnet.lab.ovs.OvsInstance);
+  - TLS (tenantnet.node.tls): the SSL table, ovsdb-server trusting only the provider's CA,
+    then OVSDB opened to the controller: `set-manager pssl:PORT:MANAGEMENT_IP` (ptcp: with
+    security insecure; ovsdb-server serves `db:Open_vSwitch,Open_vSwitch,manager_options`:
+    the distribution's ovs-ctl does, and so does tenantnet.lab.ovs.OvsInstance);
   - addresses of ex- endpoints that already exist (after a reboot), from their ports'
     external_ids:tenantnet-address.
 """
@@ -38,6 +39,7 @@ from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KIN
                                      DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER_KEY,
                                      TRANSPORT_BRIDGE, USERSPACE_DATAPATH)
 from tenantnet.errors import TenantnetError
+from tenantnet.node import tls as node_tls
 from tenantnet.node.hostexec import LocalExecutor, NetnsExecutor
 
 ROLES = tuple(COMMON_BRIDGES)
@@ -258,7 +260,8 @@ def check_prerequisites(vsctl, transport_interface, management_ip, datapath="net
 def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, management_ip,
                    ovsdb_port=6640, datapath="netdev", system_id=None, hostname=None,
                    set_address=None, link_exists=None, host=None, ofctl=None, check=True,
-                   arp_sysctls=True, module_dir="/sys/module"):
+                   arp_sysctls=True, module_dir="/sys/module", tls_dir=None,
+                   ovsdb_pidfile=node_tls.DEFAULT_PIDFILE):
     """Make this node a tenantnet node (idempotent); return the list of Steps.
 
     *vsctl(*args)* runs ovs-vsctl against the node's database and raises TenantnetError on
@@ -269,7 +272,11 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
     Host-side steps go to *host* (an ExecHost), or to the callables *set_address(ifname,
     cidr)* and *link_exists(ifname)* when given; with neither they are skipped and
     reported so. check=False skips the prerequisite checks (a missing kernel module is then
-    a warning step)."""
+    a warning step).
+
+    *tls_dir*: the node's certificate directory (tenantnet.node.tls): OVSDB then listens on
+    pssl: and trusts only the provider's CA (ovsdb-server's pid is read from
+    *ovsdb_pidfile*); None opens plain ptcp: (security: insecure)."""
     iface, mgmt = _validate(role, transport_interface, transport_ip_cidr, management_ip,
                             ovsdb_port, datapath)
     set_address = set_address or (host.set_address if host is not None else None)
@@ -389,13 +396,13 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
         step(f"transport IP on {TRANSPORT_BRIDGE}", False,
              f"skipped (no host access): set {iface} on {TRANSPORT_BRIDGE} yourself")
 
-    # -- OVSDB for the controller -------------------------------------------------------
-    target = f"ptcp:{ovsdb_port}:" + (f"[{mgmt}]" if mgmt.version == 6 else str(mgmt))
-    current = _out(_vsctl(vsctl, "get-manager", what="reading managers")).split()
-    if current != [target]:
-        _vsctl(vsctl, "set-manager", target, what="opening OVSDB to the controller")
-    step("OVSDB manager", current != [target], target + (
-        f" (replaced {', '.join(current)})" if current and current != [target] else ""))
+    # -- TLS, and OVSDB for the controller (tenantnet.node.tls) ---------------------------
+    try:
+        for what, changed, detail in node_tls.open_ovsdb(vsctl, host, ovsdb_port, mgmt,
+                                                         tls_dir, ovsdb_pidfile):
+            step(what, changed, detail)
+    except TenantnetError as exc:
+        raise BootstrapError(f"opening OVSDB to the controller: {exc}") from exc
 
     # -- ex- endpoints that already exist -------------------------------------------------
     if set_address is not None:

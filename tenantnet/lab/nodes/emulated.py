@@ -33,9 +33,10 @@ class EmulatedNode(LabNode):
 
     @classmethod
     def describe(cls, state, prefix, state_dir, name, role, management_ip, transport_ip,
-                 mgmt_prefix_len=24, transport_prefix_len=16, ovsdb_port=6640):
+                 mgmt_prefix_len=24, transport_prefix_len=16, ovsdb_port=6640, tls_dir=None):
         """The NodeRec of a new emulated node (nothing is created): LabError when its
-        addresses are outside the fabric's networks or its directory too long."""
+        addresses are outside the fabric's networks or its directory too long. *tls_dir*:
+        the node's certificates (`tenantnet pki node`): OVSDB on pssl:, else plain ptcp:."""
         fabricnet.check_in(state, management_ip, "management_cidr",
                            f"node {name} management_ip")
         fabricnet.check_in(state, transport_ip, "transport_cidr", f"node {name} transport_ip")
@@ -48,7 +49,8 @@ class EmulatedNode(LabNode):
             management_ip=management_ip, transport_ip=transport_ip,
             mgmt_prefix_len=int(mgmt_prefix_len),
             transport_prefix_len=int(transport_prefix_len), ovsdb_port=int(ovsdb_port),
-            base_dir=base_dir, ovsdb_remote=f"tcp:{management_ip}:{int(ovsdb_port)}",
+            base_dir=base_dir, tls_dir=tls_dir,
+            ovsdb_remote=f"{'ssl' if tls_dir else 'tcp'}:{management_ip}:{int(ovsdb_port)}",
             unix_remote=f"unix:{os.path.join(base_dir, 'run', 'db.sock')}",
             fabric_peers={"mgmt": naming.fabric_peer_name("m", "node", name),
                           "transport": naming.fabric_peer_name("t", "node", name)})
@@ -76,7 +78,7 @@ class EmulatedNode(LabNode):
     def bootstrap(self, inst):
         """The node's set-up, by the code `tenantnet node bootstrap` runs on a real host:
         ARP sysctls, br-int/br-tun(/br-ex) with datapath netdev, eth1 on br-tun, the
-        transport IP on br-tun's LOCAL port, OVSDB opened to the management network."""
+        transport IP on br-tun's LOCAL port, TLS, OVSDB opened to the management network."""
         rec = self.rec
         transport = f"{rec.transport_ip}/{rec.transport_prefix_len}"
         rec.bridges = list(COMMON_BRIDGES[rec.role])
@@ -88,7 +90,9 @@ class EmulatedNode(LabNode):
             steps = bootstrap_node(inst.vsctl, rec.role, "eth1", transport, rec.management_ip,
                                    ovsdb_port=rec.ovsdb_port, datapath="netdev",
                                    system_id=self.name, hostname=self.name,
-                                   host=ExecHost(ns.executor_in(rec.netns)), ofctl=inst.ofctl)
+                                   host=ExecHost(ns.executor_in(rec.netns)), ofctl=inst.ofctl,
+                                   tls_dir=rec.tls_dir,
+                                   ovsdb_pidfile=inst.pidfile("ovsdb-server"))
         except TenantnetError as exc:
             raise LabError(f"node {self.name}: bootstrap failed: {exc}") from exc
         rec.bootstrap = [str(st) for st in steps]
@@ -98,7 +102,9 @@ class EmulatedNode(LabNode):
     def ovs(self):
         """The node's OvsInstance (vsctl/ofctl/appctl). Its OVSDB listens on ovsdb_target
         through the manager bootstrap set (not a command-line remote)."""
-        return OvsInstance(self.rec.base_dir, netns=self.rec.netns, system_id=self.name)
+        tls = self.rec.tls_dir
+        return OvsInstance(self.rec.base_dir, netns=self.rec.netns, system_id=self.name,
+                           ovsdb_ca=os.path.join(tls, "ovsdb-ca.pem") if tls else None)
 
     def bridges(self):
         inst = self.ovs()
