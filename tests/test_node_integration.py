@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.integration,
 
 NETNS = "tnt-node"
 CFG = two_tenant_config(2, ("web1@compute1", "web2@compute2", "app1@compute1"),
-                        header="controller: {management_ip: 127.0.0.1, openflow_port: PORT}")
+                        # the core against real nodes on plain TCP; TLS: test_tls.py
+                        header="security: insecure\n"
+                               "controller: {management_ip: 127.0.0.1, openflow_port: PORT}")
 
 
 def _free_port():

@@ -13,6 +13,8 @@ import time
 import pytest
 
 from conftest import CONFIGS, lab_prerequisites
+from tenantnet import pki
+from tenantnet.lab import certs
 from tenantnet.model import naming
 from tenantnet.model.flowspec import COOKIE_PREFIX
 from tenantnet.lab.lab import Lab
@@ -285,11 +287,17 @@ def test_a_classic_ryu_app_runs_next_to_tenant_l2(lab, tmp_path):
 
 def test_api_credentials_from_a_tenant_host(lab):
     """A tenant's controller host reaches the provider's TCP API with its own token only."""
+    ca = pki.tenant(certs.pki_dir(lab.fabric.state_dir), "acme").ca("api")
+
     def cli_in(netns, *args):
-        return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m",
-                               "tenantnet.cli", *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run(["ip", "netns", "exec", netns, "env", f"TENANTNET_API_CA={ca}",
+                               sys.executable, "-m", "tenantnet.cli", *args],
+                              capture_output=True, text=True, timeout=60)
     netns = f"{PREFIX}-tc-acme"
-    api = "http://198.18.0.1:8080"
+    api = "https://198.18.0.1:8080"
+    plain = cli_in(netns, "vm", "list", "--api", "http://198.18.0.1:8080", "--token",
+                   "acme-lab-token")
+    assert plain.returncode == 1 and "https://" in plain.stderr, plain.stderr
     out = cli_in(netns, "vm", "list", "--json", "--api", api, "--token", "acme-lab-token")
     assert out.returncode == 0, out.stderr
     assert {v["network"] for v in json.loads(out.stdout)} == {"acme/web"}

@@ -24,6 +24,8 @@ def cmd_check_config(args):
     print(f"{args.file}: OK — mode {topo.mode}, {len(topo.compute_nodes())} compute + "
           f"{len(topo.network_nodes())} network nodes, {len(topo.tenants())} tenants, "
           f"{len(topo.networks())} networks, {len(topo.vms())} VMs")
+    if not topo.controller.tls:
+        print("  WARNING: security: insecure: OVSDB, OpenFlow and the API are plain TCP")
     print(f"  bridges (eq. 2): {equations.total_bridges(topo)}, "
           f"tunnels: {equations.total_tunnels(topo)} (bound, eq. 4: "
           f"{equations.total_tunnel_bound(topo)})")
@@ -44,7 +46,8 @@ def controller_argv(args):
                         ("--tenantnet-echo-max-unreplied", args.echo_max_unreplied),
                         ("--tenantnet-api-listen", args.api_listen),
                         ("--tenantnet-api-socket", args.api_socket),
-                        ("--tenantnet-api-token-file", args.api_token_file)):
+                        ("--tenantnet-api-token-file", args.api_token_file),
+                        ("--tenantnet-pki-dir", args.pki_dir)):
         if value is not None:
             argv += [flag, str(value)]
     if args.ovsdb_remote:
@@ -86,12 +89,22 @@ def cmd_controller(args):
 
 
 def tenant_conf_text(args, token_file):
-    """The [tenant_l2] section `tenantnet controller --tenant` hands to ryu_apps.tenant_l2."""
+    """The [tenant_l2] section `tenantnet controller --tenant` hands to ryu_apps.tenant_l2,
+    and with TLS the [DEFAULT] files os-ken listens with (its own, and the nodes' CA)."""
     lines = ["[DEFAULT]",
              f"echo_request_interval = {args.echo_interval or 1.0}",
-             f"maximum_unreplied_echo_requests = {args.echo_max_unreplied or 3}",
-             "", "[tenant_l2]", f"tenant = {args.tenant}", f"api = {args.api}",
-             f"poll_interval = {args.poll_interval}"]
+             f"maximum_unreplied_echo_requests = {args.echo_max_unreplied or 3}"]
+    ident = None
+    if args.security == "tls":
+        from tenantnet import pki
+        ident = pki.Identity(os.path.abspath(args.tls_dir)).check("node", "api")
+        lines += [f"ofp_ssl_listen_port = {args.listen_port or 6653}",
+                  f"ctl_privkey = {ident.key}", f"ctl_cert = {ident.cert}",
+                  f"ca_certs = {ident.ca('node')}"]
+    lines += ["", "[tenant_l2]", f"tenant = {args.tenant}", f"api = {args.api}",
+              f"poll_interval = {args.poll_interval}"]
+    if ident is not None:
+        lines.append(f"api_ca = {ident.ca('api')}")
     if token_file:
         lines.append(f"token_file = {token_file}")
     if args.cache:
@@ -121,11 +134,15 @@ def _tenant_controller(args):
         for f in args.config_file:        # the user's own files: [tenant_acl] pairs, ...
             argv += ["--config-file", f]
         argv += ["--config-file", conf]   # last: the flags of this command win
+        tcp_port = args.listen_port if args.security == "insecure" else None
         for flag, value in (("--ofp-listen-host", args.listen_host),
-                            ("--ofp-tcp-listen-port", args.listen_port)):
+                            ("--ofp-tcp-listen-port", tcp_port)):
             if value is not None:
                 argv += [flag, str(value)]
         return ryumanager.run(argv + ["--default-log-level", str(log_level(args))])
+
+
+TENANT_TLS_DIR = "/etc/tenantnet/pki/tenant"
 
 
 def build_parser():
@@ -167,6 +184,14 @@ def build_parser():
     c.add_argument("--ovsdb-remote", action="append", default=[],
                    help="NODE=REMOTE, e.g. compute1=unix:/run/x/db.sock (default: "
                         "tcp:MANAGEMENT_IP:OVSDB_PORT)")
+    c.add_argument("--pki-dir", help="the PKI directory whose provider/ the controller uses "
+                                     "with `security: tls` (default /etc/tenantnet/pki)")
+    c.add_argument("--security", choices=("tls", "insecure"), default="tls",
+                   help="with --tenant: tls (default): OpenFlow over TLS with the files in "
+                        "--tls-dir, the API checked against its api-ca.pem; insecure: plain")
+    c.add_argument("--tls-dir", default=TENANT_TLS_DIR,
+                   help="with --tenant: the tenant's directory made by `tenantnet pki tenant "
+                        f"NAME` (default {TENANT_TLS_DIR})")
     c.add_argument("--log-level", default="INFO")
     c.set_defaults(func=cmd_controller)
 

@@ -108,6 +108,12 @@ def main(argv=None):
     add_pki_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["pki", *(sys.argv[1:] if argv is None else argv)])
     try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        print("tenantnet pki: needs the Python package cryptography (Debian/Ubuntu: apt "
+              "install python3-cryptography)", file=sys.stderr)
+        return 2
+    try:
         return args.func(args)
     except TenantnetError as exc:
         print(f"tenantnet pki: {exc}", file=sys.stderr)

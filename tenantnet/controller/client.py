@@ -73,6 +73,8 @@ def parse_endpoint(endpoint):
 
 
 _VMS = TypeAdapter(list[wire.VM])
+_FUNCTIONS = TypeAdapter(list[wire.Function])
+_CHAINS = TypeAdapter(list[wire.Chain])
 
 
 class ApiClient:
@@ -112,6 +114,30 @@ class ApiClient:
 
     def get_vm(self, name, typed=False):
         return self._typed(wire.VM, typed, "GET", "/v1/vms/" + _segment(name))
+
+    def add_function(self, name, network, node, kind, typed=False, **options):
+        """A network function; *options*: its kind's settings (rules, stateful, rate)."""
+        spec = dict(options, name=name, network=network, node=node, kind=kind)
+        return self._typed(wire.Function, typed, "POST", "/v1/functions", spec)
+
+    def del_function(self, name, typed=False):
+        return self._typed(wire.Function, typed, "DELETE", "/v1/functions/" + _segment(name))
+
+    def list_functions(self, typed=False):
+        return self._typed(_FUNCTIONS, typed, "GET", "/v1/functions")
+
+    def add_chain(self, name, network, src, dst, through, on_failure=None, typed=False):
+        spec = {"name": name, "network": network, "from": src, "to": dst,
+                "through": list(through)}
+        if on_failure is not None:
+            spec["on_failure"] = on_failure
+        return self._typed(wire.Chain, typed, "POST", "/v1/chains", spec)
+
+    def del_chain(self, name, typed=False):
+        return self._typed(wire.Chain, typed, "DELETE", "/v1/chains/" + _segment(name))
+
+    def list_chains(self, typed=False):
+        return self._typed(_CHAINS, typed, "GET", "/v1/chains")
 
     def topology(self, typed=False):
         return self._typed(wire.Topology, typed, "GET", "/v1/topology")
@@ -189,8 +215,11 @@ class ApiClient:
                                   f"{self.timeout:g} s ({method} {path}); the request may "
                                   "still complete: check with list_vms()") from None
             except (http.client.HTTPException, ConnectionError) as exc:
+                hint = ("; a controller with TLS (the default) serves https://"
+                        if self.kind == "tcp" else "")
                 raise ApiError(0, f"the controller at {self.endpoint} dropped the connection "
-                                  f"({method} {path}): {type(exc).__name__}: {exc}") from None
+                                  f"({method} {path}): {type(exc).__name__}: {exc}{hint}") \
+                    from None
             except OSError as exc:
                 raise ApiError(0, f"no controller listening at {self.endpoint} "
                                   f"({exc.strerror or exc})") from None

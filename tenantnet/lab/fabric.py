@@ -212,16 +212,17 @@ class LabFabric:
     @_mutating
     def add_host_node(self, name, role, management_ip, transport_ip, executor=None,
                       netns=None, ovsdb_port=6640, python=None, ssh_identity=None,
-                      ssh_options=None, ssh_via=None, ovs_db=None, vm=None):
+                      ssh_options=None, ssh_via=None, ovs_db=None, vm=None, tls=True):
         """Record node *name* that already exists and was bootstrapped on its own (see
         nodes.HostNode.describe for the arguments); *vm*: a VmDetails when it is a node
-        VM of this lab (tenantnet.lab.vmnodes). Endpoints on it are made on that host;
+        VM of this lab (tenantnet.lab.vmnodes); *tls*: its OVSDB is on pssl: (the
+        default), else plain TCP. Endpoints on it are made on that host;
         down() removes them and leaves the node."""
         self._check_new_node(name, role)
         kind = HostNode if vm is None else VmNode
         rec = kind.describe(name, role, management_ip, transport_ip, executor, netns,
                             ovsdb_port, python, ssh_identity, ssh_options, ssh_via, ovs_db,
-                            vm=vm)
+                            vm=vm, tls=tls)
         self.store.state.nodes[name] = rec
         self.store.save()
         return {"netns": netns, "ovsdb_remote": rec.ovsdb_remote, "exec": rec.exec}
