@@ -242,7 +242,7 @@ def test_fuzz_the_api_from_its_openapi_document(core_api):
 
 def test_fuzz_as_a_tenant(core_api):
     core, server = core_api
-    seen = fuzz(server.endpoints[0], token=ACME_TOKEN, max_examples=60)
+    seen = fuzz(server.endpoints[0], token=ACME_TOKEN, max_examples=120)
     assert any(s == 403 for _, p, s in seen if p == "/metrics")
     assert sorted(core.topo.vms()) == ["app1", "web1"]
 

@@ -31,7 +31,10 @@ def machines():
     base = tempfile.mkdtemp(prefix="tnf-rl-", dir="/tmp")
     cfg = os.path.join(base, "cluster.yaml")
     with open(cfg, "w") as fh:
-        fh.write(two_tenant_config(2, ()))
+        # plain TCP: the "hosts" are emulated nodes whose Open vSwitch is private to their
+        # namespace, reached over the management network; cluster up with TLS runs on real
+        # machines in test_vagrant_lab.py
+        fh.write(two_tenant_config(2, (), header="security: insecure"))
     lab = Lab(prefix=PREFIX, state_dir=os.path.join(base, "m"))
     try:
         lab.up(cfg, timeout=120)

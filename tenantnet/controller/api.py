@@ -199,7 +199,8 @@ class _Route(APIRoute):
                     await _drain(request)
                 return _error(exc.status, exc.message, exc.headers)
             except RequestValidationError as exc:
-                err = _validation_error(exc)
+                err = _validation_error(exc, _BODY_MODELS.get(
+                    request.url.path.rstrip("/"), wire.VMRequest))
                 return _error(400, str(err))
             except Exception as exc:  # noqa: BLE001 -- every failure becomes one JSON error
                 if not body_read:
@@ -209,13 +210,13 @@ class _Route(APIRoute):
         return guarded
 
 
-def _validation_error(exc):
+def _validation_error(exc, model=wire.VMRequest):
     errors = exc.errors()
     # FastAPI reports a request body problem at ("body", key, ...), a path parameter at
     # ("path", name).
     body = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
     if body:
-        return wire.config_error(body, SOURCE, wire.VMRequest, strip=1)
+        return wire.config_error(body, SOURCE, model, strip=1)
     return wire.config_error(errors, SOURCE, strip=1)
 
 
@@ -306,6 +307,68 @@ def get_vm(name: str = Depends(_vm_name), svc=Depends(_service)):
                responses=_responses(*_AUTH, 404, 409, 502, 503))
 def delete_vm(name: str = Depends(_vm_name), svc=Depends(_service)):
     return svc.del_vm(name)
+
+
+_BODY_MODELS = {"/v1/vms": wire.VMRequest, "/v1/functions": wire.FunctionRequest,
+                "/v1/chains": wire.ChainRequest}
+
+
+def _fn_name(name: str = Path(min_length=1, description="function name (percent-encoded)")):
+    return unquote(name)
+
+
+def _chain_name(name: str = Path(min_length=1, description="chain name (percent-encoded)")):
+    return unquote(name)
+
+
+@router.get("/v1/functions", response_model=list[wire.Function],
+            response_model_exclude_unset=True, operation_id="listFunctions",
+            summary="List network functions", responses=_responses(*_AUTH))
+def list_functions(svc=Depends(_service)):
+    return list(svc.list_functions())
+
+
+@router.post("/v1/functions", response_model=wire.Function, response_model_exclude_unset=True,
+             status_code=201, operation_id="addFunction",
+             summary="Add a network function (returns once realised on the switches)",
+             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
+def add_function(spec: wire.FunctionRequest, response: Response, svc=Depends(_service)):
+    fn = svc.add_function(spec.spec())
+    response.headers["Location"] = "/v1/functions/" + quote(str(spec.name), safe="")
+    return fn
+
+
+@router.delete("/v1/functions/{name}", response_model=wire.Function,
+               response_model_exclude_unset=True, operation_id="deleteFunction",
+               summary="Remove a network function (chains stop using it first)",
+               responses=_responses(*_AUTH, 404, 409, 502, 503))
+def delete_function(name: str = Depends(_fn_name), svc=Depends(_service)):
+    return svc.del_function(name)
+
+
+@router.get("/v1/chains", response_model=list[wire.Chain], response_model_exclude_unset=True,
+            operation_id="listChains", summary="List service chains",
+            responses=_responses(*_AUTH))
+def list_chains(svc=Depends(_service)):
+    return list(svc.list_chains())
+
+
+@router.post("/v1/chains", response_model=wire.Chain, response_model_exclude_unset=True,
+             status_code=201, operation_id="addChain",
+             summary="Add a service chain (returns once its flows are installed)",
+             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
+def add_chain(spec: wire.ChainRequest, response: Response, svc=Depends(_service)):
+    chain = svc.add_chain(spec.spec())
+    response.headers["Location"] = "/v1/chains/" + quote(str(spec.name), safe="")
+    return chain
+
+
+@router.delete("/v1/chains/{name}", response_model=wire.Chain,
+               response_model_exclude_unset=True, operation_id="deleteChain",
+               summary="Remove a service chain (plain forwarding again)",
+               responses=_responses(*_AUTH, 404, 409, 502, 503))
+def delete_chain(name: str = Depends(_chain_name), svc=Depends(_service)):
+    return svc.del_chain(name)
 
 
 @router.get("/v1/topology", response_model=wire.Topology, response_model_exclude_unset=True, operation_id="topology",

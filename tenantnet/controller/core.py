@@ -20,6 +20,7 @@ import threading
 import time
 
 from tenantnet.controller import metrics as metrics_mod
+from tenantnet.controller import nfv
 from tenantnet.controller import tls as controller_tls
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
@@ -736,7 +737,29 @@ class Core:
                           "probes": [p.as_dict() for p in topo.probes(k)]}
                          for k, n in sorted(topo.networks().items())],
             "vms": self.list_vms(),
+            **nfv.topology_extra(topo),
         }
+
+    # -- network functions and chains (controller.nfv) ---------------------------------
+    def add_function(self, spec):
+        return self._submit(nfv.FunctionPlacement("add", spec=spec))
+
+    def del_function(self, name):
+        """Chains stop steering to it first (one round of bundles), then it goes."""
+        self._submit(nfv.FunctionPlacement("drain", name=name))
+        return self._submit(nfv.FunctionPlacement("del", name=name))
+
+    def list_functions(self):
+        return nfv.topology_extra(self.topo)["functions"]
+
+    def add_chain(self, spec):
+        return self._submit(nfv.ChainPlacement("add", spec=spec))
+
+    def del_chain(self, name):
+        return self._submit(nfv.ChainPlacement("del", name=name))
+
+    def list_chains(self):
+        return nfv.topology_extra(self.topo)["chains"]
 
     def health(self):
         with self._counters_lock:

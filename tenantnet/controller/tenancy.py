@@ -47,10 +47,46 @@ class TenantView:
         return {"mode": topo["mode"], "tenant": self.tenant,
                 "nodes": [{"name": n["name"], "role": n["role"]} for n in topo["nodes"]],
                 "networks": [n for n in topo["networks"] if n["tenant"] == self.tenant],
-                "vms": [v for v in topo["vms"] if self._mine(v["network"])]}
+                "vms": [v for v in topo["vms"] if self._mine(v["network"])],
+                "functions": [f for f in topo.get("functions", ()) if self._mine(f["network"])],
+                "chains": [c for c in topo.get("chains", ()) if self._mine(c["network"])]}
 
     def health(self):
         return self.core.health()
+
+    # -- network functions and chains: the tenant's own networks only -----------------
+    def _own(self, what, obj, name):
+        if obj is None or not self._mine(obj.network):
+            raise PlacementError(f"unknown {what} {name!r}", status=404)
+
+    def _spec_network(self, spec):
+        net = spec.get("network") if isinstance(spec, dict) else None
+        if not isinstance(net, str) or not self._mine(net):
+            raise PlacementError(f"tenant {self.tenant} has no network {net!r}", status=403)
+
+    def add_function(self, spec):
+        self._spec_network(spec)
+        return self.core.add_function(spec)
+
+    def del_function(self, name):
+        self._own("network function", self.core.topo.function(name), name)
+        return self.core.del_function(name)
+
+    def list_functions(self):
+        return [f for f in self.core.list_functions() if self._mine(f["network"])]
+
+    def add_chain(self, spec):
+        # model.config.chain_from_spec accepts only VMs and functions of the chain's own
+        # network, so a chain on one of ours names nothing of another tenant's.
+        self._spec_network(spec)
+        return self.core.add_chain(spec)
+
+    def del_chain(self, name):
+        self._own("chain", self.core.topo.chain(name), name)
+        return self.core.del_chain(name)
+
+    def list_chains(self):
+        return [c for c in self.core.list_chains() if self._mine(c["network"])]
 
 
 def make_authorizer(topo):

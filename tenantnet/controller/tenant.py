@@ -21,7 +21,7 @@ from tenantnet.controller import wire
 from tenantnet.controller.client import ApiClient
 from tenantnet.errors import TenantnetError
 from tenantnet.model.flows import node_flows
-from tenantnet.model.topology import Attachment, Network, Node, Topology
+from tenantnet.model.topology import Attachment, Chain, Function, Network, Node, Topology
 
 LOG = logging.getLogger("tenantnet.controller.tenant")
 POLL_BACKOFF_MAX = 5.0     # seconds between polls while the provider's API does not answer
@@ -42,6 +42,15 @@ def topology_from_api(data):
     for v in data.vms:
         topo.add_vm(Attachment(name=v.name, kind="vm", network=v.network, node=v.node,
                                mac=v.mac, ip=v.ip, port=v.port, source=v.source or "api"))
+    for f in data.functions:
+        topo.add_function(Function(name=f.name, network=f.network, node=f.node, mac=f.mac,
+                                   ip=f.ip, port=f.port, nf=f.function,
+                                   options=tuple(sorted(f.options.items())),
+                                   source=f.source or "api"))
+    for c in data.chains:
+        topo.add_chain(Chain(name=c.name, network=c.network, src=c.src, dst=c.dst,
+                             through=tuple(c.through), on_failure=c.on_failure,
+                             source=c.source or "api"))
     return topo
 
 
@@ -136,7 +145,9 @@ class TenantCore:
                 wait = min(POLL_BACKOFF_MAX, max(wait, self.poll_interval) * 2)
                 continue
             wait = self.poll_interval
-            key = sorted((v.name, v.node, v.mac) for v in topo.vms().values())
+            key = (sorted((v.name, v.node, v.mac) for v in topo.vms().values()),
+                   sorted(map(repr, topo.functions().values())),
+                   sorted(map(repr, topo.chains().values())))
             if key == last:
                 continue
             last = key

@@ -16,14 +16,14 @@ Answers allow fields beyond the declared ones (a newer controller may add some);
 do not. Validation errors read like config errors: ConfigError(source, key path, problem),
 e.g. "api: node: must be a string, not int" (see config_error)."""
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tenantnet.errors import ConfigError
 from tenantnet.model import naming
 
-__all__ = ["VMRequest", "VM", "Attachment", "TopologyNode", "TopologyNetwork", "Topology",
+__all__ = ["VMRequest", "VM", "FunctionRequest", "Function", "ChainRequest", "Chain", "Attachment", "TopologyNode", "TopologyNetwork", "Topology",
            "NodeState", "Health", "Error", "ValidationError", "config_error", "parse", "json_type"]
 
 
@@ -115,9 +115,81 @@ class Topology(_Answer):
     nodes: list[TopologyNode]
     networks: list[TopologyNetwork]
     vms: list[VM]
+    functions: list["Function"] = []
+    chains: list["Chain"] = []
 
     def network(self, key):
         return next((n for n in self.networks if n.key == key), None)
+
+
+class FunctionRequest(BaseModel):
+    """Add a network function: an endpoint on the network (one port, IP forwarding) that
+    chains steer traffic through. *kind*'s own settings go beside the others (firewall:
+    rules, stateful; shaper: rate); the controller checks them (model.config)."""
+    model_config = ConfigDict(extra="allow", strict=True, title="FunctionRequest")
+
+    name: str = Field(min_length=1, description="function name", examples=["fw1"])
+    network: str = Field(min_length=1, description="tenant/network", examples=["acme/web"])
+    node: str = Field(min_length=1, description="a compute node", examples=["compute2"])
+    kind: str = Field(min_length=1, description="forward, firewall or shaper",
+                      examples=["firewall"])
+    mac: Optional[str] = Field(None, description="chosen by the controller when omitted")
+    ip: Optional[str] = Field(None, description="chosen by the controller when omitted")
+
+    def spec(self):
+        return self.model_dump(exclude_none=True)
+
+
+class Function(_Answer):
+    """A network function on a tenant network."""
+    name: str
+    kind: Literal["function"] = "function"
+    network: str
+    node: str
+    mac: str
+    ip: Optional[str] = None
+    port: str
+    source: Optional[Literal["config", "api"]] = None
+    function: str = Field(description="its kind: forward, firewall, shaper")
+    options: dict[str, Any] = {}
+    deleted: Optional[bool] = None
+    chains_affected: Optional[list[str]] = Field(
+        None, description="delete answers: chains that named it (they fail open or closed)")
+
+
+class ChainRequest(BaseModel):
+    """Steer IPv4 traffic from one VM (to one VM, or to `any`) through network functions,
+    in order. on_failure: open (a missing function is skipped) or closed (dropped)."""
+    model_config = ConfigDict(extra="forbid", strict=True, title="ChainRequest",
+                              populate_by_name=True)
+
+    name: str = Field(min_length=1, examples=["web-to-db"])
+    network: str = Field(min_length=1, examples=["acme/web"])
+    src: str = Field(alias="from", min_length=1, description="a VM of the network",
+                     examples=["web1"])
+    dst: str = Field(alias="to", min_length=1, description="a VM of the network, or any",
+                     examples=["db1"])
+    through: list[str] = Field(min_length=1, examples=[["fw1", "shaper1"]])
+    on_failure: Optional[Literal["open", "closed"]] = None
+
+    def spec(self):
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+class Chain(_Answer):
+    """A service chain."""
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    name: str
+    network: str
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    through: list[str]
+    on_failure: Literal["open", "closed"] = "open"
+    source: Optional[Literal["config", "api"]] = None
+    deleted: Optional[bool] = None
+
+
+Topology.model_rebuild()
 
 
 class NodeState(_Answer):
@@ -155,7 +227,8 @@ def _key(loc):
 def _problem(err, model):
     kind, value = err["type"], err.get("input")
     if kind == "extra_forbidden":
-        allowed = ", ".join(model.model_fields) if model is not None else ""
+        allowed = ", ".join(f.alias or n for n, f in model.model_fields.items()) \
+            if model is not None else ""
         return "unknown field" + (f" (allowed: {allowed})" if allowed else "")
     if kind == "missing" or (err["loc"] and value in (None, "")
                              and kind in ("string_type", "string_too_short")):

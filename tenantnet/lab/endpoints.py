@@ -20,7 +20,7 @@ from tenantnet.lab.nodes import node_named, node_of
 from tenantnet.lab.state import EndpointRec, check_ifname, check_name
 from tenantnet.model import naming
 
-KINDS = ("vm", "probe")
+KINDS = ("vm", "probe", "function")
 
 
 def configure_interface(host, netns, mac, ip_cidr, mtu=1400, tx_offload=False,
@@ -119,7 +119,7 @@ class Endpoints:
         check_name("endpoint", name)
         check_ifname(port_name)
         if kind not in KINDS:
-            raise LabError(f"endpoint {name}: kind {kind!r} must be 'vm' or 'probe'")
+            raise LabError(f"endpoint {name}: kind {kind!r} must be one of {', '.join(KINDS)}")
         with self.store.txn() as state:
             if name in state.endpoints:
                 raise LabError(f"endpoint {name!r} already exists in this lab")

@@ -21,7 +21,8 @@ from tenantnet.controller.client import ApiClient
 from tenantnet.lab import certs
 from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab.fabric import LabFabric, check_host
-from tenantnet.model.topology import NODE_KINDS, probe_name
+from tenantnet.lab.functions import for_function
+from tenantnet.model.topology import NODE_KINDS, Chain, Function, probe_name
 
 META = "lab.json"
 
@@ -33,6 +34,14 @@ def tenant_controllers(topo):
         if net.controller:
             out[net.tenant] = net.controller
     return out
+
+
+def tenant_apps(topo, tenant):
+    """The apps a tenant's own controller runs next to tenant_l2 in the lab: its chain app
+    when one of its own-controller networks has a chain."""
+    own = {k for k, n in topo.networks().items() if n.tenant == tenant and n.controller}
+    return ["ryu_apps.tenant_chain"] if any(c.network in own for c in topo.chains().values()) \
+        else []
 
 
 def _say(progress, text):
@@ -141,6 +150,8 @@ class Lab:
                                  tls_dir=certs.node_dir(topo, self.fabric.state_dir, node.name))
         for vm in topo.vms().values():
             self.fabric.add_endpoint(vm.name, vm.node, vm.port, kind="vm")
+        for fn in topo.functions().values():
+            self.fabric.add_endpoint(fn.name, fn.node, fn.port, kind="function")
         for key in topo.active_networks():
             for probe in topo.probes(key):
                 self.fabric.add_endpoint(probe.name, probe.node, probe.port, kind="probe")
@@ -150,10 +161,13 @@ class Lab:
         self._wait_api(timeout)
         for tenant, target in tenant_controllers(topo).items():
             _say(progress, f"tenant {tenant}'s own controller: {target}")
-            self.start_tenant_controller(tenant, topo=topo)
+            self.start_tenant_controller(tenant, topo=topo, app=tenant_apps(topo, tenant))
         for key in topo.active_networks():
             for att in topo.attachments(key):
                 self._configure(topo, att)
+        for fn in sorted(topo.functions().values(), key=lambda f: f.name):
+            _say(progress, f"network function {fn.name} ({fn.nf}) on {fn.node}")
+            self.function(fn).setup()
         _say(progress, f"waiting until every VM answers its probe (timeout {timeout:.0f}s)")
         result = self.wait_reachable(topo, list(topo.vms()), timeout=max(5.0, timeout -
                                      (time.perf_counter() - t_nodes)))
@@ -550,6 +564,47 @@ class Lab:
                     self.fabric.remove_endpoint(pname)
         return rec
 
+    # -- network functions and chains (the hypervisor's side of /v1/functions) -----------
+    def function(self, fn):
+        """The lab object (lab.functions) of function *fn* (a model Function or an API
+        dict), running its commands in the function's namespace."""
+        name = fn["name"] if isinstance(fn, dict) else fn.name
+        return for_function(fn, lambda cmd: self.fabric.exec(name, cmd, check=True))
+
+    def add_function(self, name, network, node, kind, **options):
+        """Make function *name*'s namespace, place it through the API, then configure it
+        as its kind says. Returns the API's answer."""
+        created = False
+        if naming.valid_name(name) and self.fabric.has_node(node) and \
+                not self.fabric.has_endpoint(name):
+            self.fabric.add_endpoint(name, node, naming.function_port_name(name),
+                                     kind="function")
+            created = True
+        try:
+            rec = self.api().add_function(name, network, node, kind, **options)
+        except Exception:
+            if created:
+                self.fabric.remove_endpoint(name)
+            raise
+        topo = self.topology_from_api()
+        fn = topo.function(name)
+        self._configure(topo, fn)
+        self.function(fn).setup()
+        return rec
+
+    def del_function(self, name):
+        rec = self.api().del_function(name)
+        if self.fabric.has_endpoint(name):
+            self.fabric.remove_endpoint(name)
+        return rec
+
+    def function_counters(self, name):
+        """What function *name* saw (its kind's counters)."""
+        fn = next((f for f in self.api().list_functions() if f["name"] == name), None)
+        if fn is None:
+            raise LabError(f"no network function {name!r}")
+        return self.function(fn).counters()
+
     def topology_from_api(self):
         """The controller's current model (config VMs plus API placements) as a Topology."""
         topo = self.topology()
@@ -562,6 +617,20 @@ class Lab:
                 topo.add_vm(config_mod.vm_from_spec(
                     topo, v.model_dump(include={"name", "network", "node", "mac", "ip"}),
                     "controller", "", vm_source=v.source or "api"))
+        data = self.api().topology(typed=True)
+        for name in list(topo.chains()):
+            topo.remove_chain(name)
+        for name in list(topo.functions()):
+            topo.remove_function(name)
+        for f in data.functions:
+            topo.add_function(Function(name=f.name, network=f.network, node=f.node, mac=f.mac,
+                                       ip=f.ip, port=f.port, nf=f.function,
+                                       options=tuple(sorted(f.options.items())),
+                                       source=f.source or "api"))
+        for c in data.chains:
+            topo.add_chain(Chain(name=c.name, network=c.network, src=c.src, dst=c.dst,
+                                 through=tuple(c.through), on_failure=c.on_failure,
+                                 source=c.source or "api"))
         return topo
 
     # -- status / exec / down ------------------------------------------------------
@@ -607,7 +676,8 @@ class Lab:
                                "log": self.controller_log()},
                 "nodes": nodes,
                 "vms": {k: v for k, v in vms.items() if v["kind"] == "vm"},
-                "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"}}
+                "probes": {k: v for k, v in vms.items() if v["kind"] == "probe"},
+                "functions": {k: v for k, v in vms.items() if v["kind"] == "function"}}
 
     def _controllers(self):
         """Every controller process the lab runs: the provider's and each tenant's, with

@@ -12,9 +12,9 @@ import yaml
 
 from tenantnet.model import naming
 from tenantnet.errors import ConfigError
-from tenantnet.model.topology import (NODE_KINDS, SECURITY_MODES, Attachment,
-                                      ControllerSettings, LabSettings, Network, Node,
-                                      Topology, Tuning, ex_ip, reserved_probe_ips)
+from tenantnet.model.topology import (NODE_KINDS, SECURITY_MODES, Attachment, Chain,
+                                      ControllerSettings, Function, LabSettings, Network,
+                                      Node, Topology, Tuning, ex_ip, reserved_probe_ips)
 
 MODES = ("dnb", "cnb")
 ROLES = ("compute", "network")
@@ -161,6 +161,10 @@ def build(data, source):
     for i, raw in enumerate(top.take("vms", list, default=[])):
         vm = vm_from_spec(topo, raw, source, f"vms[{i}]")
         topo.add_vm(vm)
+    for i, raw in enumerate(top.take("functions", list, default=[])):
+        topo.add_function(function_from_spec(topo, raw, source, f"functions[{i}]"))
+    for i, raw in enumerate(top.take("chains", list, default=[])):
+        topo.add_chain(chain_from_spec(topo, raw, source, f"chains[{i}]"))
     top.done()
     check_names_unique(topo, source)
     return topo
@@ -396,6 +400,8 @@ def vm_from_spec(topo, raw, source, path, vm_source="config"):
     sec.done()
     if topo.vm(name) is not None:
         raise ConfigError(source, sec.key("name"), f"duplicate VM name {name!r}")
+    if topo.function(name) is not None:
+        raise ConfigError(source, sec.key("name"), f"{name!r} is already a network function")
     net = topo.network(net_key)
     if net is None:
         known = ", ".join(sorted(topo.networks())) or "none"
@@ -422,7 +428,7 @@ def vm_from_spec(topo, raw, source, path, vm_source="config"):
             mac = naming.mac_for("vm", name, salt=salt)
     cidr = ipaddress.ip_network(net.cidr)
     reserved = reserved_probe_ips(net, len(topo.network_nodes()))
-    used_ips = {vm.ip: vm.name for vm in topo.vms_of(net_key)}
+    used_ips = {a.ip: a.name for a in topo.vms_of(net_key) + topo.functions_of(net_key)}
     if ip is not None:
         addr = _ip(source, sec.key("ip"), ip)
         if ipaddress.ip_address(addr) not in cidr:
@@ -475,3 +481,146 @@ def check_names_unique(topo, source):
     unique(ifaces, "interface name")
     unique([(naming.probe_name(key, node.name), f"the probe of {key} on {node.name}", "tenants")
             for key in topo.networks() for node in topo.network_nodes()], "probe name")
+
+
+# -- network functions and chains -----------------------------------------------------------
+# Each kind's own keys: name -> (type, default, check(value) -> problem or None). The lab
+# builds a kind with the class of the same name (tenantnet.lab.functions).
+def _rate_problem(value):
+    if not re.match(r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", value):
+        return f"{value!r} is not a tc rate (e.g. 100mbit, 1gbit, 500kbit)"
+    return None
+
+
+FUNCTION_KINDS = {
+    "forward": {},
+    "firewall": {"rules": (int, 0, lambda v: None if 0 <= v <= 100000 else
+                           f"{v} rules: expected 0..100000"),
+                 "stateful": (bool, True, lambda v: None)},
+    "shaper": {"rate": (str, "100mbit", _rate_problem)},
+}
+CHAIN_FAILURE = ("open", "closed")
+CHAIN_ANY = "any"
+
+
+def _network_of(topo, source, key, net_key):
+    if topo.network(net_key) is None:
+        known = ", ".join(sorted(topo.networks())) or "none"
+        raise ConfigError(source, key,
+                          f"unknown network {net_key!r} (expected tenant/network; known: {known})")
+    return topo.network(net_key)
+
+
+def function_from_spec(topo, raw, source, path, fn_source="config"):
+    """Validate one network function declaration against *topo* (which must not yet hold
+    it): {name, network, node, kind, mac?, ip?, and the kind's own keys}."""
+    sec = Section(source, path, raw)
+    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "function")
+    net_key = sec.take("network", str, required=True)
+    node_name = sec.take("node", str, required=True)
+    kind = sec.take("kind", str, required=True)
+    mac = sec.take("mac", str, default=None)
+    ip = sec.take("ip", str, default=None)
+    if kind not in FUNCTION_KINDS:
+        raise ConfigError(source, sec.key("kind"), f"unknown function kind {kind!r} "
+                          f"(known: {', '.join(sorted(FUNCTION_KINDS))})")
+    options = {}
+    for opt, (typ, default, check) in FUNCTION_KINDS[kind].items():
+        value = sec.take(opt, typ, default=default)
+        problem = check(value)
+        if problem:
+            raise ConfigError(source, sec.key(opt), problem)
+        options[opt] = value
+    sec.done()
+    if topo.function(name) is not None or topo.vm(name) is not None:
+        raise ConfigError(source, sec.key("name"), f"duplicate name {name!r} (a VM or "
+                          "function already has it)")
+    net = _network_of(topo, source, sec.key("network"), net_key)
+    node = topo.node(node_name)
+    if node is None or node.role != "compute":
+        known = ", ".join(sorted(n.name for n in topo.compute_nodes()))
+        raise ConfigError(source, sec.key("node"), f"{node_name!r} is not a compute node "
+                          f"(known: {known}); functions run where VMs do")
+    used_macs = {a.mac: a.name for k in topo.networks() for a in topo.attachments(k)}
+    if mac is not None:
+        mac = _mac(source, sec.key("mac"), mac)
+        if mac in used_macs:
+            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by "
+                                                      f"{used_macs[mac]}")
+    else:
+        salt = 0
+        mac = naming.mac_for("function", name)
+        while mac in used_macs:
+            salt += 1
+            mac = naming.mac_for("function", name, salt=salt)
+    cidr = ipaddress.ip_network(net.cidr)
+    reserved = reserved_probe_ips(net, len(topo.network_nodes()))
+    used_ips = {a.ip: a.name for a in topo.vms_of(net_key) + topo.functions_of(net_key)}
+    if ip is not None:
+        ip = _ip(source, sec.key("ip"), ip)
+        if ipaddress.ip_address(ip) not in cidr or ipaddress.ip_address(ip) in (
+                cidr.network_address, cidr.broadcast_address):
+            raise ConfigError(source, sec.key("ip"), f"{ip} is not a host address of "
+                                                     f"{net_key}'s CIDR {cidr}")
+        if ip in reserved or ip in used_ips:
+            raise ConfigError(source, sec.key("ip"), f"{ip} is already used by "
+                              f"{used_ips.get(ip, 'the network probe')} on {net_key}")
+    else:
+        ip = next((str(h) for h in cidr.hosts() if str(h) not in reserved
+                   and str(h) not in used_ips), None)
+        if ip is None:
+            raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
+    port = naming.function_port_name(name)
+    ports = {a.port: a.name for k in topo.networks() for a in topo.attachments(k)}
+    if port in ports:
+        raise ConfigError(source, sec.key("name"), f"{name!r} and {ports[port]!r} map to the "
+                                                   f"same port name {port!r}; rename one")
+    return Function(name=name, network=net_key, node=node_name, mac=mac, ip=ip, port=port,
+                    nf=kind, options=tuple(sorted(options.items())), source=fn_source)
+
+
+def chain_from_spec(topo, raw, source, path, chain_source="config"):
+    """Validate one chain {name, network, from, to, through, on_failure?} against *topo*:
+    it names only VMs and functions of its own network (so of its own tenant)."""
+    sec = Section(source, path, raw)
+    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "chain")
+    net_key = sec.take("network", str, required=True)
+    src = sec.take("from", str, required=True)
+    dst = sec.take("to", str, required=True)
+    through = sec.take("through", list, required=True)
+    failure = sec.take("on_failure", str, default="open")
+    sec.done()
+    if topo.chain(name) is not None:
+        raise ConfigError(source, sec.key("name"), f"duplicate chain name {name!r}")
+    _network_of(topo, source, sec.key("network"), net_key)
+    if failure not in CHAIN_FAILURE:
+        raise ConfigError(source, sec.key("on_failure"), f"{failure!r}: expected one of "
+                          f"{', '.join(CHAIN_FAILURE)}")
+
+    def own_vm(key, vm_name):
+        vm = topo.vm(vm_name)
+        if vm is None or vm.network != net_key:
+            raise ConfigError(source, sec.key(key), f"{vm_name!r} is not a VM of {net_key}")
+    own_vm("from", src)
+    if dst != CHAIN_ANY:
+        own_vm("to", dst)
+        if dst == src:
+            raise ConfigError(source, sec.key("to"), f"a chain from {src!r} to itself")
+    if not through:
+        raise ConfigError(source, sec.key("through"), "at least one function is needed")
+    for i, fn_name in enumerate(through):
+        key = f"{sec.key('through')}[{i}]"
+        if not isinstance(fn_name, str):
+            raise ConfigError(source, key, f"expected a function name, got {typename(fn_name)}")
+        fn = topo.function(fn_name)
+        if fn is None or fn.network != net_key:
+            raise ConfigError(source, key, f"{fn_name!r} is not a network function of "
+                                           f"{net_key}")
+        if fn_name in through[:i]:
+            raise ConfigError(source, key, f"function {fn_name!r} appears twice")
+    for other in topo.chains_of(net_key):
+        if (other.src, other.dst) == (src, dst):
+            raise ConfigError(source, sec.key("to"), f"chain {other.name!r} already steers "
+                                                     f"{src} -> {dst}")
+    return Chain(name=name, network=net_key, src=src, dst=dst, through=tuple(through),
+                 on_failure=failure, source=chain_source)

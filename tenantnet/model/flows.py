@@ -22,6 +22,7 @@ brint-xy (and in CNB the common br-int) is the tenant's virtual ToR switch: VLAN
 probe), a trunk patch port to brtun-xy, and one NORMAL flow that does L2 learning."""
 
 from tenantnet.model import naming
+from tenantnet.model.chains import bridge_chain_flows
 from tenantnet.model.desired import node_state
 from tenantnet.model.flowspec import BridgeFlows, Flow
 
@@ -138,6 +139,10 @@ def node_flows(topo, node_name, tenant=None):
             continue
         if br.kind in ("brint", "common-int") and br.dpid is not None:
             flows = brint_flows(topo, br.network)
+            if tenant is None:
+                # Service chains (model.chains). On a tenant's own bridges its chain app
+                # (ryu_apps.tenant_chain) installs them, with a cookie prefix of its own.
+                flows = flows + bridge_chain_flows(topo, node_name, name)
         elif br.kind == "brtun":
             flows = brtun_flows(topo, br.network, node_name)
         elif br.kind == "common-tun" and br.dpid is not None:

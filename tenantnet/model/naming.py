@@ -101,6 +101,11 @@ def vm_port_name(vm_name):
     return short_name("tap", vm_name)
 
 
+def function_port_name(fn_name):
+    """Host side of a network function's link, attached to brint-xy."""
+    return short_name("nf", fn_name)
+
+
 def probe_port_name(net_key):
     """Host side of the network node's probe link for a network (the DHCP-namespace analogue)."""
     return short_name("prb", _net_body(net_key))
@@ -117,7 +122,7 @@ def probe_name(net_key, node):
 # `<prefix>-p-<probe>` and `<prefix>-tc-<tenant>` (a tenant's own controller). A node whose
 # name could be mistaken for one of the others gets `<prefix>-n-<node>` instead.
 _LAB_OWN = ("fabric", "ctl")
-_LAB_KINDS = ("v-", "p-", "tc-", "n-")
+_LAB_KINDS = ("v-", "p-", "f-", "tc-", "n-")
 
 
 def fabric_netns(prefix):
@@ -134,8 +139,9 @@ def node_netns(prefix, node):
 
 
 def endpoint_netns(prefix, kind, name):
-    """The namespace of lab endpoint *name*: kind 'vm' or 'probe'."""
-    return fit(f"{prefix}-{'v' if kind == 'vm' else 'p'}-{name}", NETNS_MAX)
+    """The namespace of lab endpoint *name*: kind 'vm', 'function' or 'probe'."""
+    letter = {"vm": "v", "function": "f"}.get(kind, "p")
+    return fit(f"{prefix}-{letter}-{name}", NETNS_MAX)
 
 
 def tenant_netns(prefix, tenant):

@@ -63,6 +63,52 @@ class Attachment:
                 "mac": self.mac, "ip": self.ip, "port": self.port, "source": self.source}
 
 
+@dataclass(frozen=True)
+class Function:
+    """A tenant's network function: an endpoint with one port on its network's brint-
+    (like a VM), which forwards the chain traffic steered to its MAC (see model.chains).
+
+    *nf* is its kind (forward, firewall, shaper: how the lab builds it); *options* its
+    kind's settings as sorted (key, value) pairs; *draining*: being removed, so chains
+    already skip it (its port is still there)."""
+    name: str
+    network: str
+    node: str
+    mac: str
+    ip: str
+    port: str
+    nf: str = "forward"
+    options: tuple = ()
+    source: str = "config"
+    draining: bool = False
+
+    kind = "function"          # an attachment kind, beside "vm" and "probe"
+
+    def as_dict(self):
+        return {"name": self.name, "kind": self.kind, "network": self.network,
+                "node": self.node, "mac": self.mac, "ip": self.ip, "port": self.port,
+                "source": self.source, "function": self.nf, "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Traffic from VM *src* to VM *dst* (or to anything: dst "any") crosses the functions
+    *through*, in order. *on_failure*: "open" (a missing function is skipped) or "closed"
+    (the chain's traffic is dropped while one is missing)."""
+    name: str
+    network: str
+    src: str
+    dst: str
+    through: tuple
+    on_failure: str = "open"
+    source: str = "config"
+
+    def as_dict(self):
+        return {"name": self.name, "network": self.network, "from": self.src, "to": self.dst,
+                "through": list(self.through), "on_failure": self.on_failure,
+                "source": self.source}
+
+
 @dataclass
 class Tuning:
     """Section III.G performance tuning applied to VM interfaces."""
@@ -142,6 +188,22 @@ class Topology:
     def remove_vm(self, name):
         self.g.remove_node(("vm", name))
 
+    def add_function(self, fn):
+        """Add (or replace) network function *fn*."""
+        self.g.add_node(("fn", fn.name), obj=fn)
+        self.g.add_edge(("fn", fn.name), ("net", fn.network))
+        self.g.add_edge(("fn", fn.name), ("node", fn.node))
+
+    def remove_function(self, name):
+        self.g.remove_node(("fn", name))
+
+    def add_chain(self, chain):
+        self.g.add_node(("chain", chain.name), obj=chain)
+        self.g.add_edge(("chain", chain.name), ("net", chain.network))
+
+    def remove_chain(self, name):
+        self.g.remove_node(("chain", name))
+
     @property
     def security(self):
         return self.controller.security
@@ -194,16 +256,43 @@ class Topology:
         return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("node", node_name))
                        if v[0] == "vm"), key=lambda vm: vm.name)
 
+    def functions(self):
+        return {fn.name: fn for fn in self._objs("fn")}
+
+    def function(self, name):
+        data = self.g.nodes.get(("fn", name))
+        return data["obj"] if data else None
+
+    def functions_of(self, net_key):
+        return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("net", net_key))
+                       if v[0] == "fn"), key=lambda fn: fn.name)
+
+    def chains(self):
+        return {c.name: c for c in self._objs("chain")}
+
+    def chain(self, name):
+        data = self.g.nodes.get(("chain", name))
+        return data["obj"] if data else None
+
+    def chains_of(self, net_key):
+        return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("net", net_key))
+                       if v[0] == "chain"), key=lambda c: c.name)
+
+    def _members(self, net_key):
+        """VMs and network functions of a network: what makes it active on a node."""
+        return self.vms_of(net_key) + self.functions_of(net_key)
+
     def active_networks(self):
-        """tns: the tenant networks with at least one VM."""
-        return sorted(k for k in self.networks() if self.vms_of(k))
+        """tns: the tenant networks with at least one VM (or network function)."""
+        return sorted(k for k in self.networks() if self._members(k))
 
     def hosting_nodes(self, net_key):
-        """Nodes that carry the network's bridge pair: its VMs' nodes plus every network node."""
-        vms = self.vms_of(net_key)
-        if not vms:
+        """Nodes that carry the network's bridge pair: its VMs' (and functions') nodes plus
+        every network node."""
+        members = self._members(net_key)
+        if not members:
             return []
-        names = {vm.node for vm in vms} | {n.name for n in self.network_nodes()}
+        names = {m.node for m in members} | {n.name for n in self.network_nodes()}
         return sorted(names)
 
     def networks_on(self, node_name):
@@ -213,7 +302,7 @@ class Topology:
     def probes(self, net_key):
         """One probe per network node for an active network (the DHCP-namespace analogue)."""
         net = self.network(net_key)
-        if not self.vms_of(net_key):
+        if not self._members(net_key):
             return []
         return [Attachment(name=probe_name(net_key, n.name), kind="probe", network=net_key,
                            node=n.name, mac=naming.mac_for("probe", net_key, n.name),
@@ -221,8 +310,8 @@ class Topology:
                 for i, n in enumerate(sorted(self.network_nodes(), key=lambda n: n.name))]
 
     def attachments(self, net_key):
-        """Everything with a MAC on the network: VMs and probes."""
-        return self.vms_of(net_key) + self.probes(net_key)
+        """Everything with a MAC on the network: VMs, network functions and probes."""
+        return self.vms_of(net_key) + self.functions_of(net_key) + self.probes(net_key)
 
     def ex_ip(self, net_key, node_name):
         return ex_ip(self.network(net_key), self.node(node_name))
