@@ -21,7 +21,7 @@ from tenantnet.controller import wire
 from tenantnet.controller.client import ApiClient
 from tenantnet.errors import TenantnetError
 from tenantnet.model.flows import node_flows
-from tenantnet.model.topology import Attachment, Chain, Function, Network, Node, Topology
+from tenantnet.model.topology import Attachment, Network, Node, Topology
 
 LOG = logging.getLogger("tenantnet.controller.tenant")
 POLL_BACKOFF_MAX = 5.0     # seconds between polls while the provider's API does not answer
@@ -43,14 +43,9 @@ def topology_from_api(data):
         topo.add_vm(Attachment(name=v.name, kind="vm", network=v.network, node=v.node,
                                mac=v.mac, ip=v.ip, port=v.port, source=v.source or "api"))
     for f in data.functions:
-        topo.add_function(Function(name=f.name, network=f.network, node=f.node, mac=f.mac,
-                                   ip=f.ip, port=f.port, nf=f.function,
-                                   options=tuple(sorted(f.options.items())),
-                                   source=f.source or "api"))
+        topo.add_function(f.to_model())
     for c in data.chains:
-        topo.add_chain(Chain(name=c.name, network=c.network, src=c.src, dst=c.dst,
-                             through=tuple(c.through), on_failure=c.on_failure,
-                             source=c.source or "api"))
+        topo.add_chain(c.to_model())
     return topo
 
 

@@ -156,6 +156,14 @@ class Function(_Answer):
     chains_affected: Optional[list[str]] = Field(
         None, description="delete answers: chains that named it (they fail open or closed)")
 
+    def to_model(self):
+        """The model's Function (tenantnet.model.topology) this answer describes."""
+        from tenantnet.model.topology import Function as ModelFunction
+        return ModelFunction(name=self.name, network=self.network, node=self.node,
+                             mac=self.mac, ip=self.ip, port=self.port, nf=self.function,
+                             options=tuple(sorted(self.options.items())),
+                             source=self.source or "api")
+
 
 class ChainRequest(BaseModel):
     """Steer IPv4 traffic from one VM (to one VM, or to `any`) through network functions,
@@ -187,6 +195,13 @@ class Chain(_Answer):
     on_failure: Literal["open", "closed"] = "open"
     source: Optional[Literal["config", "api"]] = None
     deleted: Optional[bool] = None
+
+    def to_model(self):
+        """The model's Chain (tenantnet.model.topology) this answer describes."""
+        from tenantnet.model.topology import Chain as ModelChain
+        return ModelChain(name=self.name, network=self.network, src=self.src, dst=self.dst,
+                          through=tuple(self.through), on_failure=self.on_failure,
+                          source=self.source or "api")
 
 
 Topology.model_rebuild()

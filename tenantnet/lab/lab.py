@@ -22,7 +22,7 @@ from tenantnet.lab import certs
 from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab.fabric import LabFabric, check_host
 from tenantnet.lab.functions import for_function
-from tenantnet.model.topology import NODE_KINDS, Chain, Function, probe_name
+from tenantnet.model.topology import NODE_KINDS, probe_name
 
 META = "lab.json"
 
@@ -623,14 +623,9 @@ class Lab:
         for name in list(topo.functions()):
             topo.remove_function(name)
         for f in data.functions:
-            topo.add_function(Function(name=f.name, network=f.network, node=f.node, mac=f.mac,
-                                       ip=f.ip, port=f.port, nf=f.function,
-                                       options=tuple(sorted(f.options.items())),
-                                       source=f.source or "api"))
+            topo.add_function(f.to_model())
         for c in data.chains:
-            topo.add_chain(Chain(name=c.name, network=c.network, src=c.src, dst=c.dst,
-                                 through=tuple(c.through), on_failure=c.on_failure,
-                                 source=c.source or "api"))
+            topo.add_chain(c.to_model())
         return topo
 
     # -- status / exec / down ------------------------------------------------------
