@@ -1,5 +1,6 @@
-"""`tenantnet bench flows` for real, at a small size: every key, sane values, nothing left
-behind. No timing assertions: the speed targets live in the bench's own output."""
+"""`tenantnet bench flows` and `tenantnet bench placement` for real, at a small size: every
+key, sane values, nothing left behind. No timing assertions: the speed targets live in the
+bench's own output."""
 
 import json
 import os
@@ -16,6 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(
                           not os.path.exists("/usr/sbin/ovs-vswitchd")),
     reason="needs root and Open vSwitch")]
 
+PLACEMENT_KEYS = {"p50_ms", "p95_ms", "raw_p50_ms", "ratio", "first_on_node_p50_ms",
+                  "raw_first_on_node_p50_ms"}
 KEYS = {"flows", "tenantnet_install_s", "ofctl_install_s", "install_ratio",
         "tenantnet_delete_s", "ofctl_delete_s", "noop_resync_s"}
 
@@ -29,9 +32,10 @@ def ours():
     return found
 
 
-def bench(*args, timeout=300):
+def bench(*args, timeout=300, columns=None):
+    env = dict(os.environ, COLUMNS=str(columns)) if columns else None
     return subprocess.run([sys.executable, "-m", "tenantnet.cli", "bench", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_bench_flows_json():
@@ -56,4 +60,35 @@ def test_bench_flows_table_and_errors():
     bad = bench("flows", "--flows", "0")
     assert bad.returncode == 1 and bad.stderr.startswith("tenantnet: bench flows:")
     assert "Traceback" not in bad.stderr
+    assert ours() == before
+
+
+def test_bench_placement_json():
+    before = ours()
+    proc = bench("placement", "--vms", "3", "--existing", "25", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    assert set(result) == PLACEMENT_KEYS | {"p50_ms_at_10", "p50_ms_at_25"}
+    for key, value in result.items():
+        assert isinstance(value, float) and value > 0, (key, result)
+    assert result["p50_ms"] == result["p50_ms_at_25"]
+    assert result["p95_ms"] >= result["p50_ms"]
+    assert result["ratio"] == pytest.approx(result["p50_ms"] / result["raw_p50_ms"], rel=0.02)
+    assert ours() == before
+
+
+def test_bench_placement_table_and_errors():
+    before = ours()
+    proc = bench("placement", "--vms", "2", columns=200)     # one line per row
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "2 VMs placed one at a time" in proc.stdout
+    assert "existing bridges, after 10 VMs" in proc.stdout
+    assert "first on the node, after 10 VMs" in proc.stdout
+    plain = bench("placement", "--vms", "2", "--json")
+    assert plain.returncode == 0, plain.stderr + plain.stdout
+    assert set(json.loads(plain.stdout)) == PLACEMENT_KEYS     # no M given: no p50_ms_at_*
+    for bad_args in (("--vms", "0"), ("--existing", "0")):
+        bad = bench("placement", *bad_args)
+        assert bad.returncode == 1 and bad.stderr.startswith("tenantnet: bench placement:")
+        assert "Traceback" not in bad.stderr
     assert ours() == before

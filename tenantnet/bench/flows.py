@@ -18,7 +18,7 @@ import time
 
 from tenantnet.bench.switch import BRIDGE, DPID, PORTS, BenchSwitch
 from tenantnet.errors import TenantnetError
-from tenantnet.model.flowspec import COOKIE_PREFIX, Flow
+from tenantnet.model.flowspec import COOKIE_PREFIX, RESERVED_PORTS, Flow
 
 P1, P2 = sorted(PORTS)
 KEYS = ("flows", "tenantnet_install_s", "ofctl_install_s", "install_ratio",
@@ -63,7 +63,9 @@ def _ofctl_value(key, value):
 
 
 def ofctl_text(flow, prefix=COOKIE_PREFIX):
-    """One `ovs-ofctl add-flows` line for a *resolved* Flow, with tenantnet's cookie."""
+    """One `ovs-ofctl add-flows` line for a Flow, with the cookie of *prefix* (tenantnet's
+    by default). Ports may be numbers (a resolved flow) or names (ovs-ofctl looks them
+    up)."""
     parts = [f"cookie=0x{flow.cookie(prefix):x}", f"table={flow.table}",
              f"priority={flow.priority}"]
     for key, value in flow.match:
@@ -76,7 +78,8 @@ def ofctl_text(flow, prefix=COOKIE_PREFIX):
     actions = []
     for act in flow.actions:
         if act[0] == "output":
-            actions.append(f"output:{act[1]}" if isinstance(act[1], int) else str(act[1]))
+            reserved = isinstance(act[1], str) and act[1] in RESERVED_PORTS
+            actions.append(str(act[1]) if reserved else f"output:{act[1]}")
         elif act[0] == "push_vlan":
             actions.append("push_vlan:0x8100")
         elif act[0] == "pop_vlan":

@@ -1,7 +1,9 @@
 """A throwaway switch for benchmarks: a network namespace `tnbench-<pid>` holding a private
 Open vSwitch (ovsdb-server + ovs-vswitchd, userspace datapath, directories under
-/tmp/tnbench-<pid>/), one bridge, and tenantnet's os-ken controller running in this
-process inside that namespace, with a core that does nothing on its own.
+/tmp/tnbench-<pid>/) and tenantnet's os-ken controller running in this process inside
+that namespace (plain TCP: the switch is private). By default it has one bridge and a
+core that does nothing on its own (bench flows); a bench may give it a core of its own
+and set the switch up in before_controller() / after_controller() (bench placement).
 
 Everything it makes carries the `tnbench-` prefix and is removed by `stop()` (processes
 by pid, the namespace and the directory by name), also after an error or Ctrl-C."""
@@ -15,11 +17,13 @@ import threading
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance, check_prerequisites
+from tenantnet.node.procs import describe, stop as stop_pids
 
 PREFIX = "tnbench-"
 BRIDGE = "tnbench-br"
 DPID = 0x00000000000000BE
 PORTS = {"tnbench-p1": 1, "tnbench-p2": 2}
+STOP_TIMEOUT = 120.0               # seconds for each of SIGTERM and SIGKILL
 
 
 class IdleCore:
@@ -76,15 +80,21 @@ def _free_port_in(netns):
 
 
 class BenchSwitch:
-    """One bridge on a private OVS, connected to an in-process tenantnet controller."""
+    """A private OVS and an in-process tenantnet controller; by default one bridge,
+    connected to it (the hooks before_controller / after_controller set up more)."""
 
-    def __init__(self, tag=None):
+    def __init__(self, tag=None, core_factory=IdleCore):
+        """*core_factory*: the controller's core (Settings.core_factory): IdleCore, or a
+        real one (bench placement), built in the controller with its pusher."""
         self.tag = tag or f"{PREFIX}{os.getpid()}"
         self.base = os.path.join("/tmp", self.tag)
         self.netns = self.tag
         self.ovs = OvsInstance(os.path.join(self.base, "ovs"), netns=self.netns)
+        self.core_factory = core_factory
+        self.port = None               # the controller's OpenFlow port (in the namespace)
         self.runtime = None
         self.pusher = None
+        self.core = None
 
     def start(self, timeout=20):
         from tenantnet.controller import runner
@@ -95,27 +105,43 @@ class BenchSwitch:
         os.makedirs(self.base)
         ns.add(self.netns)
         self.ovs.start()
-        port = _free_port_in(self.netns)
+        self.port = _free_port_in(self.netns)
+        self.before_controller()
         settings = Settings(config="(none: a benchmark)", echo_interval=5.0,
-                            echo_max_unreplied=3, core_factory=IdleCore)
+                            echo_max_unreplied=3, audit_interval=0.0,
+                            core_factory=self.core_factory)
         try:
             self.runtime = runner.ControllerRuntime(
-                listen_host="127.0.0.1", listen_port=port, netns=self.netns,
+                listen_host="127.0.0.1", listen_port=self.port, netns=self.netns,
                 contexts={CONTEXT: settings}).start()
         except RuntimeError as exc:
             raise TenantnetError(f"bench: the controller did not start: {exc}") from None
-        self.pusher = self.runtime.app("TenantnetApp").pusher
+        app = self.runtime.app("TenantnetApp")
+        self.pusher, self.core = app.pusher, app.core
+        self.after_controller(timeout)
+        return self
+
+    @property
+    def controller_target(self):
+        """The OpenFlow target of the in-process controller, as the switch reaches it."""
+        return f"tcp:127.0.0.1:{self.port}"
+
+    def before_controller(self):
+        """Hook: runs once the switch is up, before the controller starts."""
+
+    def after_controller(self, timeout):
+        """Hook: runs once the controller listens. Here: the flows bench's one bridge,
+        connected to the controller."""
         self.ovs.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE,
                        "datapath_type=netdev", "fail_mode=secure", "protocols=OpenFlow13",
                        f"other_config:datapath-id={DPID:016x}")
         for name, ofport in PORTS.items():
             self.ovs.vsctl("add-port", BRIDGE, name, "--", "set", "interface", name,
                            "type=internal", f"ofport_request={ofport}")
-        self.ovs.vsctl("set-controller", BRIDGE, f"tcp:127.0.0.1:{port}")
+        self.ovs.vsctl("set-controller", BRIDGE, self.controller_target)
         if not self.pusher.wait_connected(DPID, timeout):
             raise TenantnetError(f"bench: bridge {BRIDGE} did not connect to the controller "
                                  f"in {timeout} s; see {self.ovs.logdir}")
-        return self
 
     def ofctl(self, *args, stdin=None, timeout=300):
         """`ovs-ofctl -O OpenFlow13 ARGS` on this switch (through its management socket);
@@ -145,6 +171,11 @@ class BenchSwitch:
             except Exception as exc:  # noqa: BLE001 -- keep cleaning up
                 problems.append(f"controller: {exc}")
             self.runtime = None
+            self.pusher = self.core = None
+        # A switch with a thousand ports takes a while to exit: give it time, by pid.
+        left = stop_pids([(self.ovs.pid(d), None) for d in ("ovs-vswitchd", "ovsdb-server")],
+                         timeout=STOP_TIMEOUT, kill_timeout=STOP_TIMEOUT)
+        problems += [f"Open vSwitch process {describe(pid)} did not exit" for pid, _ in left]
         try:
             self.ovs.stop(remove=False)
         except TenantnetError as exc:

@@ -1,5 +1,6 @@
-"""`tenantnet bench flows [--flows N] [--repeat R] [--json]`: tenantnet measured side by
-side with Open vSwitch's own tools on a throwaway switch (tenantnet.bench)."""
+"""`tenantnet bench flows [--flows N] [--repeat R] [--json]` and `tenantnet bench placement
+[--vms N] [--existing M] [--json]`: tenantnet measured side by side with Open vSwitch's own
+tools on a throwaway switch (tenantnet.bench)."""
 
 import signal
 
@@ -47,6 +48,57 @@ def show_flows(r, repeat):
     Console().print(table)
 
 
+def cmd_bench_placement(args):
+    from tenantnet.bench import placement
+    from tenantnet.bench.switch import check_can_run
+    check_can_run()
+    old = _interrupt_on_sigterm()
+    try:
+        result, details = placement.run(args.vms, existing=args.existing,
+                                        progress=None if args.json else progress,
+                                        profile_path=args.profile)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if args.json:
+        print_json(result)
+    else:
+        show_placement(result, details)
+    return 0
+
+
+def show_placement(r, d):
+    from rich.console import Console
+    from rich.table import Table
+    from tenantnet.bench.placement import level_key
+    n, m = d["vms"], d["existing"]
+    table = Table(title=f"{n} VMs placed one at a time on one userspace OVS node (ms; "
+                        f"ratio = tenantnet p50 / raw p50)")
+    table.add_column("placement")
+    table.add_column("tenantnet p50", justify="right")
+    table.add_column("p95", justify="right")
+    table.add_column("raw p50", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_column("core: OVSDB / OpenFlow", justify="right")
+    for level, info in sorted(d["levels"].items()):
+        p50 = r["p50_ms"] if level == m else r[level_key(level)]
+        core = info["core"]
+        table.add_row(f"existing bridges, after {level} VMs", f"{p50:.1f}",
+                      f"{r['p95_ms']:.1f}" if level == m else "", f"{info['raw_p50_ms']:.1f}",
+                      f"{p50 / info['raw_p50_ms']:.2f}",
+                      f"{core['ovsdb_ms']:.1f} / {core['openflow_ms']:.1f}")
+    core = d["first_core"]
+    table.add_row(f"first on the node, after {m} VMs", f"{r['first_on_node_p50_ms']:.1f}", "",
+                  f"{r['raw_first_on_node_p50_ms']:.1f}",
+                  f"{r['first_on_node_p50_ms'] / r['raw_first_on_node_p50_ms']:.2f}",
+                  f"{core['ovsdb_ms']:.1f} / {core['openflow_ms']:.1f}")
+    console = Console()
+    console.print(table)
+    if len(d["levels"]) > 1:
+        low, high = sorted(d["levels"])
+        console.print(f"p50 after {high} VMs / p50 after {low}: "
+                      f"{r[level_key(high)] / r[level_key(low)]:.2f}")
+
+
 def add_bench_commands(sub):
     bench = sub.add_parser("bench", help="tenantnet against the raw Open vSwitch tools "
                                          "(needs root; makes and removes its own switch)")
@@ -58,3 +110,19 @@ def add_bench_commands(sub):
                    help="rounds; each figure is their median (default 3)")
     c.add_argument("--json", action="store_true", help="one JSON object")
     c.set_defaults(func=cmd_bench_flows)
+    c = bsub.add_parser("placement", help="placing a VM: the controller's placement path "
+                                          "against one ovs-vsctl transaction and "
+                                          "ovs-ofctl --bundle")
+    c.add_argument("--vms", type=int, default=20,
+                   help="VMs placed one at a time on existing bridges, and first on the node "
+                        "(default 20)")
+    c.add_argument("--existing", type=int, default=None,
+                   help="VMs already placed (default 10); given, the run also measures after "
+                        "10 and prints p50_ms_at_10 and p50_ms_at_M")
+    c.add_argument("--json", action="store_true", help="one JSON object")
+    c.add_argument("--profile", metavar="PATH", default=None,
+                   help="cProfile the controller's placements (the calling thread): one "
+                        "pstats file per phase, PATH.at-M.pstats, PATH.first-on-node.pstats")
+    c.set_defaults(func=cmd_bench_placement)
+    from tenantnet.cli.benchlab import add_lab_bench_commands     # bench resync, bench bulk
+    add_lab_bench_commands(bsub)

@@ -3,7 +3,8 @@
   tenantnet check-config FILE
   tenantnet controller -c FILE [OpenFlow, API and logging options]
   tenantnet lab up -c FILE | down | status [--json] | exec VM -- CMD | matrix | demo -c FILE
-  tenantnet bench flows [--flows N] [--json]
+  tenantnet bench flows|placement|resync|bulk [--json]
+  tenantnet pki init|node|tenant|show
   tenantnet vm add NAME --network TENANT/NET --node NODE [--mac M] [--ip IP] | del NAME | list
 
 Every failure is one clear line on stderr and a non-zero exit, never a traceback."""

@@ -1,0 +1,244 @@
+"""`tenantnet bench bulk`: one batch of placements on new networks, tenantnet against the
+raw Open vSwitch tools on the same nodes, as deployed (TLS).
+
+On a lab of its own (prefix `tnbb`, tenantnet.bench.labbench: K compute nodes and one
+network node), N networks of tenant `bench` with no VM yet. Every VM's device exists
+beforehand (tap devices in the nodes' namespaces, the hypervisor's part, off the clock),
+for both sides.
+
+  * raw reference (first, so that tenantnet runs on the fuller switches): the same
+    bridges, ports, patch ports, `ex-` endpoints and GRE tunnels, for a second tenant
+    `raw` with the same VMs on the same nodes, computed by the same pure functions
+    (model.desired.node_state, model.flows.node_flows) and made with one `ovs-vsctl`
+    transaction per node (it returns once ovs-vswitchd has applied it), then the same
+    flows with `ovs-ofctl --bundle add-flows`, one per bridge, side by side; all nodes in
+    parallel. Its records are not tenantnet's (`tenantnet-owner=bench-raw`, cookie prefix
+    `RAW `) and its bridges have no controller, so the controller leaves them alone. The
+    `ex-` addresses and tunnel neighbours (host-side steps tenantnet does on its clock)
+    are not part of it.
+  * tenantnet: every placement sent to the API at once (one thread each); a placement
+    answers once its ports have OpenFlow port numbers and its flows are committed. Per VM,
+    the time from the batch's start to its answer: `tenantnet_last_s` (the last) and
+    `tenantnet_mean_s`.
+Both sides are checked afterwards: every port has an ofport, every bridge holds its
+flows (counted by cookie prefix)."""
+
+import concurrent.futures
+import os
+import statistics
+import subprocess
+import time
+
+from tenantnet.bench import labbench
+from tenantnet.bench.flows import ofctl_text
+from tenantnet.errors import TenantnetError
+from tenantnet.model import config as config_mod
+from tenantnet.model import naming
+from tenantnet.model.desired import OWNER_KEY, node_state
+from tenantnet.model.flows import node_flows
+from tenantnet.model.flowspec import COOKIE_PREFIX
+
+PREFIX = "tnbb"
+RAW_TENANT = "raw"
+RAW_OWNER = "bench-raw"
+RAW_COOKIE = 0x52415720            # "RAW "
+MAX_NETWORKS = 100                 # transport CIDRs: bench 198.19.1-100, raw 198.19.101-200
+KEYS = ("tenantnet_last_s", "tenantnet_mean_s", "raw_s", "ratio")
+
+
+# -- the raw tools' changes ------------------------------------------------------------------
+
+def _quote(value):
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pairs(column, values):
+    if column == "external_ids" and OWNER_KEY in values:
+        values = dict(values, **{OWNER_KEY: RAW_OWNER})
+    return [f"{column}:{k}={_quote(v)}" for k, v in sorted(values.items())]
+
+
+def raw_vsctl(before, after):
+    """ovs-vsctl arguments (one transaction) that add what NodeState *after* has and
+    *before* has not: bridges with their columns, ports with their interfaces' columns. No
+    controller: the raw flows go in through the bridge's management socket."""
+    args = []
+    for br in after.bridges.values():
+        old = before.bridges.get(br.name)
+        if old is None:
+            args += ["--", "add-br", br.name, "--", "set", "bridge", br.name,
+                     f"datapath_type={br.datapath_type or 'netdev'}", "fail_mode=secure",
+                     "protocols=OpenFlow13",
+                     *_pairs("other_config", {"datapath-id": naming.dpid_str(br.dpid),
+                                              "disable-in-band": "true"}),
+                     *_pairs("external_ids", br.external_ids)]
+        for port in br.ports.values():
+            if old is not None and port.name in old.ports:
+                continue
+            args += ["--", "add-port", br.name, port.name]
+            if port.tag is not None:
+                args.append(f"tag={port.tag}")
+            args += _pairs("external_ids", port.external_ids)
+            iface = [f"type={port.type}"] if port.type else []
+            iface += _pairs("options", port.options) + _pairs("external_ids", port.external_ids)
+            if iface:
+                args += ["--", "set", "interface", port.name, *iface]
+    return args[1:]
+
+
+def raw_flows(before_topo, after_topo, node):
+    """{bridge: [Flow]} that *after_topo* has on *node* and *before_topo* has not."""
+    old = node_flows(before_topo, node)
+    out = {}
+    for bridge, bf in node_flows(after_topo, node).items():
+        have = set(old[bridge].flows) if bridge in old else set()
+        added = sorted(set(bf.flows) - have, key=lambda f: (f.table, -f.priority, repr(f)))
+        if added:
+            out[bridge] = added
+    return out
+
+
+class RawNode:
+    """One node's raw changes, prepared off the clock; run() is timed."""
+
+    def __init__(self, node, ovs, before_topo, after_topo, workdir):
+        self.node, self.ovs = node, ovs
+        before = node_state(before_topo, node, "netdev")
+        after = node_state(after_topo, node, "netdev")
+        self.vsctl = raw_vsctl(before, after)
+        self.ports = sorted(set(after.ports()) - set(before.ports()))
+        self.bridges = sorted(set(after.bridges) - set(before.bridges))
+        self.flows = raw_flows(before_topo, after_topo, node)
+        self.files = {}
+        for bridge, flows in self.flows.items():
+            path = os.path.join(workdir, f"raw-{node}-{bridge}.txt")
+            with open(path, "w") as fh:
+                fh.writelines(ofctl_text(f, RAW_COOKIE) + "\n" for f in flows)
+            self.files[bridge] = path
+
+    def run(self):
+        env = self.ovs.env
+        if self.vsctl:
+            _check(subprocess.run(["ovs-vsctl", f"--db={self.ovs.unix_remote}", "--timeout=120",
+                                   *self.vsctl], env=env, capture_output=True, text=True),
+                   f"ovs-vsctl on {self.node}")
+        procs = [(bridge, subprocess.Popen(
+            ["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", bridge, path], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for bridge, path in self.files.items()]
+        for bridge, proc in procs:
+            out, err = proc.communicate()
+            _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                   f"ovs-ofctl --bundle add-flows {bridge} on {self.node}")
+
+
+def _check(proc, what):
+    if proc.returncode != 0:
+        raise TenantnetError(f"bench bulk: {what} failed: "
+                             f"{(proc.stderr or '').strip()[:500] or f'exit {proc.returncode}'}")
+    return proc
+
+
+def raw_models(config, placements):
+    """(before, after): the `raw` tenant's model without and with the VMs *placements*
+    [(vm, network index, node)]."""
+    before = config_mod.load_file(config)
+    after = config_mod.load_file(config)
+    for vm, net, node in placements:
+        after.add_vm(config_mod.vm_from_spec(after, {
+            "name": vm, "network": labbench.network_key(net, RAW_TENANT), "node": node},
+            "bench bulk", "", vm_source="api"))
+    return before, after
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+def verify(bl, model, cookie, what, before=None):
+    """Every port of *model* has an ofport on its node; every bridge of *model* holds its
+    flows of prefix *cookie* (those *before* has not, when given: the raw side adds its
+    flows to the common br-tun). Returns (tenant bridges, ports, flows) counted."""
+    bridges, ports, want = [], 0, {}
+    for node in bl.node_names():
+        ofports = bl.ofports(node)
+        state = node_state(model, node)
+        for port in state.ports():
+            if ofports.get(port, -1) <= 0:
+                raise TenantnetError(f"bench bulk: {what}: port {port} on {node} has no "
+                                     "OpenFlow port number")
+        ports += len(state.ports())
+        old = node_flows(before, node) if before is not None else {}
+        for bridge, bf in node_flows(model, node).items():
+            have = set(old[bridge].flows) if bridge in old else set()
+            want[(node, bridge)] = len(set(bf.flows) - have)
+    got = bl.flow_counts(sorted(want), cookie)
+    wrong = sorted(k for k in want if got.get(k) != want[k])
+    if wrong:
+        node, bridge = wrong[0]
+        raise TenantnetError(f"bench bulk: {what}: {bridge} on {node} holds "
+                             f"{got.get(wrong[0])} flows, expected {want[wrong[0]]} "
+                             f"({len(wrong)} bridges differ)")
+    bridges = [b for b in want if b[1].startswith(("brint", "brtun"))]
+    return len(bridges), ports, sum(want.values())
+
+
+def run(vms=80, networks=8, nodes=5, progress=None, keep_logs=None):
+    """(figures, details): KEYS plus the sizes and `tls`; the details for the table."""
+    labbench.check_sizes("bulk", vms, networks, nodes)
+    if networks > MAX_NETWORKS:
+        raise TenantnetError(f"bench bulk: at most {MAX_NETWORKS} networks")
+    t_start = time.monotonic()
+
+    def say(msg):
+        if progress:
+            progress(f"{time.monotonic() - t_start:6.1f} s  {msg}")
+
+    placements = labbench.spread(vms, networks, nodes, prefix="v")
+    raw_placements = labbench.spread(vms, networks, nodes, prefix="r")
+    with labbench.BenchLab(PREFIX, networks, nodes, progress=say, keep_logs=keep_logs) as bl:
+        tls = bl.tls()
+        raw_config = labbench.make_config(os.path.join(bl.workdir, "raw.yaml"), networks,
+                                          nodes, tenant=RAW_TENANT, segment_base=1000,
+                                          transport_base=101)
+        raw_before, raw_after = raw_models(raw_config, raw_placements)
+        taps = bl.tap_plan(placements)
+        for node, names in bl.tap_plan(raw_placements, tenant=RAW_TENANT).items():
+            taps[node] += names
+        say(f"{sum(len(v) for v in taps.values())} tap devices (both sides)")
+        bl.make_taps(taps)
+        raw = [RawNode(n, bl.ovs(n), raw_before, raw_after, bl.workdir)
+               for n in bl.node_names()]
+
+        say(f"raw tools: {vms} VMs on {networks} networks, nodes side by side")
+        per_node = {}
+
+        def timed(rn):
+            t0 = time.perf_counter()
+            rn.run()
+            per_node[rn.node] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(len(raw)) as pool:
+            list(pool.map(timed, raw))
+        raw_s = time.perf_counter() - t0
+        raw_counts = verify(bl, raw_after, RAW_COOKIE, "raw tools", before=raw_before)
+        say(f"raw tools: {raw_s:.3f} s")
+
+        time.sleep(2.0)              # let the switches settle (ports, connections)
+        say(f"tenantnet: {vms} placements in one batch through the API")
+        answers = bl.place(placements, threads=min(len(placements), 200))
+        times = [t for _, t in answers]
+        model = bl.lab.topology_from_api()
+        tn_counts = verify(bl, model, COOKIE_PREFIX, "tenantnet")
+        say(f"tenantnet: last answer after {max(times):.3f} s")
+    say("done")
+    last = max(times)
+    out = {"tenantnet_last_s": round(last, 3),
+           "tenantnet_mean_s": round(statistics.mean(times), 3),
+           "raw_s": round(raw_s, 3),
+           "ratio": round(last / raw_s, 3),
+           "vms": vms, "networks": networks, "nodes": nodes, "tls": tls}
+    details = {"raw_per_node_s": per_node, "bridges": tn_counts[0], "ports": tn_counts[1],
+               "flows": tn_counts[2], "raw_flows": raw_counts[2]}
+    if raw_counts[:2] != tn_counts[:2]:
+        raise TenantnetError(f"bench bulk: the two sides differ: raw (bridges, ports) "
+                             f"{raw_counts[:2]}, tenantnet {tn_counts[:2]}")
+    return out, details

@@ -1,0 +1,491 @@
+"""`tenantnet bench placement`: placing a VM, tenantnet's controller against the raw tools.
+
+One throwaway node (tenantnet.bench.switch: a `tnbench-<pid>` namespace with a private,
+userspace Open vSwitch, bootstrapped as a compute node by `node.bootstrap.bootstrap_node`)
+and the provider's real core (`controller.core.Core`) in the in-process os-ken controller,
+with a model of one compute node. A placement is `Core.add_vm`, the code behind the API's
+POST /vms: validation against the model, a copy of the model, desired state, the OVSDB
+diff committed as one transaction (then every port has its ofport), the flows as one
+bundle per changed bridge. The API's HTTP layer is not part of it.
+
+The raw reference makes the same changes on the same switch, in the same run, with the
+raw tools: one `ovs-vsctl` transaction (add-br with its columns, add-port with the port's
+and the interface's columns) and, for every bridge whose flows change,
+`ovs-ofctl --bundle add-flows` (bridges side by side). Its changes are computed from a
+second model, tenant `raw`, by the same pure functions (desired.node_state,
+flows.node_flows): before and after the VM, diffed. Its bridges connect to the same
+controller (as the desired state says), which ignores them.
+
+VM ports are tap devices made beforehand in the namespace (the hypervisor's part, off the
+clock), with no VM behind them. Existing VMs are placed through the core too, in groups
+(concurrent placements, as the API realises them), on networks of 100 VMs each.
+
+Measured, tenantnet and raw alternately, one VM at a time:
+  * N VMs on a network whose bridges exist (one VM there before), after M VMs are placed,
+    and after 10 when M is given (the model is grown or shrunk between the two);
+  * N first-on-node VMs: each the first of its network on the node, so its bridge pair,
+    patch ports, `ex-` endpoint and their flows (and br-tun's underlay flows) are created.
+On one node nothing else changes: the flows of a network on a node do not depend on that
+node's own VMs (a peer's egress rules do), so a VM on existing bridges changes OVSDB only,
+on both sides. The `ex-` address (a host-side step: udev in production) is not part of
+either side.
+
+After each phase the switch is checked: every port of both models has an ofport, and every
+bridge the phase changed holds exactly the expected number of flows of each side."""
+
+import concurrent.futures
+import cProfile
+import ipaddress
+import logging
+import math
+import os
+import statistics
+import subprocess
+import time
+
+from tenantnet.bench.flows import ofctl_text
+from tenantnet.bench.switch import BenchSwitch
+from tenantnet.errors import TenantnetError
+from tenantnet.lab import netns as ns
+from tenantnet.model import config as config_mod
+from tenantnet.model import naming
+from tenantnet.model.desired import OWNER_KEY, node_state
+from tenantnet.model.flows import node_flows
+from tenantnet.model.topology import ControllerSettings, Network, Node, Topology
+
+NODE = "c1"
+UPLINK = "tnb-up"                 # the node's transport interface (a veth)
+UPLINK_PEER = "tnb-up-peer"
+TRANSPORT_IP = "198.19.0.11"
+OVSDB_PORT = 6640                 # bootstrap's OVSDB manager, inside the private namespace
+TENANT, RAW_TENANT = "bench", "raw"
+RAW_COOKIE = 0x52415720           # "RAW ": the raw tools' flows, never touched by tenantnet
+RAW_OWNER = "bench-raw"           # external_ids owner of the raw tools' records (not ours)
+BASELINE = 10                     # p50_ms_at_10
+PER_NETWORK = 100                 # existing VMs per network
+GROW_THREADS = 16                 # concurrent placements while the model is grown
+KEYS = ("p50_ms", "p95_ms", "raw_p50_ms", "ratio", "first_on_node_p50_ms",
+        "raw_first_on_node_p50_ms")
+
+
+def level_key(m):
+    return f"p50_ms_at_{m}"
+
+
+# -- the models ------------------------------------------------------------------------
+
+def network_plan(n_existing_nets, n_new):
+    """Network names in index order: the existing VMs' networks, the hot network (the
+    measured VMs on existing bridges), then one per first-on-node VM."""
+    return ([f"e{i}" for i in range(n_existing_nets)] + ["hot"]
+            + [f"n{i}" for i in range(n_new)])
+
+
+def make_topology(tenant, nets, of_target):
+    """A DNB model of one compute node, tenant *tenant* with networks *nets* (disjoint
+    VM and transport address ranges and segmentation ids for either tenant)."""
+    host, _, port = of_target.rpartition(":")
+    topo = Topology(mode="dnb", controller=ControllerSettings(
+        management_ip=host.split(":", 1)[1], openflow_port=int(port),
+        ovsdb_port=OVSDB_PORT, security="insecure"))     # the private switch: plain TCP
+    topo.add_node(Node(name=NODE, role="compute", management_ip="127.0.0.1",
+                       transport_ip=TRANSPORT_IP, transport_interface=UPLINK))
+    base = 0 if tenant == TENANT else 2048
+    for i, name in enumerate(nets):
+        idx = base + i
+        cidr = ipaddress.ip_network("10.0.0.0/20").network_address + idx * 4096
+        tcidr = ipaddress.ip_network("172.16.0.0/24").network_address + idx * 256
+        topo.add_network(Network(tenant=tenant, name=name, segmentation_id=idx + 1,
+                                 cidr=f"{cidr}/20", transport_cidr=f"{tcidr}/24"))
+    return topo
+
+
+def spec(name, net):
+    return {"name": name, "network": naming.network_key(TENANT, net), "node": NODE}
+
+
+# -- the raw tools' changes ----------------------------------------------------------
+
+def _q(value):
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _map(column, values):
+    if column == "external_ids" and OWNER_KEY in values:
+        # not tenantnet's: its reconcile removes every record it owns and does not want
+        values = dict(values, **{OWNER_KEY: RAW_OWNER})
+    return [f"{column}:{k}={_q(v)}" for k, v in sorted(values.items())]
+
+
+def vsctl_changes(before, after):
+    """ovs-vsctl arguments, one transaction, that turn NodeState *before* into *after*:
+    new bridges with their columns and controller, new ports with their port and interface
+    columns (what NodeOvsdb.plan commits for them). TenantnetError for anything else."""
+    args = []
+    for br in after.bridges.values():
+        old = before.bridges.get(br.name)
+        if old is None:
+            args += ["--", "add-br", br.name, "--", "set", "bridge", br.name,
+                     f"datapath_type={br.datapath_type or 'netdev'}", "fail_mode=secure",
+                     "protocols=OpenFlow13",
+                     *_map("other_config", {"datapath-id": naming.dpid_str(br.dpid),
+                                            "disable-in-band": "true"}),
+                     *_map("external_ids", br.external_ids)]
+            if br.controller:
+                args += ["--", "set-controller", br.name, br.controller]
+        for port in br.ports.values():
+            if old is not None and port.name in old.ports:
+                if old.ports[port.name] != port:
+                    raise TenantnetError(f"bench placement: the raw reference does not "
+                                         f"change ports ({port.name})")
+                continue
+            args += ["--", "add-port", br.name, port.name]
+            if port.tag is not None:
+                args.append(f"tag={port.tag}")
+            args += _map("external_ids", port.external_ids)
+            iface = [f"type={port.type}"] if port.type else []
+            iface += _map("options", port.options) + _map("external_ids", port.external_ids)
+            args += ["--", "set", "interface", port.name, *iface]
+    for name, br in before.bridges.items():
+        gone = name not in after.bridges or any(p not in after.bridges[name].ports
+                                                for p in br.ports)
+        if gone:
+            raise TenantnetError(f"bench placement: the raw reference does not delete "
+                                 f"({name})")
+    return args
+
+
+def flow_changes(before_topo, after_topo):
+    """bridge -> flows to add, between the two models (names, not numbers: ovs-ofctl
+    looks them up). TenantnetError when a flow would have to go."""
+    old = node_flows(before_topo, NODE)
+    out = {}
+    for bridge, bf in node_flows(after_topo, NODE).items():
+        have = set(old[bridge].flows) if bridge in old else set()
+        want = set(bf.flows)
+        if have - want:
+            raise TenantnetError(f"bench placement: the raw reference does not delete "
+                                 f"flows ({bridge})")
+        added = [f for f in bf.flows if f not in have]
+        if added:
+            out[bridge] = added
+    return out
+
+
+class RawPlacement:
+    """One VM placed with the raw tools: its vsctl transaction and flow files, prepared
+    off the clock; run() is what is timed."""
+
+    def __init__(self, sw, model, name, net, files_dir):
+        before_state = node_state(model, NODE, "netdev")
+        before = model.copy()
+        vm = config_mod.vm_from_spec(model, {"name": name, "network": naming.network_key(
+            RAW_TENANT, net), "node": NODE}, "bench placement", "", vm_source="api")
+        model.add_vm(vm)
+        self.sw, self.vm = sw, vm
+        self.vsctl = vsctl_changes(before_state, node_state(model, NODE, "netdev"))
+        self.flows = flow_changes(before, model)
+        self.files = {}
+        for bridge, flows in self.flows.items():
+            path = os.path.join(files_dir, f"{name}-{bridge}.txt")
+            with open(path, "w") as fh:
+                fh.writelines(ofctl_text(f, RAW_COOKIE) + "\n" for f in flows)
+            self.files[bridge] = path
+
+    def run(self):
+        """The raw placement (timed by the caller); the flows it added are recorded in
+        the switch's raw_flows (bridge -> set of flows)."""
+        env = self.sw.ovs.env
+        _check(subprocess.run(["ovs-vsctl", f"--db={self.sw.ovs.unix_remote}", "--timeout=20",
+                               *self.vsctl[1:]], env=env, capture_output=True, text=True),
+               "ovs-vsctl")
+        procs = [subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows",
+                                   bridge, path], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for bridge, path in self.files.items()]
+        for proc in procs:
+            out, err = proc.communicate()
+            _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                   "ovs-ofctl")
+        for bridge, flows in self.flows.items():
+            self.sw.raw_flows.setdefault(bridge, set()).update(flows)
+
+
+def _check(proc, what):
+    if proc.returncode != 0:
+        raise TenantnetError(f"bench placement: {what} failed: "
+                             f"{proc.stderr.strip() or f'exit {proc.returncode}'}")
+    return proc
+
+
+# -- the node ------------------------------------------------------------------------
+
+class _ForeignSwitches(logging.Filter):
+    """The raw reference's bridges connect to the controller too; it ignores them, and
+    so does its log here."""
+
+    def filter(self, record):
+        return "is not one of ours" not in str(record.msg)
+
+
+class PlacementNode(BenchSwitch):
+    """The throwaway switch bootstrapped as compute node c1, with the provider's core."""
+
+    def __init__(self, nets, raw_nets):
+        super().__init__(core_factory=self.make_core)
+        self.nets, self.raw_nets = nets, raw_nets
+        self.model = self.raw_model = None
+        self.raw_flows = {}            # bridge -> flows the raw tools installed
+
+    def before_controller(self):
+        from tenantnet.node.bootstrap import ExecHost, bootstrap_node
+        # the uplink: one end of a veth pair, both ends up (carrier, as a real uplink has)
+        ns.run(["ip", "link", "add", UPLINK, "type", "veth", "peer", "name", UPLINK_PEER],
+               netns=self.netns)
+        ns.run(["ip", "link", "set", UPLINK_PEER, "up"], netns=self.netns)
+        bootstrap_node(self.ovs.vsctl, "compute", UPLINK, f"{TRANSPORT_IP}/24", "127.0.0.1",
+                       ovsdb_port=OVSDB_PORT, datapath="netdev", system_id=f"{self.tag}-{NODE}",
+                       hostname=f"{self.tag}-{NODE}", host=ExecHost(ns.executor_in(self.netns)),
+                       ofctl=self.ovs.ofctl)
+        self.model = make_topology(TENANT, self.nets, self.controller_target)
+        self.raw_model = make_topology(RAW_TENANT, self.raw_nets, self.controller_target)
+
+    def make_core(self, pusher, _app, _settings):
+        from tenantnet.controller.core import Core
+        return Core(self.model, pusher, ovsdb_remotes={NODE: self.ovs.unix_remote},
+                    hosts={}, source="bench placement", audit_interval=0)
+
+    def after_controller(self, timeout):
+        core = self.core
+        if not core.ready.wait(timeout) or not core.states.is_up(NODE):
+            raise TenantnetError(f"bench placement: the controller did not reconcile node "
+                                 f"{NODE} in {timeout} s: {core.node_states()}")
+        for bf in node_flows(core.topo, NODE).values():
+            if not self.pusher.wait_connected(bf.dpid, timeout):
+                raise TenantnetError(f"bench placement: {bf.bridge} did not connect to the "
+                                     f"controller in {timeout} s; see {self.ovs.logdir}")
+
+    def make_taps(self, names):
+        """Tap devices (no VM behind them) in the namespace, in one `ip -batch`."""
+        if not names:
+            return
+        batch = "".join(f"tuntap add dev {n} mode tap\n" for n in names)
+        _check(subprocess.run(["ip", "-n", self.netns, "-batch", "-"], input=batch,
+                              capture_output=True, text=True), "ip -batch (taps)")
+
+    def interfaces(self):
+        """name -> ofport of every interface on the switch."""
+        out = _check(subprocess.run(
+            ["ovs-vsctl", f"--db={self.ovs.unix_remote}", "--format=csv", "--no-headings",
+             "--data=bare", "--columns=name,ofport", "list", "interface"], env=self.ovs.env,
+            capture_output=True, text=True), "ovs-vsctl list interface").stdout
+        rows = (line.split(",") for line in out.splitlines() if line.strip())
+        return {r[0].strip('"'): int(r[1]) if r[1].lstrip("-").isdigit() else -1 for r in rows}
+
+    def flow_count(self, bridge, prefix):
+        out = self.ofctl("dump-flows", "--no-stats", bridge,
+                         f"cookie=0x{prefix << 32:x}/0xffffffff00000000").stdout
+        return sum(1 for line in out.splitlines() if line.strip().startswith("cookie="))
+
+    def verify(self, step, bridges=()):
+        """Every port of both models has an ofport; *bridges* hold their flows."""
+        from tenantnet.model.flowspec import COOKIE_PREFIX
+        ifaces = self.interfaces()
+        for model in (self.core.topo, self.raw_model):
+            for name in node_state(model, NODE).ports():
+                if ifaces.get(name, -1) <= 0:
+                    raise TenantnetError(f"bench placement: after {step}, port {name} has "
+                                         f"no OpenFlow port number")
+        flows = node_flows(self.core.topo, NODE)
+        for bridge in bridges:
+            want = {COOKIE_PREFIX: len(set(flows[bridge].flows)) if bridge in flows else 0,
+                    RAW_COOKIE: len(self.raw_flows.get(bridge, ()))}
+            for prefix, count in want.items():
+                got = self.flow_count(bridge, prefix)
+                if got != count:
+                    raise TenantnetError(f"bench placement: after {step}, {bridge} holds "
+                                         f"{got} flows of cookie prefix 0x{prefix:x}, "
+                                         f"expected {count}")
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+def _p(values, q):
+    """The *q* quantile (0..1) of *values*, nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+class PlacementRun:
+    """The measured phases on a PlacementNode: *n* VMs per phase, tenantnet and raw
+    alternately; *profile*: a cProfile per phase around the core's placements."""
+
+    def __init__(self, node, n, profile=False, progress=None):
+        self.node, self.n = node, n
+        self.core = node.core
+        self.profiles = {} if profile else None     # phase -> cProfile.Profile
+        self.phase = None
+        self.say = progress or (lambda _msg: None)
+        self.existing = []             # names of the existing e-VMs, in order
+        self.tmp = os.path.join(node.base, "raw")
+        os.makedirs(self.tmp, exist_ok=True)
+
+    def place(self, name, net):
+        profile = None
+        if self.profiles is not None:
+            profile = self.profiles.setdefault(self.phase, cProfile.Profile())
+        t0 = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        try:
+            out = self.core.add_vm(spec(name, net))
+        finally:
+            if profile is not None:
+                profile.disable()
+        return time.perf_counter() - t0, out
+
+    def set_existing(self, count):
+        """Grow or shrink the model to *count* VMs: hot0 and count-1 e-VMs (placed and
+        deleted through the core, in concurrent groups, off the clock)."""
+        want = count - 1
+        have = len(self.existing)
+        if want > have:
+            names = [f"e{i}" for i in range(have, want)]
+            jobs = [(name, f"e{i // PER_NETWORK}") for i, name in zip(range(have, want), names)]
+            with concurrent.futures.ThreadPoolExecutor(GROW_THREADS) as pool:
+                list(pool.map(lambda j: self.core.add_vm(spec(*j)), jobs))
+            self.existing += names
+        elif want < have:
+            gone = self.existing[want:]
+            with concurrent.futures.ThreadPoolExecutor(GROW_THREADS) as pool:
+                list(pool.map(self.core.del_vm, gone))
+            del self.existing[want:]
+        if len(self.core.topo.vms()) != count:
+            raise TenantnetError(f"bench placement: the model holds "
+                                 f"{len(self.core.topo.vms())} VMs, expected {count}")
+
+    def existing_bridges(self, level):
+        """N VMs on the hot network, tenantnet and raw alternately; both taken back
+        afterwards. Returns (tenantnet seconds, raw seconds, core timings)."""
+        self.say(f"{self.n} placements on existing bridges after {level} VMs")
+        self.phase = f"at-{level}"
+        tn, raw, timings = [], [], []
+        for i in range(self.n):
+            rp = RawPlacement(self.node, self.node.raw_model, f"r{i}", "hot", self.tmp)
+            t, out = self.place(f"h{i}", "hot")
+            tn.append(t)
+            timings.append(out["timings"])
+            if out["network_new_on_node"]:
+                raise TenantnetError("bench placement: the hot network was new on the node")
+            t0 = time.perf_counter()
+            rp.run()
+            raw.append(time.perf_counter() - t0)
+        hot = [naming.brint_name(naming.network_key(t, "hot")) for t in (TENANT, RAW_TENANT)]
+        self.node.verify(f"{self.n} placements after {level} VMs", bridges=hot)
+        # take them back (off the clock): the next level starts from the same VMs
+        for i in range(self.n):
+            self.core.del_vm(f"h{i}")
+        ports = [naming.vm_port_name(f"r{i}") for i in range(self.n)]
+        _check(subprocess.run(["ovs-vsctl", f"--db={self.node.ovs.unix_remote}", "--timeout=20",
+                               *[x for p in ports for x in ("--", "del-port", p)][1:]],
+                              env=self.node.ovs.env, capture_output=True, text=True),
+               "ovs-vsctl del-port")
+        for i in range(self.n):
+            self.node.raw_model.remove_vm(f"r{i}")
+        return tn, raw, timings
+
+    def first_on_node(self):
+        self.say(f"{self.n} first-on-node placements")
+        self.phase = "first-on-node"
+        tn, raw, timings = [], [], []
+        bridges = {"br-tun"}
+        for i in range(self.n):
+            rp = RawPlacement(self.node, self.node.raw_model, f"rf{i}", f"n{i}", self.tmp)
+            t, out = self.place(f"f{i}", f"n{i}")
+            tn.append(t)
+            timings.append(out["timings"])
+            if not out["network_new_on_node"]:
+                raise TenantnetError(f"bench placement: network n{i} was not new on the node")
+            t0 = time.perf_counter()
+            rp.run()
+            raw.append(time.perf_counter() - t0)
+            for tenant in (TENANT, RAW_TENANT):
+                key = naming.network_key(tenant, f"n{i}")
+                bridges |= {naming.brint_name(key), naming.brtun_name(key)}
+        self.node.verify(f"{self.n} first-on-node placements", bridges=sorted(bridges))
+        return tn, raw, timings
+
+
+def run(n=20, existing=None, progress=None, profile_path=None):
+    """(figures, details): the figures (KEYS, and p50_ms_at_10 / p50_ms_at_M when
+    *existing* is given) of *n* placements after *existing* VMs (default 10); the details
+    for the table. *profile_path*: cProfile the core's placements (the calling thread),
+    one pstats file per phase, PATH.at-M.pstats and PATH.first-on-node.pstats."""
+    if n < 1:
+        raise TenantnetError("bench placement: --vms must be at least 1")
+    if existing is not None and existing < 1:
+        raise TenantnetError("bench placement: --existing must be at least 1 (the VM that "
+                             "makes the network's bridges exist)")
+    m = BASELINE if existing is None else existing
+    levels = [m] if existing is None or m == BASELINE else [BASELINE, m]
+    top = max(levels)
+    nets = network_plan(math.ceil((top - 1) / PER_NETWORK), n)
+    raw_nets = network_plan(0, n)
+    names = (["hot0"] + [f"e{i}" for i in range(top - 1)] + [f"h{i}" for i in range(n)]
+             + [f"f{i}" for i in range(n)] + ["rhot0"] + [f"r{i}" for i in range(n)]
+             + [f"rf{i}" for i in range(n)])
+    taps = [naming.vm_port_name(x) for x in names]
+    if len(set(taps)) != len(taps):
+        raise TenantnetError("bench placement: two VMs map to the same port name")
+    t_start = time.monotonic()
+
+    def say(msg):
+        if progress:
+            progress(f"{time.monotonic() - t_start:6.1f} s  {msg}")
+
+    quiet = _ForeignSwitches()
+    core_log = logging.getLogger("tenantnet.controller.core")
+    core_log.addFilter(quiet)
+    bench = None
+    try:
+        with PlacementNode(nets, raw_nets) as node:
+            say(f"node up; making {len(taps)} tap devices")
+            node.make_taps(taps)
+            bench = PlacementRun(node, n, profile=bool(profile_path), progress=say)
+            node.core.add_vm(spec("hot0", "hot"))
+            RawPlacement(node, node.raw_model, "rhot0", "hot", bench.tmp).run()
+            at = {}
+            for level in levels:
+                say(f"placing the existing VMs: {level}")
+                bench.set_existing(level)
+                at[level] = bench.existing_bridges(level)
+            first = bench.first_on_node()
+            say("removing the node")
+    finally:
+        core_log.removeFilter(quiet)
+        for phase, profile in ((bench.profiles or {}) if bench else {}).items():
+            profile.dump_stats(f"{profile_path}.{phase}.pstats")
+    say("done")
+    tn, raw, _ = at[m]
+    p50, raw_p50 = statistics.median(tn), statistics.median(raw)
+    out = {
+        "p50_ms": round(p50 * 1000, 2),
+        "p95_ms": round(_p(tn, 0.95) * 1000, 2),
+        "raw_p50_ms": round(raw_p50 * 1000, 2),
+        "ratio": round(p50 / raw_p50, 3),
+        "first_on_node_p50_ms": round(statistics.median(first[0]) * 1000, 2),
+        "raw_first_on_node_p50_ms": round(statistics.median(first[1]) * 1000, 2),
+    }
+    if existing is not None:
+        for level in levels:
+            out[level_key(level)] = round(statistics.median(at[level][0]) * 1000, 2)
+    details = {"levels": {lv: {"raw_p50_ms": round(statistics.median(r[1]) * 1000, 2),
+                               "core": _core_split(r[2])} for lv, r in at.items()},
+               "first_core": _core_split(first[2]), "existing": m, "vms": n}
+    return out, details
+
+
+def _core_split(timings):
+    """Median of the core's own split (ovsdb_ms, openflow_ms) of a list of placements."""
+    return {k: round(statistics.median(t.get(k, 0.0) for t in timings), 2)
+            for k in ("ovsdb_ms", "openflow_ms")}
