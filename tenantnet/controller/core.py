@@ -434,11 +434,12 @@ class Core:
         self._record(name, result)
         repairs = [f"{name}: {c}" for c in result.commands]
         host = self.hosts.get(name)
+        have = host.all_addresses() if host is not None and state.addresses else {}
         for ifname, cidr in state.addresses.items():
             if host is None:
                 break
             new_port = f"add port {ifname} to br-tun" in result.commands
-            if new_port or cidr not in host.addresses(ifname):
+            if new_port or cidr not in have.get(ifname, ()):
                 host.set_address(ifname, cidr)
                 if not new_port:
                     repairs.append(f"{name}: address {cidr} on {ifname}")
@@ -464,10 +465,13 @@ class Core:
         name = state.node
         result = self.nodes[name].reconcile(state)
         host = self.hosts.get(name)
+        # *force_addresses* (start-up): every address checked, in one call, and set where it
+        # is missing; a new ex- port is a new kernel device: it needs its address (again).
+        have = host.all_addresses() if host is not None and force_addresses else {}
         for ifname, cidr in state.addresses.items():
-            # A new ex- port is a new kernel device: it needs its address (again).
-            if host is not None and (force_addresses or
-                                     f"add port {ifname} to br-tun" in result.commands):
+            if host is not None and (
+                    f"add port {ifname} to br-tun" in result.commands
+                    or (force_addresses and cidr not in have.get(ifname, ()))):
                 host.set_address(ifname, cidr)
         if result.changed:
             self.metrics.ovsdb_transaction(name, result.seconds)

@@ -100,6 +100,17 @@ class ExecHost:
             return []
         return re.findall(r"\sinet\s+(\S+)", out.stdout)
 
+    def all_addresses(self):
+        """{interface: ['IP/PREFIX', ...]} for every interface with an IPv4 address, in one
+        `ip` call (a node with hundreds of ex- endpoints is checked in one process)."""
+        out = self.executor.run(["ip", "-o", "-4", "addr", "show"], check=False)
+        found = {}
+        for line in out.stdout.splitlines() if out.returncode == 0 else ():
+            m = re.match(r"\d+:\s+([^\s@]+)\S*\s+inet\s+(\S+)", line)
+            if m:
+                found.setdefault(m.group(1), []).append(m.group(2))
+        return found
+
     def set_address(self, ifname, cidr, timeout=5.0):
         """`ip addr replace` *cidr* on *ifname* (waiting for it to appear) and set it up."""
         self.wait_link(ifname, timeout)
