@@ -294,7 +294,9 @@ def test_provisioned_controller_conf_is_what_ryu_manager_reads(tmp_path):
     with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
         sh = fh.read()
     body = re.search(r'cat > "\$conf_new" <<CONF\n(.*?)\nCONF\n', sh, re.S).group(1)
-    values = {"MGMT_IP": "192.0.2.10", "API_PORT": "8080", "CONF": "/etc/tenantnet"}
+    values = {"MGMT_IP": "192.0.2.10", "API_PORT": "8080", "CONF": "/etc/tenantnet",
+              "PKI": "/etc/tenantnet/pki", "SECURITY": "tls",
+              "OFP_PORT_OPTION": "ofp_ssl_listen_port"}
     text = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], body)
     conf = tmp_path / "tenantnet.conf"
     conf.write_text(text)
@@ -303,12 +305,13 @@ def test_provisioned_controller_conf_is_what_ryu_manager_reads(tmp_path):
             f"ryumanager.parse(['tenantnet.app', '--config-file', {str(conf)!r}]); "
             "s = settings.Settings.from_conf(cfg.CONF); "
             "print(json.dumps([s.config, s.api_listen, s.api_socket, cfg.CONF.ofp_listen_host, "
-            "cfg.CONF.ofp_tcp_listen_port]))")
+            "cfg.CONF.ofp_ssl_listen_port, s.pki_dir]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == ["/etc/tenantnet/config.yaml", "192.0.2.10:8080",
-                                      "/run/tenantnet-controller/api.sock", "192.0.2.10", 6653]
+                                      "/run/tenantnet-controller/api.sock", "192.0.2.10", 6653,
+                                      "/etc/tenantnet/pki"]
 
 
 # -- the controller's config -------------------------------------------------------------
@@ -330,6 +333,17 @@ def test_generated_config_describes_the_nodes(n, tmp_path):
     assert topo.controller.api_token == "0123456789abcdef"
     assert {node.transport_interface for node in topo.nodes()} == {"transport0"}
     assert not topo.vms()
+    assert topo.security == "tls"
+    insecure = subprocess.run([sys.executable, os.path.join(VAGRANT, "provision",
+                                                            "make-config.py"),
+                               "--controller-ip", "198.18.0.10", "--security", "insecure",
+                               *specs], capture_output=True, text=True, timeout=60)
+    path.write_text(insecure.stdout)
+    assert config_mod.load_file(str(path)).security == "insecure"
+    tenants = subprocess.run([sys.executable, os.path.join(VAGRANT, "provision",
+                                                           "make-config.py"), "--tenants"],
+                             capture_output=True, text=True, timeout=60)
+    assert tenants.stdout.split() == sorted({key.split("/")[0] for key in topo.networks()})
     bad = subprocess.run([sys.executable, os.path.join(VAGRANT, "provision", "make-config.py"),
                           "--controller-ip", "198.18.0.10", "compute1:storage:1.2.3.4:5.6.7.8"],
                          capture_output=True, text=True, timeout=60)
@@ -352,25 +366,42 @@ def test_vagrant_files_agree_on_addresses():
     assert ctl["env"]["TENANTNET_TRANSPORT_IF"] == "transport0"
     node_env = [e for e in found["compute1"]["provision"] if e["args"] == ["node"]][0]["kwargs"]["env"]
     assert node_env["TENANTNET_TRANSPORT_IF"] == "transport0"
+    assert ctl["env"]["TENANTNET_SECURITY"] == node_env["TENANTNET_SECURITY"] == "tls"
+    # the PKI trigger issues the provider's certificate for the controller's address and
+    # each node's for its own
+    _, pki_args = trigger_args(machines(2, raw=True), "cluster-pki.sh")
+    assert pki_args[1] == ctl["args"][0]
+    assert sorted(pki_args[2:]) == sorted(f"{s[0]}={s[2]}" for s in specs)
 
 
 # -- the defects of issue 8 ------------------------------------------------------------------
 CLUSTER_KEY = os.path.join(VAGRANT, "provision", "cluster-key.sh")
 
 
-def trigger_args(events):
-    """The cluster-key.sh trigger as the Vagrantfile defines it: (path, args)."""
-    (run,) = [e["args"][0] for e in events
-              if e["scope"] == "config:trigger.before" and e["path"] == "run"]
-    return run["path"], run["args"]
+def triggers(events):
+    """The Vagrantfile's triggers before up/provision/reload, in order: [(path, args)]."""
+    return [(e["args"][0]["path"], e["args"][0]["args"]) for e in events
+            if e["scope"] == "config:trigger.before" and e["path"] == "run"]
+
+
+def trigger_args(events, script="cluster-key.sh"):
+    """The trigger that runs *script* as the Vagrantfile defines it: (path, args)."""
+    (found,) = [t for t in triggers(events) if os.path.basename(t[0]) == script]
+    return found
 
 
 def run_trigger(events, check=True):
-    path, args = trigger_args(events)
-    out = subprocess.run([path, *args], capture_output=True, text=True, timeout=120,
-                         stdin=subprocess.DEVNULL)
-    if check:
-        assert out.returncode == 0, out.stderr
+    """Run every trigger, as `vagrant up` does (cluster-pki.sh with this Python, which has
+    `cryptography`)."""
+    out = None
+    for path, args in triggers(events):
+        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL,
+                             env=dict(os.environ, TENANTNET_HOST_PYTHON=sys.executable))
+        if check:
+            assert out.returncode == 0, out.stderr
+        elif out.returncode != 0:
+            break
     return out
 
 
@@ -437,15 +468,24 @@ def test_the_private_cluster_key_reaches_the_controller_only(tmp_path):
         uploads = {os.path.relpath(e["kwargs"]["source"], cluster): e["kwargs"]["destination"]
                    for e in m["provision"] if e["kwargs"].get("type") == "file"}
         assert all(os.path.isabs(d) for d in uploads.values())
+        # TLS (the default): the controller gets the provider's and the tenants'
+        # certificate directories, a node its own; never a CA (pki/ca holds their keys)
         if name == "controller":
-            assert set(uploads) == {"id_ed25519", "id_ed25519.pub", "known_hosts"}
+            assert set(uploads) == {"id_ed25519", "id_ed25519.pub", "known_hosts",
+                                    "pki/provider", "pki/tenant"}
         else:
-            assert set(uploads) == {"id_ed25519.pub", f"hostkeys/{name}", f"hostkeys/{name}.pub"}
+            assert set(uploads) == {"id_ed25519.pub", f"hostkeys/{name}", f"hostkeys/{name}.pub",
+                                    f"pki/node/{name}"}
             assert "id_ed25519" not in uploads
+        assert not [u for u in uploads if u == "pki" or u.startswith("pki/ca")]
         # the scripts read them where they are put
         shell = [e for e in m["provision"] if e["kwargs"].get("type") == "shell"][-1]
         files = shell["kwargs"]["env"]["TENANTNET_CLUSTER_FILES"]
-        assert {os.path.dirname(d) for d in uploads.values()} == {files}
+        assert {d.split("/pki/")[0] if "/pki/" in d else os.path.dirname(d)
+                for d in uploads.values()} == {files}
+        for src, dest in uploads.items():
+            if src.startswith("pki/"):
+                assert dest == f"{files}/{src}".replace(f"/node/{name}", "/node"), (src, dest)
     with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
         node_sh = fh.read()
     assert "vagrant/.cluster" not in node_sh and '$FILES/id_ed25519.pub' in node_sh
@@ -583,3 +623,83 @@ def test_nodes_install_only_what_bootstrap_needs(tmp_path):
     assert "ModuleNotFoundError" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert "--transport-interface" in out.stdout
     assert "unix:/nonexistent/db.sock" in out.stderr      # it got as far as ovs-vsctl
+
+
+# -- TLS: the lab's PKI ------------------------------------------------------------------------
+CLUSTER_PKI = os.path.join(VAGRANT, "provision", "cluster-pki.sh")
+
+
+def test_cluster_pki_is_made_once_on_the_host(tmp_path):
+    """cluster-pki.sh, run in parallel as vagrant-libvirt runs triggers: one set of CAs;
+    the provider's certificate names the controller's address, each node's its own; a
+    tenant identity per tenant of make-config.py; a re-run changes nothing."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from tenantnet import pki
+    cluster = tmp_path / ".cluster"
+    nodes = ["net1=198.18.0.11", "compute1=198.18.0.21", "compute2=198.18.0.22"]
+    env = dict(os.environ, TENANTNET_HOST_PYTHON=sys.executable)
+    procs = [subprocess.Popen([CLUSTER_PKI, str(cluster), "198.18.0.10", *nodes],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(6)]
+    outs = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [rc for rc, _, _ in outs] == [0] * len(procs), [err for _, _, err in outs]
+    assert sum("wrote" in err for _, _, err in outs) == 1
+    root = cluster / "pki"
+    rows = {(r["role"], r["name"]) for r in pki.describe(str(root))}
+    assert rows == {("provider", "provider"), ("node", "net1"), ("node", "compute1"),
+                    ("node", "compute2"), ("tenant", "acme"), ("tenant", "globex")}
+
+    def sans(path):
+        cert = pki.load_cert(str(path))
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return {str(v) for v in ext.get_values_for_type(x509.IPAddress)}
+    assert "198.18.0.10" in sans(root / "provider" / "cert.pem")
+    assert "198.18.0.21" in sans(root / "node" / "compute1" / "cert.pem")
+    for key in root.rglob("*.key"):
+        assert key.parent == root / "ca" and oct(key.stat().st_mode & 0o777) == "0o600"
+    for key in root.rglob("key.pem"):
+        assert oct(key.stat().st_mode & 0o777) == "0o600"
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    again = subprocess.run([CLUSTER_PKI, str(cluster), "198.18.0.10", *nodes],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0 and "wrote" not in again.stderr, again.stderr
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    bad = subprocess.run([CLUSTER_PKI, str(cluster), "198.18.0.10"], capture_output=True,
+                         text=True, timeout=60,
+                         env=dict(os.environ, TENANTNET_HOST_PYTHON="/bin/false"))
+    assert bad.returncode != 0 and "TENANTNET_SECURITY=insecure" in bad.stderr
+
+
+def test_security_insecure_uploads_no_certificates(tmp_path):
+    """TENANTNET_SECURITY=insecure: no PKI trigger, no certificate upload, and both scripts
+    are told; any other value is refused."""
+    found, _ = machines(2, extra_env={"TENANTNET_SECURITY": "insecure"})
+    events = machines(2, raw=True, extra_env={"TENANTNET_SECURITY": "insecure"})
+    assert [os.path.basename(p) for p, _ in triggers(events)] == ["cluster-key.sh"]
+    assert [os.path.basename(p) for p, _ in triggers(machines(2, raw=True))] == \
+        ["cluster-key.sh", "cluster-pki.sh"]
+    for name, m in found.items():
+        assert not [e for e in m["provision"] if e["kwargs"].get("type") == "file"
+                    and "/pki" in e["kwargs"]["source"]]
+        shell = [e for e in m["provision"] if e["kwargs"].get("type") == "shell"][-1]
+        assert shell["kwargs"]["env"]["TENANTNET_SECURITY"] == "insecure"
+    out = evaluate(1, extra_env={"TENANTNET_SECURITY": "plain"})
+    assert out.returncode != 0 and "expected one of tls, insecure" in out.stderr
+
+
+def test_provisioning_installs_certificates_owner_only():
+    """node.sh installs the node's directory (key 0600) and tells the unit; controller.sh
+    the provider's and the tenants'; neither accepts a CA key, both remove the uploads."""
+    with open(os.path.join(VAGRANT, "provision", "node.sh")) as fh:
+        node_sh = fh.read()
+    assert 'install -m 600 -o root -g root "$upload/key.pem" "$TLS_DIR/key.pem"' in node_sh
+    assert "TENANTNET_SECURITY=$SECURITY" in node_sh and "TENANTNET_TLS_DIR=$TLS_DIR" in node_sh
+    assert "holds a CA key" in node_sh and 'rm -rf "$upload"' in node_sh
+    with open(os.path.join(VAGRANT, "tenantnet-node.service")) as fh:
+        unit = fh.read()
+    assert "--security ${TENANTNET_SECURITY} --tls-dir ${TENANTNET_TLS_DIR}" in unit
+    with open(os.path.join(VAGRANT, "provision", "controller.sh")) as fh:
+        ctl_sh = fh.read()
+    assert '[ "$f" = key.pem ] && mode=600' in ctl_sh and "holds CA keys" in ctl_sh
+    assert "pki_dir = $PKI" in ctl_sh and "OFP_PORT_OPTION=ofp_ssl_listen_port" in ctl_sh

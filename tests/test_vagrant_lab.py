@@ -3,6 +3,11 @@
 the controller, `tenantnet cluster up`, a VM of each of two tenants whose networks share one
 CIDR, and `tenantnet cluster matrix`; then `vagrant destroy -f`.
 
+With TLS, the default: the lab's PKI is made on the host (vagrant/provision/cluster-pki.sh,
+in the state directory's cluster/pki), each machine gets only its own certificates, the
+nodes serve OVSDB on pssl: to the provider's certificate only, the bridges' controllers are
+ssl:, and the API that `cluster up` and `vm add` use is HTTPS, verified with the lab's CA.
+
 Everything lives in one lab network namespace (PREFIX-lab) and one state directory
 (/var/tmp/PREFIX-vagrant-lab), and nothing in the host's own namespace:
 
@@ -27,6 +32,7 @@ Everything lives in one lab network namespace (PREFIX-lab) and one state directo
 
 Wall time here (2 cores, TCG): see vagrant/README.md ("Run here")."""
 
+import base64
 import json
 import os
 import re
@@ -247,6 +253,26 @@ def on_controller(env, script, timeout=900):
 
 
 # -- the test ---------------------------------------------------------------------------
+# Run on the controller: GET /v1/health over HTTPS verified with the lab's API CA, over
+# HTTPS with another CA (the nodes'), and over plain HTTP.
+HTTPS_PROBE = """
+import http.client, ssl
+api = ("198.18.0.10", 8080)
+for what, ca in (("https", "/etc/tenantnet/pki/provider/api-ca.pem"),
+                 ("wrong-ca", "/etc/tenantnet/pki/provider/node-ca.pem"), ("http", None)):
+    try:
+        if ca:
+            conn = http.client.HTTPSConnection(*api, timeout=10,
+                                               context=ssl.create_default_context(cafile=ca))
+        else:
+            conn = http.client.HTTPConnection(*api, timeout=10)
+        conn.request("GET", "/v1/health")
+        print(what, conn.getresponse().status)
+    except Exception as exc:
+        print(what, "refused", type(exc).__name__)
+"""
+
+
 @pytest.fixture(scope="module")
 def lab():
     missing = _missing_tools()
@@ -314,6 +340,17 @@ def test_vagrant_up_then_cluster_matrix(lab):
     assert "web1" in out and "app1" in out, out
     times["cluster up, 2 VMs"] = time.monotonic() - t
     t = time.monotonic()
+    # the API is HTTPS (the provider's certificate, verified with its CA), and `cluster up`
+    # recorded that endpoint
+    meta = json.loads(on_controller(env, "cat /run/tenantnet/tn/lab.json"))
+    assert meta["api"] == "https://198.18.0.10:8080", meta
+    # (base64: `vagrant ssh -c` joins the lines of a command)
+    script = base64.b64encode(HTTPS_PROBE.encode()).decode()
+    probe = on_controller(env, f"echo {script} | base64 -d | python3 -")
+    status = dict(line.split(" ", 1) for line in probe.strip().splitlines())
+    assert status["https"] in ("200", "401"), probe            # the TLS handshake worked
+    assert status["wrong-ca"].startswith("refused SSL"), probe
+    assert status["http"].startswith("refused") or status["http"] == "400", probe
     out = on_controller(env, "tenantnet cluster matrix --json")
     times["cluster matrix"] = time.monotonic() - t
     matrix = json.loads(out[out.index("{"):out.rindex("}") + 1])
@@ -331,5 +368,31 @@ def test_vagrant_up_then_cluster_matrix(lab):
     out = on_controller(env, "ssh 198.18.0.21 ovs-vsctl get bridge br-tun datapath_type; "
                              "ssh 198.18.0.21 systemctl is-active tenantnet-node.service")
     assert "system" in out and "active" in out, out
+    # TLS on the nodes: OVSDB on pssl: only, ovsdb-server trusting the provider's CA only,
+    # every bridge's controller on ssl:, and only the node's own certificates there
+    node_script = ("ovs-vsctl get-manager; "
+                   "ovs-vsctl --bare --columns=target list Controller; "
+                   "tr '\\0' '\\n' < /proc/$(cat /run/openvswitch/ovsdb-server.pid)/cmdline "
+                   "| grep -E -- '^--(bootstrap-)?ca-cert=' | tail -n 1; "
+                   "find /etc/tenantnet/pki -type f | sort; "
+                   "stat -c %a /etc/tenantnet/pki/node/key.pem")
+    for ip in ("198.18.0.21", "198.18.0.11"):
+        out = on_controller(env, f"ssh {ip} {shlex.quote(node_script)}")
+        lines = out.split()
+        assert lines[0] == f"pssl:6640:{ip}", out
+        assert "--ca-cert=/etc/tenantnet/pki/node/ovsdb-ca.pem" in lines, out
+        targets = [t for t in lines if re.match(r"(ssl|tcp|unix|punix|pssl|ptcp):", t)][1:]
+        assert targets and all(t.startswith("ssl:198.18.0.10:") for t in targets), out
+        assert [p for p in lines if p.startswith("/etc/tenantnet/pki/")] == \
+            [f"/etc/tenantnet/pki/node/{f}" for f in ("cert.pem", "key.pem",
+                                                       "openflow-ca.pem", "ovsdb-ca.pem")], out
+        assert lines[-1] == "600", out
+    # the controller has the provider's and the tenants' certificates, and no CA key
+    out = on_controller(env, "find /etc/tenantnet/pki -type f | sort; "
+                             "ls /tmp/tenantnet-cluster 2>/dev/null | wc -l")
+    assert "/etc/tenantnet/pki/provider/key.pem" in out.split(), out
+    assert "/etc/tenantnet/pki/tenant/acme/cert.pem" in out.split(), out
+    assert not [p for p in out.split() if p.endswith(".key") or "/ca/" in p], out
+    assert out.split()[-1] == "0", out
     on_controller(env, "tenantnet cluster down")
     print(f"driver {driver}: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))

@@ -1,6 +1,8 @@
 """The lab with real node VMs (QEMU, Debian, kernel-datapath Open vSwitch): `lab up --nodes vm`.
 
-2 compute VMs + 1 network VM, two tenants on the same CIDR, GRE in the kernel. The node
+2 compute VMs + 1 network VM, two tenants on the same CIDR, GRE in the kernel, TLS on every
+control channel (the default): each node VM serves OVSDB on pssl: to the provider's
+certificate only, its bridges reach their controllers on ssl:, the API is HTTPS. The node
 image is built once per machine (cached under /var/cache/tenantnet/images)."""
 
 import json
@@ -14,6 +16,7 @@ import time
 import pytest
 
 from conftest import lab_prerequisites, run_cli, two_tenant_config
+from tenantnet import pki
 from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
 
@@ -65,6 +68,55 @@ def vms(lab):
     return {v["name"]: v for v in lab.api().list_vms()}
 
 
+NODE_TLS = "/etc/tenantnet/pki/node"
+# the CA ovsdb-server trusts: its last --ca-cert or --bootstrap-ca-cert (the last one wins)
+OVSDB_CA = ("tr '\\0' '\\n' < /proc/$(cat /run/openvswitch/ovsdb-server.pid)/cmdline"
+            " | grep -E -- '^--(bootstrap-)?ca-cert=' | tail -n 1")
+
+
+def assert_node_tls(lab, name):
+    """*name* serves OVSDB on pssl: only, ovsdb-server trusting only the provider's CA, and
+    every controller target of its bridges is ssl:."""
+    mgmt = {n.name: n.management_ip for n in lab.topology().nodes()}[name]
+    port = lab.topology().controller.ovsdb_port
+    assert node(lab, name, "ovs-vsctl get-manager").split() == [f"pssl:{port}:{mgmt}"]
+    assert node(lab, name, OVSDB_CA).strip() == f"--ca-cert={NODE_TLS}/ovsdb-ca.pem"
+    ssl = node(lab, name, "ovs-vsctl get-ssl")
+    for f in ("key.pem", "cert.pem", "openflow-ca.pem"):
+        assert f"{NODE_TLS}/{f}" in ssl, ssl
+    targets = node(lab, name, "ovs-vsctl --bare --columns=target list Controller").split()
+    assert targets and all(t.startswith("ssl:") for t in targets), targets
+
+
+def _in_fabric(lab, argv, timeout=60):
+    """*argv* in the lab's fabric namespace (it has an address on the management network)."""
+    return subprocess.run(["ip", "netns", "exec", lab.fabric.fabric_netns, *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _ovsdb_client(lab, remote, ident=None, ca=None):
+    """`ovsdb-client list-dbs REMOTE` from the fabric namespace, with *ident*'s key and
+    certificate and the CA file *ca*; its CompletedProcess."""
+    creds = [] if ident is None else ["-p", ident.key, "-c", ident.cert, "-C", ca]
+    return _in_fabric(lab, ["timeout", "20", "ovsdb-client", *creds, "list-dbs", remote])
+
+
+HTTPS_PROBE = """
+import http.client, ssl, sys
+host, port, ca, scheme = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+try:
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=10,
+                                           context=ssl.create_default_context(cafile=ca))
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", "/v1/health")
+    print(conn.getresponse().status)
+except Exception as exc:
+    print("refused", type(exc).__name__, exc)
+"""
+
+
 def test_status_names_the_node_vms(lab):
     st = json.loads(cli("lab", "status", "--json").stdout)
     assert {n: v["kind"] for n, v in st["nodes"].items()} == \
@@ -79,6 +131,51 @@ def test_matrix_isolation_with_overlapping_cidrs(lab):
         assert r["broadcast"] == r["same_network"], r
         if r["same_network"]:
             assert r["ping"], r
+
+
+def test_tls_on_the_node_vms(lab, tmp_path):
+    """TLS is on by default. node.sh installed each VM's directory of the lab's PKI (and
+    nothing else of it: no CA, no other identity), its bootstrap serves OVSDB on pssl: with
+    ovsdb-server trusting only the provider's CA, and the bridges' controllers are ssl:.
+    From the management network: the provider's certificate opens a node's OVSDB; plain TCP,
+    a tenant's certificate, a certificate of another PKI, and a client that does not trust
+    the nodes' CA do not. The API answers on HTTPS (verified with the lab's CA), not on
+    plain HTTP."""
+    topo = lab.topology()
+    assert topo.security == "tls"
+    for name in ("compute1", "compute2", "net1"):
+        assert_node_tls(lab, name)
+        assert node(lab, name, f"ls {NODE_TLS}/.. && stat -c '%a %U' {NODE_TLS} "
+                               f"{NODE_TLS}/key.pem").split() == ["node", "700", "root",
+                                                                  "600", "root"]
+        assert node(lab, name, f"ls {NODE_TLS}").split() == \
+            ["cert.pem", "key.pem", "openflow-ca.pem", "ovsdb-ca.pem"]
+        assert not node(lab, name, "ls /tmp/tenantnet-cluster 2>/dev/null || true").strip()
+    root = os.path.join(lab.fabric.state_dir, "pki")
+    provider = pki.provider(root)
+    c1 = {n.name: n.management_ip for n in topo.nodes()}["compute1"]
+    remote = f"ssl:{c1}:{topo.controller.ovsdb_port}"
+    ok = _ovsdb_client(lab, remote, provider, provider.ca("node"))
+    assert ok.returncode == 0 and "Open_vSwitch" in ok.stdout, ok.stderr
+    plain = _ovsdb_client(lab, f"tcp:{c1}:{topo.controller.ovsdb_port}")
+    assert plain.returncode != 0 and "Open_vSwitch" not in plain.stdout
+    tenant = pki.issue_tenant(root, "tls-probe", ["198.18.0.250"])
+    refused = _ovsdb_client(lab, remote, tenant, tenant.ca("node"))
+    assert refused.returncode != 0 and "Open_vSwitch" not in refused.stdout
+    other = pki.init(str(tmp_path / "other-pki"), [topo.controller.management_ip])
+    refused = _ovsdb_client(lab, remote, other, other.ca("node"))        # node refuses it
+    assert refused.returncode != 0 and "Open_vSwitch" not in refused.stdout
+    refused = _ovsdb_client(lab, remote, provider, other.ca("node"))     # we refuse the node
+    assert refused.returncode != 0 and "Open_vSwitch" not in refused.stdout
+    c = topo.controller
+
+    def probe(scheme, ca):
+        return _in_fabric(lab, [sys.executable, "-c", HTTPS_PROBE, c.management_ip,
+                                str(c.api_port), ca, scheme]).stdout.strip()
+    assert probe("https", provider.ca("api")) in ("200", "401"), probe("https",
+                                                                      provider.ca("api"))
+    assert probe("https", other.ca("api")).startswith("refused SSL")
+    assert probe("http", "").startswith("refused") or probe("http", "") == "400"
 
 
 def test_kernel_datapath_and_gre_key(lab):
@@ -125,6 +222,7 @@ def test_ovs_restart_on_a_node_recovers_the_data_plane(lab):
     assert lab.ping("web2", v["web1"]["ip"], count=3)
     assert lab.ping("app2", v["app1"]["ip"], count=3)
     assert "198.19.0.11/" in node(lab, "compute1", "ip -br addr show br-tun")
+    assert_node_tls(lab, "compute1")        # ovsdb-server came back with the provider's CA
 
 
 def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
@@ -168,5 +266,10 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
     deadline = time.monotonic() + 60
     while not (lab.ping("web1", v["web2"]["ip"]) and lab.ping("app1", v["app2"]["ip"])):
         assert time.monotonic() < deadline, "no traffic to the rebooted node's VMs"
+    # TLS as before, from the first boot on: the bootstrap at boot found ovsdb-server
+    # started with the provider's CA already (its systemd drop-in), so it restarted nothing
+    assert_node_tls(lab, "compute2")
+    boot_log = node(lab, "compute2", "journalctl -b -u tenantnet-node.service -o cat")
+    assert "[ok     ] ovsdb-server CA" in boot_log, boot_log[-2000:]
     print(f"reboot of compute2: node and VMs back, traffic flowing "
           f"{time.monotonic() - t0:.0f}s after the reboot (node answered after {back:.0f}s)")

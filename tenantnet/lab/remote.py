@@ -30,6 +30,13 @@ DEFAULT_PYTHON = "/opt/tenantnet-venv/bin/python"
 REQUIRED_BRIDGES = ("br-int", "br-tun")
 
 
+def default_api(topo):
+    """The controller's API from the config: https:// (TLS, the default) or http://
+    (`security: insecure`) on its management address."""
+    c = topo.controller
+    return f"{'https' if c.tls else 'http'}://{c.management_ip}:{c.api_port}"
+
+
 def _say(progress, text):
     if progress:
         progress(text)
@@ -40,12 +47,16 @@ class RemoteLab(Lab):
     the machine this runs on (the controller node)."""
 
     def up(self, config_path, api=None, timeout=120.0, progress=None, node_exec=None,
-           identity=None, ssh_options=None, python=DEFAULT_PYTHON, node_netns=None):
+           identity=None, ssh_options=None, python=DEFAULT_PYTHON, node_netns=None,
+           api_ca=None):
         """Record the cluster described by *config_path*, check every host, wait for the
         controller's API, and make the namespaces of the config's VMs (and probes).
 
-        *api*: the controller's API endpoint (default http://MANAGEMENT_IP:API_PORT from
-        the config). *node_exec*: {node: executor spec} overriding ssh:root@MANAGEMENT_IP.
+        *api*: the controller's API endpoint (default https://MANAGEMENT_IP:API_PORT from
+        the config; http:// with `security: insecure`). *api_ca*: the CA file that
+        verifies an https:// API (default: the client's, $TENANTNET_API_CA or
+        /etc/tenantnet/pki/provider/api-ca.pem); recorded, so later commands on this
+        cluster use it too. *node_exec*: {node: executor spec} overriding ssh:root@MANAGEMENT_IP.
         *identity*, *ssh_options*: for the SSH executors. *python*: the interpreter with
         tenantnet on the hosts (the Vagrant provisioning's venv). *node_netns*: {node:
         namespace} for a node whose Open vSwitch lives in a namespace of its host (a
@@ -63,18 +74,24 @@ class RemoteLab(Lab):
                            f"(state in {fabric.state_dir}); run `tenantnet cluster down "
                            f"--prefix {self.prefix}` first")
         t0 = time.perf_counter()
-        endpoint = api or f"http://{topo.controller.management_ip}:{topo.controller.api_port}"
+        endpoint = api or default_api(topo)
+        if api_ca and not os.path.isfile(api_ca):
+            raise LabError(f"the API's CA file {api_ca} does not exist")
         os.makedirs(fabric.state_dir, exist_ok=True)
+        meta = {"config": os.path.abspath(config_path), "prefix": self.prefix,
+                "api": endpoint, "remote": True}
+        if api_ca:
+            meta["api_ca"] = os.path.abspath(api_ca)
         with open(self.meta_path, "w") as fh:
-            json.dump({"config": os.path.abspath(config_path), "prefix": self.prefix,
-                       "api": endpoint, "remote": True}, fh)
+            json.dump(meta, fh)
         try:
             for node in topo.nodes():
                 fabric.add_host_node(node.name, node.role, node.management_ip,
                                      node.transport_ip, executor=node_exec.get(node.name),
                                      netns=node_netns.get(node.name),
                                      ovsdb_port=topo.controller.ovsdb_port, python=python,
-                                     ssh_identity=identity, ssh_options=ssh_options)
+                                     ssh_identity=identity, ssh_options=ssh_options,
+                                     tls=topo.controller.tls)
             self.check_hosts(progress)
             _say(progress, f"controller API at {endpoint}")
             self._wait_api(timeout)
@@ -130,6 +147,17 @@ class RemoteLab(Lab):
         if problems:
             raise LabError("cannot use every host: " + "; ".join(problems))
         return found
+
+    def api(self, timeout=120):
+        """Lab.api, with the API's CA recorded by up() (https:// endpoints)."""
+        client = super().api(timeout=timeout)
+        try:
+            api_ca = self.meta().get("api_ca")
+        except LabError:
+            api_ca = None
+        if api_ca:
+            client.ca_file = api_ca
+        return client
 
     api_poll_interval = 0.5
 

@@ -12,12 +12,23 @@ Described first, built second:
     namespace: endpoints ("VMs" of tenants) are namespaces inside the node VM, exactly as
     on the Vagrant lab's machines.
 
+TLS (the default; `security: insecure` turns it off, with a warning from bootstrap): each
+node VM gets its own directory of the lab's PKI (tenantnet.lab.certs: `<state_dir>/pki/
+node/NAME`, with key.pem, cert.pem, ovsdb-ca.pem and openflow-ca.pem), handed to node.sh
+where the Vagrantfile puts a node's (`/tmp/tenantnet-cluster/pki/node/`) and installed by
+it at /etc/tenantnet/pki/node (the key 0600). Its bootstrap then serves OVSDB on pssl: to
+the provider's certificate only (tenantnet.node.tls). Nothing else of the PKI, and no CA
+key, goes into a VM.
+
 Everything lives in the lab's fabric namespace: QEMU, its taps, the bridges, and the
 address from which the lab reaches the VMs over SSH. Nothing touches the host's own."""
 
 import concurrent.futures
 import dataclasses
+import io
 import ipaddress
+import os
+import tarfile
 
 from tenantnet.errors import LabError, TenantnetError
 from tenantnet.lab.state import VmDetails
@@ -29,6 +40,9 @@ TRANSPORT_IF = "eth1"
 # where node.sh finds the key to authorize (the Vagrantfile's file provisioners upload it
 # there on the Vagrant lab)
 CLUSTER_FILES = "/tmp/tenantnet-cluster"
+# node.sh installs a node's certificate directory from there (tenantnet.pki's node/NAME)
+NODE_PKI_UPLOAD = f"{CLUSTER_FILES}/pki/node"
+NODE_PKI_FILES = ("key.pem", "cert.pem", "ovsdb-ca.pem", "openflow-ca.pem")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +54,7 @@ class VmNodeSpec:
     transport: str               # IP/prefix: bootstrap moves it from eth1 to br-tun
     memory_mb: int
     ssh_from: str                # the fabric's own address on `mgmt` (IP/prefix)
+    security: str = "tls"        # the config's `security:` (tls or insecure)
 
     @property
     def management_ip(self):
@@ -68,8 +83,38 @@ def plan(topo, memory_mb=None):
     ssh_from = fabric_ssh_address(topo)
     return [VmNodeSpec(n.name, n.role, f"{n.management_ip}/{mgmt.prefixlen}",
                        f"{n.transport_ip}/{trans.prefixlen}",
-                       int(memory_mb or topo.lab.vm_memory_mb), ssh_from)
+                       int(memory_mb or topo.lab.vm_memory_mb), ssh_from, topo.security)
             for n in topo.nodes()]
+
+
+def node_identities(fabric, specs):
+    """{node: its certificate directory} in the lab's PKI (tenantnet.lab.certs), for the
+    nodes of *specs* that use TLS. `lab up` makes them first; what is missing is made here
+    (the CAs too), and what exists is kept. A node's certificate names its management
+    address."""
+    tls = [s for s in specs if s.security == "tls"]
+    if not tls:
+        return {}
+    from tenantnet import pki
+    from tenantnet.lab import certs
+    root = certs.pki_dir(fabric.state_dir)
+    if not os.path.isfile(os.path.join(root, "ca", "node.pem")):
+        pki.init(root)
+    return {s.name: pki.issue_node(root, s.name, [s.management_ip]).check(
+                "ovsdb", "openflow").directory for s in tls}
+
+
+def _pki_tar(directory):
+    """A tar of a node's certificate directory: its four files, the key owner-only."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in NODE_PKI_FILES:
+            with open(os.path.join(directory, name), "rb") as fh:
+                data = fh.read()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600 if name == "key.pem" else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def check_transport_interfaces(topo):
@@ -92,18 +137,27 @@ def _vm(spec, fabric, image):
                   prefix=prefix)
 
 
-def _provision(vm, spec, ovsdb_port):
+def _provision(vm, spec, ovsdb_port, tls_dir=None):
     """Prepare a booted node VM as the Vagrant lab prepares a node: push the source (with
     vagrant/), hand node.sh the key to authorize where the Vagrantfile puts it (here the
-    image's own, which the lab logs in with), then run node.sh. It installs and starts
+    image's own, which the lab logs in with) and, with TLS, the node's certificate
+    directory *tls_dir* (from the lab's PKI), then run node.sh. It installs and starts
     tenantnet-node.service (the bootstrap), the ex- address unit and the udev rule."""
     from tenantnet.vm.source import DEST, push_source
     push_source(vm)
     with open(vm.image.ssh_key + ".pub", "rb") as fh:
         vm.ssh(f"install -D -m 644 /dev/stdin {CLUSTER_FILES}/id_ed25519.pub",
                input=fh.read(), check=True, text=False)
+    if spec.security == "tls":
+        if not tls_dir:
+            raise LabError(f"node VM {spec.name}: TLS, but no certificate directory for it "
+                           "in the lab's PKI")
+        vm.ssh(f"rm -rf {NODE_PKI_UPLOAD} && install -d -m 700 {NODE_PKI_UPLOAD} && "
+               f"tar -xf - -C {NODE_PKI_UPLOAD}", input=_pki_tar(tls_dir), check=True,
+               text=False)
     env = [f"TENANTNET_SRC={DEST}", f"TENANTNET_TRANSPORT_IF={TRANSPORT_IF}",
-           f"TENANTNET_CLUSTER_FILES={CLUSTER_FILES}", f"TENANTNET_OVSDB_PORT={ovsdb_port}"]
+           f"TENANTNET_CLUSTER_FILES={CLUSTER_FILES}", f"TENANTNET_OVSDB_PORT={ovsdb_port}",
+           f"TENANTNET_SECURITY={spec.security}"]
     mac_suffix = vm.nics[1].mac[-8:]        # node.sh finds the transport NIC by it
     vm.ssh(["env", *env, "bash", f"{DEST}/vagrant/provision/node.sh", spec.role,
             spec.management_ip, spec.transport, mac_suffix], check=True, timeout=300)
@@ -114,6 +168,7 @@ def build(fabric, specs, image, ovsdb_port=6640, timeout=600.0, progress=None):
     *fabric* (processes and nodes of kind 'vm'). Returns {node: seconds to SSH}."""
     from tenantnet.vm.qemu import create_bridge
     say = progress or (lambda text: None)
+    tls_dirs = node_identities(fabric, specs)
     create_bridge(fabric.fabric_netns, "mgmt", specs[0].ssh_from if specs else None)
     vms = {s.name: _vm(s, fabric, image) for s in specs}
     for spec in specs:
@@ -126,7 +181,7 @@ def build(fabric, specs, image, ovsdb_port=6640, timeout=600.0, progress=None):
         vm = vms[spec.name]
         waited = vm.wait_ssh(timeout)
         say(f"node VM {spec.name}: SSH after {waited:.0f}s ({vm.accel.name}); provisioning")
-        _provision(vm, spec, ovsdb_port)
+        _provision(vm, spec, ovsdb_port, tls_dirs.get(spec.name))
         return waited
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:

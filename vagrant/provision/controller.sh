@@ -8,6 +8,13 @@
 #   made once per node on the Vagrant host and installed by node.sh, so a node that is
 #   destroyed and made again has the key the controller knows: strict checking, and no
 #   "REMOTE HOST IDENTIFICATION HAS CHANGED" after a re-creation;
+# - TLS (TENANTNET_SECURITY=tls, the default): the provider's certificate directory and
+#   the tenants' (made on the Vagrant host by cluster-pki.sh; no CA key), uploaded to
+#   $TENANTNET_CLUSTER_FILES/pki/{provider,tenant/NAME}, installed at
+#   /etc/tenantnet/pki/{provider,tenant/NAME} (keys owner-only) and the uploads removed.
+#   The controller then reaches the nodes' OVSDB over TLS, listens for OpenFlow on TLS
+#   (ofp_ssl_listen_port) and serves its API on HTTPS; `tenantnet` on this machine trusts
+#   /etc/tenantnet/pki/provider/api-ca.pem. TENANTNET_SECURITY=insecure: plain TCP (a warning);
 # - /etc/tenantnet/config.yaml describing the nodes (make-config.py), a provider API
 #   token, and the systemd unit tenantnet-controller.service, enabled and (re)started.
 set -euo pipefail
@@ -20,11 +27,15 @@ IF="${TENANTNET_TRANSPORT_IF:-transport0}"
 PREFIX_LEN="${TENANTNET_PREFIX_LEN:-24}"
 FILES="${TENANTNET_CLUSTER_FILES:-/tmp/tenantnet-cluster}"
 API_PORT="${TENANTNET_API_PORT:-8080}"
+SECURITY="${TENANTNET_SECURITY:-tls}"
 CONF=/etc/tenantnet
+PKI="$CONF/pki"
 
 say() { printf 'tenantnet controller: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root"
+case "$SECURITY" in tls|insecure) ;; *) die "TENANTNET_SECURITY=$SECURITY: expected tls or insecure" ;; esac
+changed=0         # 1: the controller's inputs changed, it is restarted at the end
 
 # -- SSH to the nodes ---------------------------------------------------------------------
 key="$FILES/id_ed25519"
@@ -49,6 +60,51 @@ Host ${MGMT_IP%.*}.*
     UserKnownHostsFile /root/.ssh/known_hosts_tenantnet
 SSH
 
+# -- certificates (TLS) -----------------------------------------------------------------
+install_identity() {   # install_identity FROM TO FILE...: FROM/key.pem owner-only, the rest 644
+    local from="$1" to="$2" f mode
+    shift 2
+    for f in "$@"; do
+        [ -s "$from/$f" ] || die "$from/$f is missing (the lab's PKI: cluster-pki.sh on the host)"
+    done
+    install -d -m 700 "$to"
+    for f in "$@"; do
+        mode=644
+        [ "$f" = key.pem ] && mode=600
+        if ! cmp -s "$from/$f" "$to/$f"; then
+            install -m "$mode" -o root -g root "$from/$f" "$to/$f"
+            changed=1
+        fi
+    done
+}
+upload="$FILES/pki"
+if [ "$SECURITY" = tls ]; then
+    if [ -d "$upload" ]; then
+        if [ -e "$upload/ca" ] || [ -n "$(find "$upload" -name '*.key' -print -quit)" ]; then
+            die "$upload holds CA keys: they must stay on the machine that made the PKI"
+        fi
+        install -d -m 755 "$CONF" "$PKI"
+        install_identity "$upload/provider" "$PKI/provider" key.pem cert.pem node-ca.pem api-ca.pem
+        for dir in "$upload"/tenant/*/; do
+            [ -d "$dir" ] || continue
+            install_identity "$dir" "$PKI/tenant/$(basename "$dir")" key.pem cert.pem node-ca.pem api-ca.pem
+        done
+        say "installed the provider's and the tenants' certificates in $PKI"
+    fi
+    for f in key.pem cert.pem node-ca.pem api-ca.pem; do
+        [ -s "$PKI/provider/$f" ] || die "$PKI/provider/$f is missing: upload the provider's directory of the PKI to $upload/provider (tenantnet pki init), or set TENANTNET_SECURITY=insecure"
+    done
+    OFP_PORT_OPTION=ofp_ssl_listen_port
+    API_SCHEME=https
+    CHANNEL=TLS
+else
+    say "WARNING: security insecure: OVSDB, OpenFlow and the API (bearer tokens) on plain TCP; anyone on the management network can read and change them"
+    OFP_PORT_OPTION=ofp_tcp_listen_port
+    API_SCHEME=http
+    CHANNEL="plain TCP"
+fi
+rm -rf "$upload"
+
 # -- config, token, unit --------------------------------------------------------------------
 install -d -m 755 "$CONF"
 if [ ! -s "$CONF/provider.token" ]; then
@@ -59,9 +115,9 @@ new="$(mktemp)"
 trap 'rm -f "$new"' EXIT
 "$VENV/bin/python" "$SRC/vagrant/provision/make-config.py" --controller-ip "$MGMT_IP" \
     --api-port "$API_PORT" --token-file "$CONF/provider.token" \
-    --transport-interface "$IF" --prefix-len "$PREFIX_LEN" "${node_args[@]}" > "$new"
+    --transport-interface "$IF" --prefix-len "$PREFIX_LEN" --security "$SECURITY" \
+    "${node_args[@]}" > "$new"
 "$VENV/bin/tenantnet" check-config "$new" >/dev/null
-changed=0
 if ! cmp -s "$new" "$CONF/config.yaml"; then
     [ -f "$CONF/config.yaml" ] && cp "$CONF/config.yaml" "$CONF/config.yaml.bak"
     install -m 644 "$new" "$CONF/config.yaml"
@@ -72,15 +128,16 @@ conf_new="$(mktemp)"
 trap 'rm -f "$new" "$conf_new"' EXIT
 cat > "$conf_new" <<CONF
 # read by tenantnet-controller.service: ryu-manager tenantnet.app --config-file THIS
-# (made by vagrant/provision/controller.sh)
+# (made by vagrant/provision/controller.sh; config.yaml says security: $SECURITY)
 [DEFAULT]
 ofp_listen_host = $MGMT_IP
-ofp_tcp_listen_port = 6653
+$OFP_PORT_OPTION = 6653
 
 [tenantnet]
 config = $CONF/config.yaml
 api_listen = $MGMT_IP:$API_PORT
 api_socket = /run/tenantnet-controller/api.sock
+pki_dir = $PKI
 CONF
 if ! cmp -s "$conf_new" "$CONF/tenantnet.conf"; then
     install -m 644 "$conf_new" "$CONF/tenantnet.conf"
@@ -96,4 +153,4 @@ systemctl enable tenantnet-controller.service
 if [ "$changed" -eq 1 ] || ! systemctl is-active --quiet tenantnet-controller.service; then
     systemctl restart tenantnet-controller.service
 fi
-say "ok: controller service on $MGMT_IP (OpenFlow :6653, API http://$MGMT_IP:$API_PORT); it connects to the nodes as they come up"
+say "ok: controller service on $MGMT_IP (OpenFlow :6653 over $CHANNEL, API $API_SCHEME://$MGMT_IP:$API_PORT); it connects to the nodes as they come up"

@@ -3,13 +3,18 @@
 #   node.sh ROLE MANAGEMENT_IP TRANSPORT_IP/PREFIX MAC_SUFFIX
 # The one-machine lab's node VMs (`tenantnet lab up --nodes vm`) are prepared by this same
 # script (tenantnet.lab.vmnodes: TENANTNET_SRC=/opt/tenantnet-src, TENANTNET_TRANSPORT_IF=eth1,
-# the lab's TENANTNET_OVSDB_PORT, default 6640).
+# the lab's TENANTNET_OVSDB_PORT, default 6640, and TENANTNET_SECURITY).
 # - authorizes the controller's cluster key for root (VM namespaces are made over SSH): its
 #   public key only, from $TENANTNET_CLUSTER_FILES/id_ed25519.pub (the Vagrantfile's file
 #   provisioner uploads it; the private key never comes here);
 # - installs this node's own SSH host key from the same place when it is there
 #   (ssh_host_ed25519_key: made once per node on the Vagrant host, and listed in the
 #   controller's known_hosts), so a node made again has the identity the controller knows;
+# - TLS (TENANTNET_SECURITY=tls, the default): installs this node's certificate directory
+#   (made on the Vagrant host by cluster-pki.sh: key.pem, cert.pem, ovsdb-ca.pem,
+#   openflow-ca.pem, no CA key) from $TENANTNET_CLUSTER_FILES/pki/node/ at
+#   /etc/tenantnet/pki/node (the key owner-only); bootstrap then serves OVSDB on pssl: to
+#   the provider's certificate only. TENANTNET_SECURITY=insecure: plain ptcp: (a warning);
 # - finds the transport NIC by the MAC the Vagrantfile gave it (...:MAC_SUFFIX), renames
 #   it to $TENANTNET_TRANSPORT_IF (the name the controller's config uses) for good;
 # - `tenantnet node bootstrap` with the kernel datapath, run by tenantnet-node.service,
@@ -28,13 +33,16 @@ VENV="${TENANTNET_VENV:-/opt/tenantnet-venv}"
 IF="${TENANTNET_TRANSPORT_IF:-transport0}"
 FILES="${TENANTNET_CLUSTER_FILES:-/tmp/tenantnet-cluster}"
 OVSDB_PORT="${TENANTNET_OVSDB_PORT:-6640}"
+SECURITY="${TENANTNET_SECURITY:-tls}"
 CONF=/etc/tenantnet
+TLS_DIR="$CONF/pki/node"
 
 say() { printf 'tenantnet node: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 case "$ROLE" in compute|network) ;; *) die "role $ROLE: expected compute or network" ;; esac
 [[ "$OVSDB_PORT" =~ ^[1-9][0-9]*$ ]] || die "TENANTNET_OVSDB_PORT=$OVSDB_PORT: expected a port number"
+case "$SECURITY" in tls|insecure) ;; *) die "TENANTNET_SECURITY=$SECURITY: expected tls or insecure" ;; esac
 [ "$(id -u)" -eq 0 ] || die "run as root"
 [ -x "$VENV/bin/tenantnet" ] || die "$VENV/bin/tenantnet is missing: common.sh installs it first"
 
@@ -62,6 +70,31 @@ else
     say "no host key in $FILES: keeping this machine's own (the controller may not know it)"
 fi
 rm -f "$hostkey" "$hostkey.pub"
+
+# -- this node's certificates (TLS) ---------------------------------------------------------
+upload="$FILES/pki/node"
+if [ "$SECURITY" = tls ]; then
+    if [ -d "$upload" ]; then
+        for f in key.pem cert.pem ovsdb-ca.pem openflow-ca.pem; do
+            [ -s "$upload/$f" ] || die "$upload/$f is missing (the node's directory of the lab's PKI)"
+        done
+        [ -z "$(find "$upload" -name '*.key' -print -quit)" ] || die "$upload holds a CA key: it must stay on the machine that made the PKI"
+        install -d -m 755 "$CONF" "$CONF/pki"
+        install -d -m 700 "$TLS_DIR"
+        install -m 600 -o root -g root "$upload/key.pem" "$TLS_DIR/key.pem"
+        for f in cert.pem ovsdb-ca.pem openflow-ca.pem; do
+            install -m 644 -o root -g root "$upload/$f" "$TLS_DIR/$f"
+        done
+        say "installed this node's certificates in $TLS_DIR"
+    fi
+    for f in key.pem cert.pem ovsdb-ca.pem openflow-ca.pem; do
+        [ -s "$TLS_DIR/$f" ] || die "$TLS_DIR/$f is missing: upload the node's directory of the PKI to $upload (tenantnet pki node NAME), or set TENANTNET_SECURITY=insecure"
+    done
+else
+    say "WARNING: security insecure: OVSDB on plain TCP at $MGMT_IP:$OVSDB_PORT; anyone on the management network can reconfigure every bridge of this node"
+fi
+rm -rf "$upload"
+rmdir "$FILES/pki" 2>/dev/null || true
 
 # -- the transport NIC ----------------------------------------------------------------
 find_nic() {
@@ -101,6 +134,8 @@ TENANTNET_TRANSPORT_IF=$IF
 TENANTNET_TRANSPORT_IP=$TRANSPORT
 TENANTNET_MANAGEMENT_IP=$MGMT_IP
 TENANTNET_OVSDB_PORT=$OVSDB_PORT
+TENANTNET_SECURITY=$SECURITY
+TENANTNET_TLS_DIR=$TLS_DIR
 ENV
 install -m 644 "$SRC/vagrant/tenantnet-node.service" /etc/systemd/system/tenantnet-node.service
 install -m 644 "$SRC/vagrant/tenantnet-ex-address@.service" \
@@ -108,8 +143,9 @@ install -m 644 "$SRC/vagrant/tenantnet-ex-address@.service" \
 install -m 644 "$SRC/vagrant/90-tenantnet-ex.rules" /etc/udev/rules.d/90-tenantnet-ex.rules
 systemctl daemon-reload
 udevadm control --reload
-# The unit runs `tenantnet node bootstrap ... --datapath system` (see its ExecStart): now,
-# and at every boot. A oneshot: restart runs it again and returns when it is done.
+# The unit runs `tenantnet node bootstrap ... --datapath system --security ... --tls-dir
+# ...` (see its ExecStart): now, and at every boot. With TLS, its first run points
+# ovsdb-server at ovsdb-ca.pem (a systemd drop-in, tenantnet.node.tls) and restarts it. A oneshot: restart runs it again and returns when it is done.
 systemctl enable tenantnet-node.service
 since="$(date +%s)"
 if ! systemctl restart tenantnet-node.service; then
@@ -118,4 +154,5 @@ if ! systemctl restart tenantnet-node.service; then
 fi
 journalctl -u tenantnet-node.service --since "@$since" -o cat --no-pager >&2 || true
 systemctl is-active --quiet tenantnet-node.service || die "tenantnet-node.service is not active"
-say "ok: $ROLE node, tenantnet-node.service active, OVSDB for the controller at tcp:$MGMT_IP:$OVSDB_PORT"
+if [ "$SECURITY" = tls ]; then scheme=ssl; else scheme=tcp; fi
+say "ok: $ROLE node, tenantnet-node.service active, OVSDB for the controller at $scheme:$MGMT_IP:$OVSDB_PORT"
