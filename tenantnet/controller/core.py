@@ -547,9 +547,24 @@ class Core:
                     self._tunnel_neighbors.add(key)
 
     def _sync_bridge(self, node, bridge, bf, connect_timeout=15.0):
-        if not self.pusher.wait_connected(bf.dpid, connect_timeout):
-            raise SouthboundError(f"{node}/{bridge} (dpid {naming.dpid_str(bf.dpid)}) did not "
-                                  f"connect to the controller within {connect_timeout:.0f}s")
+        """Sync one bridge's flows once it is connected. A switch that drops its connection
+        during the sync (a new bridge whose first TLS handshake Open vSwitch timed out on a
+        busy host, say) is synced again when it is back, within *connect_timeout*."""
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            if not self.pusher.wait_connected(bf.dpid, max(0.0, deadline - time.monotonic())):
+                raise SouthboundError(f"{node}/{bridge} (dpid {naming.dpid_str(bf.dpid)}) did "
+                                      "not connect to the controller within "
+                                      f"{connect_timeout:.0f}s")
+            try:
+                return self._sync_connected(node, bridge, bf)
+            except SouthboundError as exc:
+                if self.pusher.connected(bf.dpid) or time.monotonic() >= deadline:
+                    raise
+                LOG.info("%s/%s: the switch left during its flow sync (%s); syncing again "
+                         "when it is back", node, bridge, _reason(exc))
+
+    def _sync_connected(self, node, bridge, bf):
         pm = self.portmaps.get((node, bridge))
         if pm is None or any(p not in pm for f in bf.flows for p in f.port_names()):
             pm = self.nodes[node].portmap(bridge)
