@@ -86,7 +86,8 @@ def cmd_cluster_up(args):
     lab = _remote_lab(args)
     result = lab.up(args.config, api=args.api, timeout=args.timeout, progress=progress,
                     node_exec=_pairs(args.node_exec, "--node-exec"), identity=args.identity,
-                    ssh_options=_pairs(args.ssh_option, "--ssh-option"), python=args.python)
+                    ssh_options=_pairs(args.ssh_option, "--ssh-option"), python=args.python,
+                    api_ca=args.api_ca)
     print(f"cluster '{args.prefix}' recorded: {len(result['nodes'])} hosts, API "
           f"{lab.api_endpoint}, {len(result['reachable_after_s'])} VM(s) reachable "
           f"({result['seconds']:.1f}s)")
@@ -164,7 +165,11 @@ def add_node_commands(subparsers):
                                    "config's VM namespaces")
     c.add_argument("-c", "--config", default=DEFAULT_CLUSTER_CONFIG,
                    help=f"the controller's config (default {DEFAULT_CLUSTER_CONFIG})")
-    c.add_argument("--api", help="controller API (default http://MANAGEMENT_IP:API_PORT)")
+    c.add_argument("--api", help="controller API (default https://MANAGEMENT_IP:API_PORT; "
+                                 "http:// with security: insecure)")
+    c.add_argument("--api-ca", metavar="FILE",
+                   help="the CA file of an https:// API (default $TENANTNET_API_CA, else "
+                        "/etc/tenantnet/pki/provider/api-ca.pem when it exists)")
     c.add_argument("--node-exec", action="append", default=[], metavar="NODE=SPEC",
                    help="how to reach NODE: ssh:[USER@]HOST[:PORT], local (default "
                         "ssh:root@MANAGEMENT_IP)")
