@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from conftest import CONFIGS, ROOT, lab_prerequisites, lab_up_and_down, run_cli
+from conftest import (CONFIGS, ROOT, lab_prerequisites, lab_up_and_down, run_cli,
+                      wait_for_value)
 from tenantnet import pki
 from tenantnet.controller.client import ApiClient
 from tenantnet.errors import ApiError
@@ -77,9 +78,10 @@ def test_every_channel_runs_tls(lab):
     for bridge in ("br-tun", naming.brint_name("globex/app")):
         target = ovs.vsctl("get-controller", bridge).stdout.split()
         assert len(target) == 1 and target[0].startswith("ssl:"), (bridge, target)
-    # the connections are up (OVS reports it per Controller record)
-    connected = ovs.vsctl("--columns=target,is_connected", "list", "Controller").stdout
-    assert "is_connected        : false" not in connected, connected
+    # the connections are up (OVS reports it per Controller record, every few seconds)
+    wait_for_value("every Controller record connected", lambda: "is_connected        : false"
+                   not in ovs.vsctl("--columns=target,is_connected", "list",
+                                    "Controller").stdout, 20)
     status = run_cli(PREFIX, "lab", "status", "--json").stdout
     nodes = json.loads(status)["nodes"]
     assert all(n["ovsdb_remote"].startswith("ssl:") for n in nodes.values()), nodes

@@ -99,6 +99,12 @@ def _datapath_class():
     from os_ken.controller.handler import DEAD_DISPATCHER
 
     class TenantnetDatapath(controller.Datapath):
+        def __init__(self, sock, address):
+            super().__init__(sock, address)
+            import ssl
+            if isinstance(self.socket, ssl.SSLSocket):
+                self.socket = SerializedTls(self.socket)
+
         def _wake_send_loop(self):
             q = self.send_q
             # take a queue slot like send() does, but never block for it: if the queue
@@ -138,6 +144,45 @@ def _refusing_bad_handshakes(handle):
             with contextlib.suppress(OSError):
                 sock.close()
     return guarded
+
+
+class SerializedTls:
+    """A TLS socket shared by os-ken's receive and send threads, one at a time.
+
+    OpenSSL's connection object must not be used by two threads at once, and Python's ssl
+    module does not serialise SSL_read against SSL_write: with the native-thread hub the
+    two threads would each drive the session, and under load a switch sees a corrupt record
+    and drops the connection. Reads wait for data outside the lock (select), then read
+    without blocking inside it; sends hold the lock."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def recv(self, n):
+        import select
+        import ssl
+        timeout = self._sock.gettimeout()
+        while True:
+            if not self._sock.pending():
+                ready, _, _ = select.select([self._sock], [], [], timeout)
+                if not ready:
+                    raise socket.timeout("timed out")
+            with self._lock:
+                self._sock.setblocking(False)
+                try:
+                    return self._sock.recv(n)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    continue          # a partial record: wait for the rest outside the lock
+                finally:
+                    self._sock.settimeout(timeout)
+
+    def sendall(self, data):
+        with self._lock:
+            return self._sock.sendall(data)
+
+    def __getattr__(self, name):      # shutdown, close, fileno, ...: the socket's own
+        return getattr(self._sock, name)
 
 
 def _install_stream_server():
