@@ -26,10 +26,8 @@ import logging
 from oslo_config import cfg as oslo_cfg
 
 from ryu_apps import tenant_l2
-from ryu_apps.tenant_l2 import (BaseApp, SettingsError, app_manager, cfg, conf_value,
-                                set_ev_cls)
-from tenantnet.controller.ofapp import guarded
-from tenantnet.errors import TenantnetError
+from ryu_apps.companion import CompanionApp
+from ryu_apps.tenant_l2 import SettingsError, cfg, conf_value
 from tenantnet.model import naming
 from tenantnet.model.flowspec import Flow
 
@@ -40,7 +38,7 @@ PRIO_ACL = 500     # above the NORMAL flow (priority 0) of brint-xy
 COOKIE_PREFIX = 0x5441434C    # "TACL": this app's flows; tenant_l2's are "TNNT"
 
 # Ryu reads this module attribute: loading tenant_acl loads tenant_l2 as well.
-_REQUIRED_APP = [tenant_l2._SERVICE_NAME]
+_REQUIRED_APP = [tenant_l2.SERVICE_NAME]
 
 cfg.CONF.register_opts([
     oslo_cfg.ListOpt("pairs", default=[],
@@ -73,8 +71,12 @@ def drop_flows(topo, node, bridge, pairs):
     return flows
 
 
-class TenantAcl(BaseApp):
+class TenantAcl(CompanionApp):
     """Keeps the drop rules of [tenant_acl] pairs on the tenant's bridges."""
+
+    LABEL = "tenant_acl"
+    WHAT = "drop rules"
+    COOKIE_PREFIX = COOKIE_PREFIX
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -86,26 +88,6 @@ class TenantAcl(BaseApp):
             tenant_l2.settings_failed(GROUP, exc)
         if not self.pairs:
             LOG.warning("tenant_acl: no [%s] pairs: no drop rule to keep", GROUP)
-        self._l2 = None
 
-    @property
-    def l2(self):
-        if self._l2 is None:
-            self._l2 = app_manager.lookup_service_brick(tenant_l2.NAME)
-        return self._l2
-
-    @set_ev_cls(tenant_l2.EventBridgeSynced)
-    @guarded
-    def _bridge_synced(self, ev):
-        # Our own event loop: blocking here until the switch answers is fine (the replies
-        # come through tenant_l2's handlers), and it keeps our syncs in order.
-        flows = drop_flows(ev.topo, ev.node, ev.bridge, self.pairs)
-        try:
-            res = self.l2.install(ev.dpid, flows, COOKIE_PREFIX, ev.portmap)
-        except TenantnetError as exc:
-            LOG.error("tenant_acl: %s/%s: drop rules not installed: %s", ev.node, ev.bridge,
-                      exc)
-            return
-        if res["added"] or res["removed"]:
-            LOG.info("tenant_acl: %s/%s +%d -%d drop rules", ev.node, ev.bridge,
-                     res["added"], res["removed"])
+    def flows_for(self, ev):
+        return drop_flows(ev.topo, ev.node, ev.bridge, self.pairs)

@@ -18,45 +18,22 @@ How it composes (as ryu_apps.tenant_acl does):
     else's. A chain deleted: its flows are deleted, plain forwarding (NORMAL) is back.
 """
 
-import logging
-
 from ryu_apps import tenant_l2
-from ryu_apps.tenant_l2 import BaseApp, app_manager, set_ev_cls
-from tenantnet.controller.ofapp import guarded
-from tenantnet.errors import TenantnetError
+from ryu_apps.companion import CompanionApp
 from tenantnet.model.chains import bridge_chain_flows
-
-LOG = logging.getLogger("ryu_apps.tenant_chain")
 
 COOKIE_PREFIX = 0x5443484E    # "TCHN": this app's flows; tenant_l2's are "TNNT"
 
 # Ryu reads this module attribute: loading tenant_chain loads tenant_l2 as well.
-_REQUIRED_APP = ["ryu_apps.tenant_l2"]
+_REQUIRED_APP = [tenant_l2.SERVICE_NAME]
 
 
-class TenantChain(BaseApp):
+class TenantChain(CompanionApp):
     """Keeps the steering flows of the tenant's chains on its bridges."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._l2 = None
+    LABEL = "tenant_chain"
+    WHAT = "steering flows"
+    COOKIE_PREFIX = COOKIE_PREFIX
 
-    @property
-    def l2(self):
-        if self._l2 is None:
-            self._l2 = app_manager.lookup_service_brick(tenant_l2.NAME)
-        return self._l2
-
-    @set_ev_cls(tenant_l2.EventBridgeSynced)
-    @guarded
-    def _bridge_synced(self, ev):
-        flows = bridge_chain_flows(ev.topo, ev.node, ev.bridge)
-        try:
-            res = self.l2.install(ev.dpid, flows, COOKIE_PREFIX, ev.portmap)
-        except TenantnetError as exc:
-            LOG.error("tenant_chain: %s/%s: steering flows not installed: %s", ev.node,
-                      ev.bridge, exc)
-            return
-        if res["added"] or res["removed"]:
-            LOG.info("tenant_chain: %s/%s +%d -%d steering flows", ev.node, ev.bridge,
-                     res["added"], res["removed"])
+    def flows_for(self, ev):
+        return bridge_chain_flows(ev.topo, ev.node, ev.bridge)

@@ -45,20 +45,19 @@ Other apps next to it (see ryu_apps/README.md):
 """
 
 import logging
-import os
 
 try:            # the real Ryu, or tenantnet's ryu-manager (there `ryu` is os-ken)
     from ryu import cfg
     from ryu.base import app_manager
     from ryu.controller import event, handler, ofp_event
-    from ryu.controller.handler import set_ev_cls  # noqa: F401 (for ryu_apps.tenant_acl)
+    from ryu.controller.handler import set_ev_cls  # noqa: F401 (for ryu_apps.companion)
     from ryu.lib import hub
     from ryu.ofproto import ofproto_v1_3
 except ImportError:     # plain os-ken (tenantnet.controller.runner.ControllerRuntime)
     from os_ken import cfg
     from os_ken.base import app_manager
     from os_ken.controller import event, handler, ofp_event
-    from os_ken.controller.handler import set_ev_cls  # noqa: F401 (for ryu_apps.tenant_acl)
+    from os_ken.controller.handler import set_ev_cls  # noqa: F401 (for ryu_apps.companion)
     from os_ken.lib import hub
     from os_ken.ofproto import ofproto_v1_3
 
@@ -74,7 +73,7 @@ from tenantnet.southbound.ofswitch import FlowPusher
 LOG = logging.getLogger("ryu_apps.tenant_l2")
 
 NAME = "tenant_l2"          # the app's name: Ryu finds this module's events' source by it
-_SERVICE_NAME = "ryu_apps.tenant_l2"    # apps observing our events load this module
+SERVICE_NAME = "ryu_apps.tenant_l2"     # apps observing our events load this module
 GROUP = "tenant_l2"
 
 BaseApp = getattr(app_manager, "RyuApp", None) or app_manager.OSKenApp

@@ -38,6 +38,9 @@ DNS_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 CA_DAYS = 3650
 LEAF_DAYS = 825
 ORG = "tenantnet"
+# the CA bundles each party trusts: its file `<what>-ca.pem` -> the CAs it holds
+PROVIDER_BUNDLES = TENANT_BUNDLES = {"node": ["node"], "api": ["provider"]}
+NODE_BUNDLES = {"ovsdb": ["provider"], "openflow": ["provider", "tenant"]}
 
 
 class PkiError(TenantnetError):
@@ -267,31 +270,28 @@ def init(root=DEFAULT_DIR, addresses=(), force=False):
         if force or not (os.path.isfile(cert_path) and os.path.isfile(key_path)):
             _make_ca(root, role)
             made.append(role)
-    ident = provider(root)
     addresses = tuple(addresses) + ("127.0.0.1", "localhost")
-    if made or force or not _current(root, "provider", ident, addresses):
-        _issue(root, "provider", ident, "provider", addresses)
-    _bundle(root, ident, "node", ["node"])
-    _bundle(root, ident, "api", ["provider"])
+    return _identity(root, "provider", provider(root), "provider", addresses,
+                     bool(made) or force, PROVIDER_BUNDLES)
+
+
+def _identity(root, role, ident, common_name, addresses, force, bundles):
+    """*ident*'s key and certificate (issued by the *role* CA unless current and not
+    *force*) and its CA bundles {what: [CA roles]}."""
+    if force or not _current(root, role, ident, addresses):
+        _issue(root, role, ident, common_name, addresses)
+    for what, roles in bundles.items():
+        _bundle(root, ident, what, roles)
     return ident
 
 
 def issue_node(root, name, addresses=(), force=False):
-    ident = node(root, name)
-    if force or not _current(root, "node", ident, addresses):
-        _issue(root, "node", ident, name, addresses)
-    _bundle(root, ident, "ovsdb", ["provider"])
-    _bundle(root, ident, "openflow", ["provider", "tenant"])
-    return ident
+    return _identity(root, "node", node(root, name), name, addresses, force, NODE_BUNDLES)
 
 
 def issue_tenant(root, name, addresses=(), force=False):
-    ident = tenant(root, name)
-    if force or not _current(root, "tenant", ident, addresses):
-        _issue(root, "tenant", ident, name, addresses)
-    _bundle(root, ident, "node", ["node"])
-    _bundle(root, ident, "api", ["provider"])
-    return ident
+    return _identity(root, "tenant", tenant(root, name), name, addresses, force,
+                     TENANT_BUNDLES)
 
 
 def describe(root=DEFAULT_DIR):

@@ -135,13 +135,15 @@ def wait_for_value(what, check, timeout):
         time.sleep(0.1)
 
 
-def lab_up_and_down(prefix, config_file, config_text):
-    """A generator for a module fixture: the lab *prefix* up from *config_text* (written to
-    *config_file*) through the CLI, yielded as a Lab, then down, with no namespace left."""
+def lab_up_and_down(prefix, config_file, config_text=None):
+    """A generator for a module fixture: the lab *prefix* up from *config_file* (written
+    first from *config_text*, when given) through the CLI, yielded as a Lab, then down,
+    with no namespace left."""
     from tenantnet.lab.lab import Lab
     lab = Lab(prefix=prefix)
     lab.down()                                   # a leftover from an interrupted run
-    config_file.write_text(config_text)
+    if config_text is not None:
+        config_file.write_text(config_text)
     proc = run_cli(prefix, "lab", "up", "-c", str(config_file), "--timeout", "120",
                    check=False)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -19,7 +19,9 @@ import pytest
 from conftest import two_tenant_config
 from tenantnet.controller import api as api_mod
 from tenantnet.controller import wire
-from tenantnet.controller.api import MAX_BODY, ApiServer, openapi_document, routes, write_openapi
+from tenantnet.controller.api import ApiServer
+from tenantnet.controller.apirequest import MAX_BODY, error_status
+from tenantnet.controller.apiroutes import openapi_document, routes, write_openapi
 from tenantnet.controller.client import ApiClient, decode_response, UnixHTTPConnection
 from tenantnet.controller.core import Core
 from tenantnet.errors import (ApiError, ConfigError, PlacementError, SouthboundError,
@@ -293,7 +295,7 @@ def test_unserializable_answer_is_500(server):
 
 
 def test_error_status_table():
-    es = api_mod.error_status
+    es = error_status
     assert es(ConfigError("f", "k", "bad")) == 400
     assert es(PlacementError("vm x: unknown", status=404)) == 404
     assert es(PlacementError("busy")) == 409

@@ -13,7 +13,8 @@ from apifuzz import fuzz
 from conftest import two_tenant_config
 from tenantnet.controller import metrics as metrics_mod
 from tenantnet.controller import wire
-from tenantnet.controller.api import ApiServer, openapi_text
+from tenantnet.controller.api import ApiServer
+from tenantnet.controller.apiroutes import openapi_text
 from tenantnet.controller.client import ApiClient
 from tenantnet.controller.core import Core
 from tenantnet.controller.tenancy import make_authorizer

@@ -11,13 +11,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import CONFIGS, lab_prerequisites
+from conftest import CONFIGS, lab_prerequisites, lab_up_and_down, wait_for_value
 from tenantnet.errors import ApiError
-from tenantnet.lab.lab import Lab
 from ryu_apps.tenant_chain import COOKIE_PREFIX as CHAIN_COOKIE_PREFIX
 
 pytestmark = [pytest.mark.lab,
@@ -30,15 +28,7 @@ PINGS = 5
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(prefix=PREFIX)
-    lab.down()
-    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", "lab", "up", "-c", CONFIG,
-                           "--prefix", PREFIX, "--timeout", "120"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    yield lab
-    lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+    yield from lab_up_and_down(PREFIX, CONFIG)
 
 
 class TenantApi:
@@ -111,17 +101,6 @@ def ping(lab, src, dst_ip, count=PINGS):
 
 def snapshot(lab, names):
     return {n: (ttl_counts(lab, n), lab.function_counters(n)["forwarded"]) for n in names}
-
-
-def wait_for(check, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def delta(after, before):
@@ -219,11 +198,11 @@ def chain_cookies(lab, node, bridge):
 def test_tenant_controller_runs_the_chain_app(lab):
     from tenantnet.model import naming
     bridge = naming.brint_name("initech/own")
-    wait_for(lambda: chain_cookies(lab, "compute1", bridge), what="tenant_chain's flows")
+    wait_for_value("tenant_chain's flows", lambda: chain_cookies(lab, "compute1", bridge), 20)
     check_chain(lab, "own1", "own2", "ofw1", "ofw2")
     initech = tenant_api(lab, "initech")
     initech.del_chain("own1-to-own2")
-    wait_for(lambda: not chain_cookies(lab, "compute1", bridge), what="flows removed")
+    wait_for_value("flows removed", lambda: not chain_cookies(lab, "compute1", bridge), 20)
     before = snapshot(lab, ["ofw1", "ofw2"])
     bd = ttl_counts(lab, "own2", "INPUT")
     ping(lab, "own1", ip_of(lab, "own2"))

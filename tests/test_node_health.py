@@ -11,6 +11,7 @@ from conftest import two_tenant_config
 from tenantnet.controller import core as core_mod
 from tenantnet.controller import tenant as tenant_mod
 from tenantnet.controller.core import Core
+from tenantnet.controller.placement import VmPlacement
 from tenantnet.controller.nodestate import DOWN, RECONCILING, UP, Backoff, NodeStates, iso
 from tenantnet.errors import ApiError, PlacementError, SouthboundError
 from tenantnet.model import config
@@ -227,10 +228,10 @@ def test_a_refused_placement_does_not_sink_others_in_the_same_group(monkeypatch)
     core.states.set("compute1", UP, "test")
     core.states.set("net1", UP, "test")
     monkeypatch.setattr(core, "_realise", lambda topo, nodes, **kw: {})
-    reqs = [core_mod._Placement("add", spec={"name": "web9", "network": "acme/web",
-                                             "node": "compute1"}),
-            core_mod._Placement("add", spec={"name": "app9", "network": "globex/app",
-                                             "node": "compute1"})]
+    reqs = [VmPlacement("add", spec={"name": "web9", "network": "acme/web",
+                                     "node": "compute1"}),
+            VmPlacement("add", spec={"name": "app9", "network": "globex/app",
+                                     "node": "compute1"})]
     core._apply(reqs)
     assert reqs[0].error is not None and reqs[0].error.status == 503
     assert reqs[1].error is None and reqs[1].result["name"] == "app9"

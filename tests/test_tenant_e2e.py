@@ -12,12 +12,11 @@ import time
 
 import pytest
 
-from conftest import CONFIGS, lab_prerequisites
+from conftest import CONFIGS, lab_prerequisites, lab_up_and_down
 from tenantnet import pki
 from tenantnet.lab import certs
 from tenantnet.model import naming
 from tenantnet.model.flowspec import COOKIE_PREFIX
-from tenantnet.lab.lab import Lab
 from ryu_apps.tenant_acl import COOKIE_PREFIX as ACL_COOKIE_PREFIX
 
 pytestmark = [pytest.mark.lab,
@@ -29,15 +28,7 @@ CONFIG = os.path.join(CONFIGS, "tenant-controllers.yaml")
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(prefix=PREFIX)
-    lab.down()
-    proc = subprocess.run([sys.executable, "-m", "tenantnet.cli", "lab", "up", "-c", CONFIG,
-                           "--prefix", PREFIX, "--timeout", "120"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    yield lab
-    lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+    yield from lab_up_and_down(PREFIX, CONFIG)
 
 
 def vms(lab):

@@ -26,118 +26,23 @@ flows (counted by cookie prefix)."""
 import concurrent.futures
 import os
 import statistics
-import subprocess
 import time
 
 from tenantnet.bench import labbench
-from tenantnet.bench.flows import ofctl_text
+from tenantnet.bench.raw import RAW_COOKIE, RAW_TENANT, RawChange
 from tenantnet.errors import TenantnetError
 from tenantnet.model import config as config_mod
-from tenantnet.model import naming
-from tenantnet.model.desired import OWNER_KEY, node_state
+from tenantnet.model.desired import node_state
 from tenantnet.model.flows import node_flows
 from tenantnet.model.flowspec import COOKIE_PREFIX
 
 PREFIX = "tnbb"
-RAW_TENANT = "raw"
-RAW_OWNER = "bench-raw"
-RAW_COOKIE = 0x52415720            # "RAW "
+BENCH = "bench bulk"
 MAX_NETWORKS = 100                 # transport CIDRs: bench 198.19.1-100, raw 198.19.101-200
 KEYS = ("tenantnet_last_s", "tenantnet_mean_s", "raw_s", "ratio")
 
 
-# -- the raw tools' changes ------------------------------------------------------------------
-
-def _quote(value):
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _pairs(column, values):
-    if column == "external_ids" and OWNER_KEY in values:
-        values = dict(values, **{OWNER_KEY: RAW_OWNER})
-    return [f"{column}:{k}={_quote(v)}" for k, v in sorted(values.items())]
-
-
-def raw_vsctl(before, after):
-    """ovs-vsctl arguments (one transaction) that add what NodeState *after* has and
-    *before* has not: bridges with their columns, ports with their interfaces' columns. No
-    controller: the raw flows go in through the bridge's management socket."""
-    args = []
-    for br in after.bridges.values():
-        old = before.bridges.get(br.name)
-        if old is None:
-            args += ["--", "add-br", br.name, "--", "set", "bridge", br.name,
-                     f"datapath_type={br.datapath_type or 'netdev'}", "fail_mode=secure",
-                     "protocols=OpenFlow13",
-                     *_pairs("other_config", {"datapath-id": naming.dpid_str(br.dpid),
-                                              "disable-in-band": "true"}),
-                     *_pairs("external_ids", br.external_ids)]
-        for port in br.ports.values():
-            if old is not None and port.name in old.ports:
-                continue
-            args += ["--", "add-port", br.name, port.name]
-            if port.tag is not None:
-                args.append(f"tag={port.tag}")
-            args += _pairs("external_ids", port.external_ids)
-            iface = [f"type={port.type}"] if port.type else []
-            iface += _pairs("options", port.options) + _pairs("external_ids", port.external_ids)
-            if iface:
-                args += ["--", "set", "interface", port.name, *iface]
-    return args[1:]
-
-
-def raw_flows(before_topo, after_topo, node):
-    """{bridge: [Flow]} that *after_topo* has on *node* and *before_topo* has not."""
-    old = node_flows(before_topo, node)
-    out = {}
-    for bridge, bf in node_flows(after_topo, node).items():
-        have = set(old[bridge].flows) if bridge in old else set()
-        added = sorted(set(bf.flows) - have, key=lambda f: (f.table, -f.priority, repr(f)))
-        if added:
-            out[bridge] = added
-    return out
-
-
-class RawNode:
-    """One node's raw changes, prepared off the clock; run() is timed."""
-
-    def __init__(self, node, ovs, before_topo, after_topo, workdir):
-        self.node, self.ovs = node, ovs
-        before = node_state(before_topo, node, "netdev")
-        after = node_state(after_topo, node, "netdev")
-        self.vsctl = raw_vsctl(before, after)
-        self.ports = sorted(set(after.ports()) - set(before.ports()))
-        self.bridges = sorted(set(after.bridges) - set(before.bridges))
-        self.flows = raw_flows(before_topo, after_topo, node)
-        self.files = {}
-        for bridge, flows in self.flows.items():
-            path = os.path.join(workdir, f"raw-{node}-{bridge}.txt")
-            with open(path, "w") as fh:
-                fh.writelines(ofctl_text(f, RAW_COOKIE) + "\n" for f in flows)
-            self.files[bridge] = path
-
-    def run(self):
-        env = self.ovs.env
-        if self.vsctl:
-            _check(subprocess.run(["ovs-vsctl", f"--db={self.ovs.unix_remote}", "--timeout=120",
-                                   *self.vsctl], env=env, capture_output=True, text=True),
-                   f"ovs-vsctl on {self.node}")
-        procs = [(bridge, subprocess.Popen(
-            ["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", bridge, path], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-            for bridge, path in self.files.items()]
-        for bridge, proc in procs:
-            out, err = proc.communicate()
-            _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
-                   f"ovs-ofctl --bundle add-flows {bridge} on {self.node}")
-
-
-def _check(proc, what):
-    if proc.returncode != 0:
-        raise TenantnetError(f"bench bulk: {what} failed: "
-                             f"{(proc.stderr or '').strip()[:500] or f'exit {proc.returncode}'}")
-    return proc
-
+# -- the raw tools' side --------------------------------------------------------------------
 
 def raw_models(config, placements):
     """(before, after): the `raw` tenant's model without and with the VMs *placements*
@@ -147,7 +52,7 @@ def raw_models(config, placements):
     for vm, net, node in placements:
         after.add_vm(config_mod.vm_from_spec(after, {
             "name": vm, "network": labbench.network_key(net, RAW_TENANT), "node": node},
-            "bench bulk", "", vm_source="api"))
+            BENCH, "", vm_source="api"))
     return before, after
 
 
@@ -205,7 +110,9 @@ def run(vms=80, networks=8, nodes=5, progress=None, keep_logs=None):
             taps[node] += names
         say(f"{sum(len(v) for v in taps.values())} tap devices (both sides)")
         bl.make_taps(taps)
-        raw = [RawNode(n, bl.ovs(n), raw_before, raw_after, bl.workdir)
+        # the raw bridges get no controller: their flows go in through ovs-ofctl
+        raw = [RawChange(raw_before, raw_after, n, bl.ovs(n), bl.workdir, f"raw-{n}", BENCH,
+                         timeout=120, controller=False, strict=False)
                for n in bl.node_names()]
 
         say(f"raw tools: {vms} VMs on {networks} networks, nodes side by side")

@@ -43,13 +43,13 @@ import statistics
 import subprocess
 import time
 
-from tenantnet.bench.flows import ofctl_text
+from tenantnet.bench.raw import RAW_COOKIE, RAW_TENANT, RawChange, check
 from tenantnet.bench.switch import BenchSwitch
 from tenantnet.errors import TenantnetError
 from tenantnet.lab import netns as ns
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
-from tenantnet.model.desired import OWNER_KEY, node_state
+from tenantnet.model.desired import node_state
 from tenantnet.model.flows import node_flows
 from tenantnet.model.topology import ControllerSettings, Network, Node, Topology
 
@@ -58,9 +58,8 @@ UPLINK = "tnb-up"                 # the node's transport interface (a veth)
 UPLINK_PEER = "tnb-up-peer"
 TRANSPORT_IP = "198.19.0.11"
 OVSDB_PORT = 6640                 # bootstrap's OVSDB manager, inside the private namespace
-TENANT, RAW_TENANT = "bench", "raw"
-RAW_COOKIE = 0x52415720           # "RAW ": the raw tools' flows, never touched by tenantnet
-RAW_OWNER = "bench-raw"           # external_ids owner of the raw tools' records (not ours)
+TENANT = "bench"
+BENCH = "bench placement"         # errors start with it
 BASELINE = 10                     # p50_ms_at_10
 PER_NETWORK = 100                 # existing VMs per network
 GROW_THREADS = 16                 # concurrent placements while the model is grown
@@ -106,116 +105,24 @@ def spec(name, net):
 
 # -- the raw tools' changes ----------------------------------------------------------
 
-def _q(value):
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _map(column, values):
-    if column == "external_ids" and OWNER_KEY in values:
-        # not tenantnet's: its reconcile removes every record it owns and does not want
-        values = dict(values, **{OWNER_KEY: RAW_OWNER})
-    return [f"{column}:{k}={_q(v)}" for k, v in sorted(values.items())]
-
-
-def vsctl_changes(before, after):
-    """ovs-vsctl arguments, one transaction, that turn NodeState *before* into *after*:
-    new bridges with their columns and controller, new ports with their port and interface
-    columns (what NodeOvsdb.plan commits for them). TenantnetError for anything else."""
-    args = []
-    for br in after.bridges.values():
-        old = before.bridges.get(br.name)
-        if old is None:
-            args += ["--", "add-br", br.name, "--", "set", "bridge", br.name,
-                     f"datapath_type={br.datapath_type or 'netdev'}", "fail_mode=secure",
-                     "protocols=OpenFlow13",
-                     *_map("other_config", {"datapath-id": naming.dpid_str(br.dpid),
-                                            "disable-in-band": "true"}),
-                     *_map("external_ids", br.external_ids)]
-            if br.controller:
-                args += ["--", "set-controller", br.name, br.controller]
-        for port in br.ports.values():
-            if old is not None and port.name in old.ports:
-                if old.ports[port.name] != port:
-                    raise TenantnetError(f"bench placement: the raw reference does not "
-                                         f"change ports ({port.name})")
-                continue
-            args += ["--", "add-port", br.name, port.name]
-            if port.tag is not None:
-                args.append(f"tag={port.tag}")
-            args += _map("external_ids", port.external_ids)
-            iface = [f"type={port.type}"] if port.type else []
-            iface += _map("options", port.options) + _map("external_ids", port.external_ids)
-            args += ["--", "set", "interface", port.name, *iface]
-    for name, br in before.bridges.items():
-        gone = name not in after.bridges or any(p not in after.bridges[name].ports
-                                                for p in br.ports)
-        if gone:
-            raise TenantnetError(f"bench placement: the raw reference does not delete "
-                                 f"({name})")
-    return args
-
-
-def flow_changes(before_topo, after_topo):
-    """bridge -> flows to add, between the two models (names, not numbers: ovs-ofctl
-    looks them up). TenantnetError when a flow would have to go."""
-    old = node_flows(before_topo, NODE)
-    out = {}
-    for bridge, bf in node_flows(after_topo, NODE).items():
-        have = set(old[bridge].flows) if bridge in old else set()
-        want = set(bf.flows)
-        if have - want:
-            raise TenantnetError(f"bench placement: the raw reference does not delete "
-                                 f"flows ({bridge})")
-        added = [f for f in bf.flows if f not in have]
-        if added:
-            out[bridge] = added
-    return out
-
-
-class RawPlacement:
-    """One VM placed with the raw tools: its vsctl transaction and flow files, prepared
-    off the clock; run() is what is timed."""
+class RawPlacement(RawChange):
+    """One VM placed with the raw tools (a RawChange on the raw model *model*, which gets
+    the VM)."""
 
     def __init__(self, sw, model, name, net, files_dir):
-        before_state = node_state(model, NODE, "netdev")
         before = model.copy()
         vm = config_mod.vm_from_spec(model, {"name": name, "network": naming.network_key(
-            RAW_TENANT, net), "node": NODE}, "bench placement", "", vm_source="api")
+            RAW_TENANT, net), "node": NODE}, BENCH, "", vm_source="api")
         model.add_vm(vm)
+        super().__init__(before, model, NODE, sw.ovs, files_dir, name, BENCH)
         self.sw, self.vm = sw, vm
-        self.vsctl = vsctl_changes(before_state, node_state(model, NODE, "netdev"))
-        self.flows = flow_changes(before, model)
-        self.files = {}
-        for bridge, flows in self.flows.items():
-            path = os.path.join(files_dir, f"{name}-{bridge}.txt")
-            with open(path, "w") as fh:
-                fh.writelines(ofctl_text(f, RAW_COOKIE) + "\n" for f in flows)
-            self.files[bridge] = path
 
     def run(self):
         """The raw placement (timed by the caller); the flows it added are recorded in
         the switch's raw_flows (bridge -> set of flows)."""
-        env = self.sw.ovs.env
-        _check(subprocess.run(["ovs-vsctl", f"--db={self.sw.ovs.unix_remote}", "--timeout=20",
-                               *self.vsctl[1:]], env=env, capture_output=True, text=True),
-               "ovs-vsctl")
-        procs = [subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows",
-                                   bridge, path], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for bridge, path in self.files.items()]
-        for proc in procs:
-            out, err = proc.communicate()
-            _check(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
-                   "ovs-ofctl")
+        super().run()
         for bridge, flows in self.flows.items():
             self.sw.raw_flows.setdefault(bridge, set()).update(flows)
-
-
-def _check(proc, what):
-    if proc.returncode != 0:
-        raise TenantnetError(f"bench placement: {what} failed: "
-                             f"{proc.stderr.strip() or f'exit {proc.returncode}'}")
-    return proc
 
 
 # -- the node ------------------------------------------------------------------------
@@ -270,15 +177,15 @@ class PlacementNode(BenchSwitch):
         if not names:
             return
         batch = "".join(f"tuntap add dev {n} mode tap\n" for n in names)
-        _check(subprocess.run(["ip", "-n", self.netns, "-batch", "-"], input=batch,
-                              capture_output=True, text=True), "ip -batch (taps)")
+        check(subprocess.run(["ip", "-n", self.netns, "-batch", "-"], input=batch,
+                             capture_output=True, text=True), BENCH, "ip -batch (taps)")
 
     def interfaces(self):
         """name -> ofport of every interface on the switch."""
-        out = _check(subprocess.run(
+        out = check(subprocess.run(
             ["ovs-vsctl", f"--db={self.ovs.unix_remote}", "--format=csv", "--no-headings",
              "--data=bare", "--columns=name,ofport", "list", "interface"], env=self.ovs.env,
-            capture_output=True, text=True), "ovs-vsctl list interface").stdout
+            capture_output=True, text=True), BENCH, "ovs-vsctl list interface").stdout
         rows = (line.split(",") for line in out.splitlines() if line.strip())
         return {r[0].strip('"'): int(r[1]) if r[1].lstrip("-").isdigit() else -1 for r in rows}
 
@@ -386,10 +293,10 @@ class PlacementRun:
         for i in range(self.n):
             self.core.del_vm(f"h{i}")
         ports = [naming.vm_port_name(f"r{i}") for i in range(self.n)]
-        _check(subprocess.run(["ovs-vsctl", f"--db={self.node.ovs.unix_remote}", "--timeout=20",
-                               *[x for p in ports for x in ("--", "del-port", p)][1:]],
-                              env=self.node.ovs.env, capture_output=True, text=True),
-               "ovs-vsctl del-port")
+        check(subprocess.run(["ovs-vsctl", f"--db={self.node.ovs.unix_remote}", "--timeout=20",
+                              *[x for p in ports for x in ("--", "del-port", p)][1:]],
+                             env=self.node.ovs.env, capture_output=True, text=True),
+              BENCH, "ovs-vsctl del-port")
         for i in range(self.n):
             self.node.raw_model.remove_vm(f"r{i}")
         return tn, raw, timings

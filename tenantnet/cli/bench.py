@@ -126,3 +126,5 @@ def add_bench_commands(sub):
     c.set_defaults(func=cmd_bench_placement)
     from tenantnet.cli.benchlab import add_lab_bench_commands     # bench resync, bench bulk
     add_lab_bench_commands(bsub)
+    from tenantnet.cli.benchdatapath import add_datapath_bench_command   # bench datapath
+    add_datapath_bench_command(bsub)

@@ -25,10 +25,13 @@ def cmd_experiment_run(args):
     meta = rd.read_json("meta.json")
     print(f"experiment {spec.name}: {meta['status']} in {meta.get('seconds', 0):.0f}s; "
           f"results in {rd.root}")
-    for name in ("reachability.csv", "bandwidth.csv", "report.md"):
+    for name in ("reachability.csv", "bandwidth.csv", "chains.csv", "report.md"):
         if rd.exists(name):
             print(f"  {rd.path(name)}")
     _print_records(rd)
+    if spec.chains is not None:
+        from tenantnet.experiment.chainplots import print_fits
+        print_fits(rd)
     return 0
 
 
@@ -68,6 +71,15 @@ def cmd_experiment_check(args):
     r, b = spec.reachability, spec.bandwidth
     print(f"{args.config}: OK — experiment {spec.name}, modes {', '.join(spec.modes)}, "
           f"{spec.lab.compute_nodes} compute + {spec.lab.network_nodes} network node(s)")
+    c = spec.chains
+    if c is not None:
+        print(f"  chains: lengths {c.lengths} x layouts {c.layouts} ({c.function}), traffic "
+              f"{', '.join(t.name for t in c.traffic)}, {c.duration_s:g}s x {c.repeats} "
+              f"repeat(s); firewall: " + (f"rules {c.firewall.rules} x {c.firewall.layouts} "
+                                         f"x stateful {c.firewall.stateful}, traffic "
+                                         f"{', '.join(c.firewall.traffic)}"
+                                         if c.firewall.enabled else "off")
+              + f"; {c.points()} iperf3 runs per mode")
     if r.enabled:
         runs = len(r.grid()) * r.repeats
         labs = (f"{runs} runs on one lab, reset between runs" if spec.lab.nodes == "vm"
@@ -91,8 +103,8 @@ def add_experiment_commands(subparsers):
     exp = subparsers.add_parser("experiment", help="the paper's experiments (section IV)")
     sub = exp.add_subparsers(dest="experiment_cmd", required=True)
 
-    c = sub.add_parser("run", help="run an experiment spec: reachability and bandwidth, "
-                                   "every mode, plots and report")
+    c = sub.add_parser("run", help="run an experiment spec: reachability and bandwidth (or "
+                                   "the chain experiment), every mode, plots and report")
     c.add_argument("-c", "--config", required=True, help="experiment spec (YAML), e.g. "
                                                          "configs/experiments/quick.yaml")
     c.add_argument("--out", help="results directory (default results/NAME-YYYYmmdd-HHMMSS)")

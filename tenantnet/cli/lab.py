@@ -185,8 +185,9 @@ def cmd_lab_demo(args):
 
 
 # -- vm -------------------------------------------------------------------------------
-def _vm_target(args):
-    """In a lab the VM namespace is created too; otherwise only the API is called."""
+def api_target(args):
+    """(lab or None, ApiClient) for `vm`, `function` and `chain`: in a lab the VM's (or the
+    function's) namespace is created too; otherwise only the API is called."""
     from tenantnet.lab.lab import Lab
     if args.api:
         from tenantnet.controller.client import ApiClient
@@ -203,7 +204,7 @@ def _vm_target(args):
 
 
 def cmd_vm_add(args):
-    lab, api = _vm_target(args)
+    lab, api = api_target(args)
     if lab is not None:
         rec = lab.add_vm(args.name, args.network, args.node, mac=args.mac, ip=args.ip)
     else:
@@ -220,14 +221,14 @@ def cmd_vm_add(args):
 
 
 def cmd_vm_del(args):
-    lab, api = _vm_target(args)
+    lab, api = api_target(args)
     rec = lab.del_vm(args.name) if lab is not None else api.del_vm(args.name)
     print(f"{rec['name']}: removed from {rec['node']} ({rec['network']})")
     return 0
 
 
 def cmd_vm_list(args):
-    _, api = _vm_target(args)
+    _, api = api_target(args)
     vms = api.list_vms()
     if args.json:
         print_json(vms)
@@ -324,7 +325,12 @@ def add_vm_commands(sub):
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_vm_list)
     for c in vm.choices.values():
-        c.add_argument("--prefix", default=DEFAULT_PREFIX)
-        c.add_argument("--api", help="API endpoint (http://HOST:PORT or unix:PATH)")
-        c.add_argument("--token", help="API credential (default: $TENANTNET_TOKEN)")
-        c.add_argument("--token-file", help="a file holding the API credential")
+        add_target_options(c)
+
+
+def add_target_options(parser):
+    """The options of api_target(): which lab, or which API and credential."""
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--api", help="API endpoint (http://HOST:PORT or unix:PATH)")
+    parser.add_argument("--token", help="API credential (default: $TENANTNET_TOKEN)")
+    parser.add_argument("--token-file", help="a file holding the API credential")

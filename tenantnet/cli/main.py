@@ -6,6 +6,8 @@
   tenantnet bench flows|placement|resync|bulk [--json]
   tenantnet pki init|node|tenant|show
   tenantnet vm add NAME --network TENANT/NET --node NODE [--mac M] [--ip IP] | del NAME | list
+  tenantnet function add NAME --network TENANT/NET --node NODE --kind KIND [...] | del | list
+  tenantnet chain add NAME --network TENANT/NET --from VM --to VM|any --through FN,... | del | list
 
 Every failure is one clear line on stderr and a non-zero exit, never a traceback."""
 
@@ -200,11 +202,13 @@ def build_parser():
     from tenantnet.cli.experiment import add_experiment_commands
     from tenantnet.cli.lab import add_lab_commands, add_vm_commands
     from tenantnet.cli.node import add_node_commands
+    from tenantnet.cli.nfv import add_nfv_commands
     from tenantnet.cli.pki import add_pki_commands
     add_lab_commands(sub)
     add_experiment_commands(sub)
     add_node_commands(sub)
     add_vm_commands(sub)
+    add_nfv_commands(sub)
     add_bench_commands(sub)
     add_pki_commands(sub)
 

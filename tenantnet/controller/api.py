@@ -1,23 +1,14 @@
-"""The controller's JSON HTTP API: placement of VMs, topology, health and metrics.
+"""The controller's JSON HTTP API, served: placement of VMs, functions and chains, topology,
+health and metrics.
 
-FastAPI on uvicorn. The routes and their wire types (tenantnet.controller.wire) are declared
-once, below; the OpenAPI document is generated from them (openapi_document(), served at
-GET /openapi.json and written to docs/openapi.json by write_openapi(): `python -m
-tenantnet.controller.api`). One ApiServer listens on TCP (optionally TLS) and/or on a unix
-socket (plain HTTP over AF_UNIX, mode 0600 before it listens), in one event-loop thread of
-its own next to os-ken's native threads; the service's blocking calls (a placement waits for
-the switches) run in a worker thread each.
-
-The service's errors map onto HTTP status codes:
-
-    ConfigError            400   bad input (also a body that does not fit wire.VMRequest)
-    PermissionError        401 / 403 (from the authorizer hook)
-    PlacementError         err.status (404 unknown VM, 409 conflict, 503 node down, ...)
-                           when it is an int in 400..599, else 409
-    other TenantnetError   502   the switches (OVSDB / OpenFlow) refused or timed out
-    anything else          500   one-line message; the traceback goes to the log only
-
-Every error body is {"error": "<message>"} (wire.Error)."""
+FastAPI on uvicorn. The routes and their wire types are declared once, in
+tenantnet.controller.apiroutes (with the OpenAPI document generated from them: `python -m
+tenantnet.controller.api` writes docs/openapi.json); every route checks its request and maps
+errors to statuses through tenantnet.controller.apirequest. This module serves them: one
+ApiServer listens on TCP (optionally TLS) and/or on a unix socket (plain HTTP over AF_UNIX,
+mode 0600 before it listens), in one event-loop thread of its own next to os-ken's native
+threads; the service's blocking calls (a placement waits for the switches) run in a worker
+thread each. Every error body is {"error": "<message>"} (wire.Error)."""
 
 import asyncio
 import json
@@ -28,436 +19,22 @@ import stat
 import threading
 import time
 import traceback
-from typing import Any
-from urllib.parse import quote, unquote
-
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
-from fastapi.exceptions import RequestValidationError, ResponseValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tenantnet import __version__
-from tenantnet.controller import wire
+from tenantnet.controller.apirequest import MAX_BODY, REQUEST_TIMEOUT, error_status, one_line
+from tenantnet.controller.apiroutes import (build_app, openapi_document, openapi_text, routes,
+                                            write_openapi)
 from tenantnet.controller.metrics import Metrics
-from tenantnet.errors import ConfigError, PlacementError, TenantnetError
+from tenantnet.errors import TenantnetError
+
+# Users of the API import these from here too (they live where named above).
+__all__ = ["ApiServer", "MAX_BODY", "error_status", "openapi_document", "openapi_text",
+           "routes", "write_openapi"]
 
 log = logging.getLogger("tenantnet.controller.api")
 
-MAX_BODY = 1024 * 1024          # bytes; larger request bodies get 413
-_DRAIN_LIMIT = 4 * MAX_BODY     # an oversized body up to this size is read and dropped so
-                                # the client sees the 413 instead of a connection reset
-REQUEST_TIMEOUT = 30            # seconds a client may take to send its request
-SOURCE = "api"                  # ConfigError source for errors found in API input
 WORKER_THREADS = 200            # concurrent blocking calls (a batch of 80 placements at once)
 LISTEN_BACKLOG = 128
-
-DESCRIPTION = (
-    "Place VMs on tenant networks and inspect the topology. The API listens on a unix socket "
-    "(HTTP over AF_UNIX, mode 0600, trusted) and/or on TCP (HTTPS when configured), where "
-    "every route but the health and this document needs a Bearer token: the provider's "
-    "(everything) or a tenant's (its own networks and VMs only). Request and response "
-    "bodies are JSON; every error body is {\"error\": \"<message>\"}. POST /v1/vms answers "
-    "only once the placement is realised on the switches, so clients should allow a long "
-    f"timeout. Request bodies are limited to {MAX_BODY} bytes.")
-
-
-class HttpError(Exception):
-    """An error answer decided by the API layer itself (not by the service)."""
-
-    def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def error_status(exc):
-    """The HTTP status for an exception raised by the service or the authorizer."""
-    if isinstance(exc, ConfigError):
-        return 400
-    if isinstance(exc, PlacementError):
-        status = getattr(exc, "status", None)
-        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
-            return status
-        return 409
-    if isinstance(exc, TenantnetError):
-        return 502
-    return 500
-
-
-def _one_line(text, limit=300):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _error(status, message, headers=None):
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-# -- request bodies ------------------------------------------------------------------------
-def _content_length(request):
-    length = request.headers.get("content-length")
-    if length is None:
-        return 0
-    try:
-        value = int(length)
-        if value < 0:
-            raise ValueError
-    except ValueError:
-        raise HttpError(400, f"invalid Content-Length: {length!r}") from None
-    return value
-
-
-async def _read_body(request):
-    """The request body as bytes, after the checks the old server made (411, 413, 408)."""
-    if request.headers.get("transfer-encoding"):
-        raise HttpError(411, "chunked request bodies are not supported; send Content-Length")
-    length = _content_length(request)
-    if length > MAX_BODY:
-        raise HttpError(413, f"request body too large: {length} bytes (limit {MAX_BODY} bytes)")
-    try:
-        async with asyncio.timeout(REQUEST_TIMEOUT):
-            return await request.body()
-    except TimeoutError:
-        raise HttpError(408, f"timed out reading the request body ({REQUEST_TIMEOUT} s)") \
-            from None
-
-
-async def _json_body(request):
-    """Check that the body is one JSON object; FastAPI then validates it as the route's
-    wire type (its errors become ConfigErrors naming the key path)."""
-    data = await _read_body(request)
-    ctype = request.headers.get("content-type", "")
-    mime = ctype.split(";", 1)[0].strip().lower()
-    if mime != "application/json" and not mime.endswith("+json"):
-        raise HttpError(400, "Content-Type must be application/json"
-                             + (f" (got {ctype!r})" if ctype else " (none given)"))
-    if not data.strip():
-        raise HttpError(400, "empty request body: expected a JSON object")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HttpError(400, "request body is not valid UTF-8") from None
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HttpError(400, f"malformed JSON in request body: {exc.msg} "
-                             f"(line {exc.lineno} column {exc.colno})") from None
-    if not isinstance(body, dict):
-        raise ConfigError(SOURCE, None, "the request body must be a JSON object, not "
-                                        + wire.json_type(body))
-    return body
-
-
-async def _drain(request):
-    """After an error answer given before the body was read (404, 405, 401, 413, ...):
-    read and drop a not-too-large body, so that closing the connection with unread data
-    does not reset it before the client has read the answer."""
-    chunked = bool(request.headers.get("transfer-encoding"))
-    try:
-        length = _content_length(request)
-    except HttpError:
-        return
-    if not chunked and (not length or length > _DRAIN_LIMIT):
-        return
-    seen = 0
-    try:
-        async with asyncio.timeout(2.0):
-            async for chunk in request.stream():
-                seen += len(chunk)
-                if seen > _DRAIN_LIMIT:
-                    break
-    except Exception:  # noqa: BLE001 -- consumed already, client gone, timeout: all fine
-        pass
-
-
-# -- the routes ---------------------------------------------------------------------------
-class _Route(APIRoute):
-    """Every route: the authorizer, the body checks and the error mapping around FastAPI's
-    own handler (which validates with the wire types and serialises the answer)."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def guarded(request):
-            api = request.app.state.api
-            body_read = False
-            try:
-                principal = api.authorize(request)
-                if request.method == "POST":
-                    body_read = True
-                    await _json_body(request)
-                elif request.headers.get("transfer-encoding") or _content_length(request):
-                    body_read = True
-                    await _read_body(request)      # size-checked, then ignored
-                request.state.service = api.service_for(principal)
-                return await handler(request)
-            except HttpError as exc:
-                if not body_read or exc.status in (411, 413):
-                    await _drain(request)
-                return _error(exc.status, exc.message, exc.headers)
-            except RequestValidationError as exc:
-                err = _validation_error(exc, _BODY_MODELS.get(
-                    request.url.path.rstrip("/"), wire.VMRequest))
-                return _error(400, str(err))
-            except Exception as exc:  # noqa: BLE001 -- every failure becomes one JSON error
-                if not body_read:
-                    await _drain(request)
-                return _exception_answer(request, exc)
-
-        return guarded
-
-
-def _validation_error(exc, model=wire.VMRequest):
-    errors = exc.errors()
-    # FastAPI reports a request body problem at ("body", key, ...), a path parameter at
-    # ("path", name).
-    body = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
-    if body:
-        return wire.config_error(body, SOURCE, model, strip=1)
-    return wire.config_error(errors, SOURCE, strip=1)
-
-
-def _exception_answer(request, exc):
-    if isinstance(exc, PermissionError):
-        status = getattr(exc, "status", None)
-        if status not in (401, 403):
-            status = 403 if request.headers.get("authorization") else 401
-        return _error(status, _one_line(str(exc) or "not authorized"))
-    status = error_status(exc)
-    if status == 500:
-        log.error("internal error on %s %s:\n%s", request.method, request.url.path,
-                  "".join(traceback.format_exception(exc)).rstrip())
-        if isinstance(exc, ResponseValidationError):
-            exc = TypeError(f"the answer does not fit the API's types: {exc.errors()[:1]}")
-        message = f"internal error ({type(exc).__name__}: {_one_line(exc, 200)}); " \
-                  "see the controller log"
-    else:
-        message = _one_line(exc, 2000) or type(exc).__name__
-    return _error(status, message)
-
-
-async def _service(request: Request):
-    return request.state.service
-
-
-def _vm_name(name: str = Path(min_length=1, description="VM name (percent-encoded)")):
-    value = unquote(name)
-    if not value:
-        raise PlacementError(f"unknown VM {value!r}", status=404)
-    return value
-
-
-def _responses(*statuses):
-    meaning = {
-        400: "Bad input: malformed JSON, wrong Content-Type, missing or invalid field",
-        401: "No credentials given",
-        403: "Credentials refused, or not allowed for this caller",
-        404: "Unknown VM, network or node",
-        409: "The placement cannot be carried out; nothing was changed",
-        411: "Chunked body: send Content-Length",
-        413: f"Body larger than {MAX_BODY} bytes",
-        502: "A switch (OVSDB / OpenFlow) refused or timed out",
-        503: "A node the placement needs is down; nothing was changed",
-    }
-    out = {s: {"model": wire.Error, "description": meaning[s]} for s in statuses}
-    out["default"] = {"model": wire.Error, "description": "Any other error (500: a controller "
-                                                         "bug; details in its log)"}
-    return out
-
-
-_AUTH = (401, 403)
-_OPEN = {"security": []}
-router = APIRouter(route_class=_Route)
-
-
-@router.get("/v1/health", response_model=wire.Health, response_model_exclude_unset=True, operation_id="health",
-            summary="Controller health", responses=_responses(*_AUTH), openapi_extra=_OPEN)
-def health(svc=Depends(_service)):
-    return svc.health()
-
-
-@router.get("/v1/vms", response_model=list[wire.VM], response_model_exclude_unset=True, operation_id="listVms",
-            summary="List placed VMs", responses=_responses(*_AUTH))
-def list_vms(svc=Depends(_service)):
-    return list(svc.list_vms())
-
-
-@router.post("/v1/vms", response_model=wire.VM, response_model_exclude_unset=True, status_code=201, operation_id="addVm",
-             summary="Place a VM (returns once realised on the switches)",
-             response_description="The VM, placed and realised; Location: its URL path",
-             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
-def add_vm(spec: wire.VMRequest, response: Response, svc=Depends(_service)):
-    vm = svc.add_vm(spec.spec())
-    name = vm.get("name", spec.name) if isinstance(vm, dict) else spec.name
-    response.headers["Location"] = "/v1/vms/" + quote(str(name), safe="")
-    return vm
-
-
-@router.get("/v1/vms/{name}", response_model=wire.VM, response_model_exclude_unset=True, operation_id="getVm", summary="One VM",
-            responses=_responses(*_AUTH, 404))
-def get_vm(name: str = Depends(_vm_name), svc=Depends(_service)):
-    return svc.get_vm(name)
-
-
-@router.delete("/v1/vms/{name}", response_model=wire.VM, response_model_exclude_unset=True, operation_id="deleteVm",
-               summary="Remove a VM", response_description="The VM that was removed",
-               responses=_responses(*_AUTH, 404, 409, 502, 503))
-def delete_vm(name: str = Depends(_vm_name), svc=Depends(_service)):
-    return svc.del_vm(name)
-
-
-_BODY_MODELS = {"/v1/vms": wire.VMRequest, "/v1/functions": wire.FunctionRequest,
-                "/v1/chains": wire.ChainRequest}
-
-
-def _fn_name(name: str = Path(min_length=1, description="function name (percent-encoded)")):
-    return unquote(name)
-
-
-def _chain_name(name: str = Path(min_length=1, description="chain name (percent-encoded)")):
-    return unquote(name)
-
-
-@router.get("/v1/functions", response_model=list[wire.Function],
-            response_model_exclude_unset=True, operation_id="listFunctions",
-            summary="List network functions", responses=_responses(*_AUTH))
-def list_functions(svc=Depends(_service)):
-    return list(svc.list_functions())
-
-
-@router.post("/v1/functions", response_model=wire.Function, response_model_exclude_unset=True,
-             status_code=201, operation_id="addFunction",
-             summary="Add a network function (returns once realised on the switches)",
-             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
-def add_function(spec: wire.FunctionRequest, response: Response, svc=Depends(_service)):
-    fn = svc.add_function(spec.spec())
-    response.headers["Location"] = "/v1/functions/" + quote(str(spec.name), safe="")
-    return fn
-
-
-@router.delete("/v1/functions/{name}", response_model=wire.Function,
-               response_model_exclude_unset=True, operation_id="deleteFunction",
-               summary="Remove a network function (chains stop using it first)",
-               responses=_responses(*_AUTH, 404, 409, 502, 503))
-def delete_function(name: str = Depends(_fn_name), svc=Depends(_service)):
-    return svc.del_function(name)
-
-
-@router.get("/v1/chains", response_model=list[wire.Chain], response_model_exclude_unset=True,
-            operation_id="listChains", summary="List service chains",
-            responses=_responses(*_AUTH))
-def list_chains(svc=Depends(_service)):
-    return list(svc.list_chains())
-
-
-@router.post("/v1/chains", response_model=wire.Chain, response_model_exclude_unset=True,
-             status_code=201, operation_id="addChain",
-             summary="Add a service chain (returns once its flows are installed)",
-             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
-def add_chain(spec: wire.ChainRequest, response: Response, svc=Depends(_service)):
-    chain = svc.add_chain(spec.spec())
-    response.headers["Location"] = "/v1/chains/" + quote(str(spec.name), safe="")
-    return chain
-
-
-@router.delete("/v1/chains/{name}", response_model=wire.Chain,
-               response_model_exclude_unset=True, operation_id="deleteChain",
-               summary="Remove a service chain (plain forwarding again)",
-               responses=_responses(*_AUTH, 404, 409, 502, 503))
-def delete_chain(name: str = Depends(_chain_name), svc=Depends(_service)):
-    return svc.del_chain(name)
-
-
-@router.get("/v1/topology", response_model=wire.Topology, response_model_exclude_unset=True, operation_id="topology",
-            summary="Nodes, networks and VMs", responses=_responses(*_AUTH))
-def topology(svc=Depends(_service)):
-    return svc.topology()
-
-
-@router.get("/metrics", operation_id="metrics", summary="Prometheus metrics",
-            response_class=Response, responses={
-                200: {"description": "Prometheus text format",
-                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **_responses(*_AUTH)})
-def metrics(request: Request, svc=Depends(_service)):
-    api = request.app.state.api
-    if svc is not api.service:
-        raise PermissionError("the metrics are the provider's: use its token or the "
-                              "unix socket")
-    body, ctype = api.metrics.exposition()
-    return Response(body, media_type=ctype)
-
-
-@router.get("/openapi.json", response_model=dict[str, Any], operation_id="openapi",
-            summary="This document", responses=_responses(*_AUTH), openapi_extra=_OPEN)
-def openapi(request: Request):
-    return request.app.openapi()
-
-
-# -- the application ------------------------------------------------------------------------
-def _allowed_methods(app, path):
-    return sorted({m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
-                   for m in r.methods})
-
-
-async def _http_error(request, exc):
-    """404 and 405 found by the router (no route, or a route without this method)."""
-    path = request.scope.get("path", "")
-    await _drain(request)
-    if exc.status_code == 405:
-        allowed = _allowed_methods(request.app, path)
-        route = next((r.path for r in request.app.routes
-                      if isinstance(r, APIRoute) and r.path_regex.match(path)), path)
-        return _error(405, f"method {request.method} not allowed on {route} "
-                           f"(allowed: {', '.join(allowed)})", {"Allow": ", ".join(allowed)})
-    if exc.status_code == 404:
-        return _error(404, f"no such route: {path}")
-    return _error(exc.status_code, _one_line(exc.detail), getattr(exc, "headers", None))
-
-
-async def _unexpected(request, exc):
-    return _exception_answer(request, exc)
-
-
-def build_app(api=None):
-    """The FastAPI application; *api* (an ApiServer) holds the service and authorizer."""
-    app = FastAPI(title="tenantnet controller API", version=__version__,
-                  description=DESCRIPTION, openapi_url=None, docs_url=None, redoc_url=None,
-                  redirect_slashes=False, separate_input_output_schemas=False,
-                  telemetry={"tracing": False, "metrics": False, "logs": False},
-                  exception_handlers={StarletteHTTPException: _http_error,
-                                      Exception: _unexpected},
-                  routes=list(router.routes))
-    app.state.api = api
-    app.openapi = lambda: _openapi(app)
-    return app
-
-
-def _openapi(app):
-    if app.openapi_schema is None:
-        doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                          routes=app.routes)
-        doc.setdefault("components", {})["securitySchemes"] = {"bearer": {
-            "type": "http", "scheme": "bearer",
-            "description": "on TCP: the provider's token (everything) or a tenant's (only its "
-                           "own networks and VMs); the owner-only unix socket needs none"}}
-        doc["security"] = [{"bearer": []}]
-        app.openapi_schema = doc
-    return app.openapi_schema
-
-
-def openapi_document():
-    """The OpenAPI document of this API, as a dict (generated from the routes' types)."""
-    return json.loads(json.dumps(build_app().openapi()))
-
-
-def routes():
-    """{(method, path)} of every route."""
-    return {(m, r.path) for r in build_app().routes if isinstance(r, APIRoute)
-            for m in r.methods}
 
 
 class _Frame:
@@ -612,7 +189,7 @@ class ApiServer:
                         config.load()
                     except (OSError, ValueError) as exc:   # ssl.SSLError is an OSError
                         raise TenantnetError(f"API TLS: cannot load the certificate or key "
-                                             f"({_one_line(exc)})") from exc
+                                             f"({one_line(exc)})") from exc
                     self._servers.append((uvicorn.Server(config), sock))
             except BaseException:
                 self._close_sockets()
@@ -648,7 +225,7 @@ class ApiServer:
         try:
             asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 (SystemExit from uvicorn included)
-            failure.append(_one_line(exc) or type(exc).__name__)
+            failure.append(one_line(exc) or type(exc).__name__)
             log.error("the API server stopped: %s", failure[-1])
         finally:
             ready.set()
@@ -753,7 +330,7 @@ def _protocol():
             detail = str(exc) if isinstance(exc, h11.RemoteProtocolError) and str(exc) else msg
             if detail.startswith("bad "):
                 detail = "invalid " + detail[4:]
-            body = json.dumps({"error": _one_line(f"invalid HTTP request: {detail}")}).encode()
+            body = json.dumps({"error": one_line(f"invalid HTTP request: {detail}")}).encode()
             headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
                        (b"content-length", str(len(body)).encode())]
             try:
@@ -774,23 +351,6 @@ def _tls_options(tls):
     if tls.get("ca_certs"):
         opts.update(ssl_ca_certs=tls["ca_certs"], ssl_cert_reqs=ssl.CERT_REQUIRED)
     return opts
-
-
-# -- docs/openapi.json ------------------------------------------------------------------------
-def openapi_text():
-    return json.dumps(openapi_document(), indent=2) + "\n"
-
-
-def write_openapi(path):
-    """Write the OpenAPI document to *path* (pretty-printed, stable key order)."""
-    text = openapi_text()
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 if __name__ == "__main__":  # python -m tenantnet.controller.api [PATH]: regenerate docs/openapi.json

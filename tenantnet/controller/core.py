@@ -25,16 +25,17 @@ from tenantnet.controller import tls as controller_tls
 from tenantnet.model import config as config_mod
 from tenantnet.model import naming
 from tenantnet.model.desired import node_state
-from tenantnet.errors import ConfigError, PlacementError, SouthboundError, TenantnetError
+from tenantnet.errors import PlacementError, SouthboundError, TenantnetError
 from tenantnet.model.flows import node_flows
 from tenantnet.model.desired import TRANSPORT_BRIDGE
 from tenantnet.node.bootstrap import NetnsNodeHost
-from tenantnet.southbound.ovsdb import NodeOvsdb, recovered_vms
+from tenantnet.southbound.ovsdb import NodeOvsdb
+from tenantnet.controller import recovery
+from tenantnet.controller.placement import VmPlacement
 from tenantnet.controller.nodestate import DOWN, RECONCILING, UP, Backoff, NodeStates
 from tenantnet.controller.tenancy import PROVIDER, TenantView, make_authorizer
 
 LOG = logging.getLogger("tenantnet.controller.core")
-API_SOURCE = "API request"
 CONNECT_TIMEOUT = 3.0      # seconds one attempt to reach a node's OVSDB may take
 CHECK_INTERVAL = 0.5       # seconds between checks that an up node's connection holds
 RETRY_INITIAL = 0.5        # first wait before reaching a down node again (then doubling)
@@ -62,6 +63,14 @@ def _settled(func, items):
     return _parallel(call, items)
 
 
+def _remembered(seen, topo, datapath):
+    """The NodeState remembered in *seen* for *topo* as it is now, or None."""
+    for topo_seen, version, dp, state in seen:
+        if topo_seen is topo and version == topo.version and dp == datapath:
+            return state
+    return None
+
+
 def _reason(exc, node=None):
     """An exception as a one-line reason (without a leading "node NODE: ")."""
     if isinstance(exc, TenantnetError):
@@ -72,57 +81,6 @@ def _reason(exc, node=None):
     if node is not None and text.startswith(f"node {node}: "):
         text = text[len(f"node {node}: "):]
     return text
-
-
-class _Placement:
-    """One add or delete request on its way through Core._submit."""
-
-    def __init__(self, kind, spec=None, name=None):
-        self.kind, self.spec, self.name = kind, spec, name
-        self.t0 = time.perf_counter()
-        self.done = threading.Event()
-        self.result = self.error = self.vm = None
-        self.new_on_node = None
-
-    def prepare(self, topo):
-        """Validate against *topo* (the group's model so far) and apply to it."""
-        if self.kind == "add":
-            vm = config_mod.vm_from_spec(topo, self.spec, API_SOURCE, "", vm_source="api")
-            self.new_on_node = vm.node not in topo.hosting_nodes(vm.network)
-            topo.add_vm(vm)
-        else:
-            vm = topo.vm(self.name)
-            if vm is None:
-                raise PlacementError(f"unknown VM {self.name!r}", status=404)
-            topo.remove_vm(self.name)
-        self.vm = vm
-
-    def reset(self):
-        self.vm = self.new_on_node = None
-
-    def undo(self, topo):
-        """Take back what prepare() did to *topo*."""
-        if self.kind == "add":
-            topo.remove_vm(self.vm.name)
-        else:
-            topo.add_vm(self.vm)
-        self.reset()
-
-    def fail(self, exc):
-        self.error = exc
-        self.done.set()
-
-    def finish(self, topo, affected, timings):
-        timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000, 2)
-        out = self.vm.as_dict()
-        out.update(nodes_updated=affected, timings=timings)
-        if self.kind == "add":
-            out.update(bridges_created=self.new_on_node and topo.mode_of(self.vm.network) == "dnb",
-                       network_new_on_node=self.new_on_node, mode=topo.mode_of(self.vm.network))
-        else:
-            out.update(deleted=True)
-        self.result = out
-        self.done.set()
 
 
 class Core:
@@ -145,6 +103,7 @@ class Core:
         self._in_sync = {}          # dpid -> cookies installed by our last sync (this connection)
         self.endpoint_macs = {}     # node -> {br-tun interface: MAC in use}
         self._tunnel_neighbors = set()   # (node, remote ip, mac) entries already set
+        self._states = {}           # node -> recent desired states (see _node_state)
         self.started = False
         self.ready = threading.Event()   # set once start() has connected and reconciled
         self._queue = []                  # placements waiting to be realised (see _submit)
@@ -222,30 +181,16 @@ class Core:
         return self.nodes[name].connect(retry_for=0, attempt_timeout=CONNECT_TIMEOUT)
 
     def _recover(self, node_names=None):
-        """Add VMs that were placed through the API (recorded in external_ids on the nodes
-        *node_names*, default all). Returns the networks of the VMs added."""
-        nets = set()
+        """Relearn the API placements recorded on the nodes *node_names* (default all):
+        VMs, then network functions, then chains (controller.recovery, model.records).
+        Returns the networks of what was added."""
+        found = {}
         for node_name in sorted(self.nodes if node_names is None else node_names):
             try:
-                owned = self.nodes[node_name].owned()
+                found[node_name] = recovery.read_node(self.nodes[node_name])
             except Exception as exc:  # noqa: BLE001 -- the node went away meanwhile
                 LOG.warning("node %s: placements not read: %s", node_name, _reason(exc))
-                continue
-            for name, rec in recovered_vms(owned["ports"]).items():
-                if self.topo.vm(name) is not None or rec.get("source") != "api":
-                    continue
-                spec = {"name": name, "network": rec["network"], "node": node_name,
-                        "mac": rec["mac"], "ip": rec["ip"]}
-                try:
-                    vm = config_mod.vm_from_spec(self.topo, spec, f"node {node_name}", "port",
-                                                 vm_source="api")
-                except ConfigError as exc:
-                    LOG.warning("not recovering VM %s found on %s: %s", name, node_name, exc)
-                    continue
-                self.topo.add_vm(vm)
-                nets.add(vm.network)
-                LOG.info("recovered VM %s on %s from the node's OVSDB", name, node_name)
-        return nets
+        return recovery.relearn(self.topo, found)
 
     # -- node health ---------------------------------------------------------------
     def node_states(self):
@@ -258,7 +203,7 @@ class Core:
         again (ports, flow tables, endpoint MACs, tunnel neighbours)."""
         for key in [k for k in self.portmaps if k[0] == name]:
             del self.portmaps[key]
-        for bf in node_flows(self.topo, name).values():
+        for bf in self._node_flows(self.topo, name).values():
             self._in_sync.pop(bf.dpid, None)
         self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
         self.endpoint_macs.pop(name, None)
@@ -292,7 +237,7 @@ class Core:
             self.states.set(name, UP, why)
             self._count("resyncs")
         self._refresh_neighbors()
-        jobs = [(n, br, bf) for n in ok for br, bf in node_flows(self.topo, n).items()
+        jobs = [(n, br, bf) for n in ok for br, bf in self._node_flows(self.topo, n).items()
                 if self.pusher.connected(bf.dpid)]
         for (n, br, _), res in zip(jobs, _settled(lambda j: self._sync_bridge(*j), jobs)):
             if isinstance(res, Exception):
@@ -446,7 +391,7 @@ class Core:
         if neighbors:
             self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
         self._refresh_neighbors()
-        jobs = [(br, bf) for br, bf in node_flows(self.topo, name).items()
+        jobs = [(br, bf) for br, bf in self._node_flows(self.topo, name).items()
                 if (bridges is None or br in bridges) and self.pusher.connected(bf.dpid)]
         for _, bf in jobs:
             self._in_sync.pop(bf.dpid, None)
@@ -492,7 +437,7 @@ class Core:
         # *since*: the topology the switches were last reconciled to. A node whose desired
         # OVSDB state is the same under both (a VM placed elsewhere only changes its flows)
         # needs no OVSDB round trip.
-        states = {n: self._node_state(topo, n) for n in node_names}   # once per node
+        states = {n: self._node_state(topo, n, since, nets) for n in node_names}
         known = {node for node, _ in self.portmaps}
         ovsdb_nodes = [n for n in node_names if since is None or n not in known
                        or self._node_state(since, n) != states[n]]
@@ -507,11 +452,9 @@ class Core:
         t1 = time.perf_counter()
         jobs = []
         for name in node_names:
-            for bridge, bf in node_flows(topo, name).items():
-                # Tenant bridges of other networks are untouched by this change; the common
-                # bridges may carry any network (CNB) or endpoint (underlay): always synced.
-                if nets is not None and bf.network is not None and bf.network not in nets:
-                    continue
+            # Tenant bridges of other networks are untouched by this change; the common
+            # bridges may carry any network (CNB) or endpoint (underlay): always synced.
+            for bridge, bf in self._node_flows(topo, name, networks=nets).items():
                 if not wait_flows and not self.pusher.connected(bf.dpid):
                     continue  # it will be synced when it connects
                 jobs.append((name, bridge, bf))
@@ -519,10 +462,26 @@ class Core:
         timings["openflow_ms"] = round((time.perf_counter() - t1) * 1000, 2)
         return timings
 
-    def _node_state(self, topo, name):
+    def _node_state(self, topo, name, since=None, nets=None):
         """*topo*'s desired state of node *name*, with the datapath type the node records
-        (read when its OVSDB connection was made)."""
-        return node_state(topo, name, self.nodes[name].datapath)
+        (read when its OVSDB connection was made). Remembered for the last two models seen
+        (a placement's new one and the current one), as long as they are not changed: a
+        placement computes each node's state once, not once per question asked of it.
+        *since*, *nets*: *topo* is a placement's model, which differs from *since* (the
+        current one) in the networks *nets* only; the node's other bridges are reused from
+        *since*'s state, so a placement costs its own networks, not the node's size."""
+        datapath = self.nodes[name].datapath
+        seen = self._states.get(name, [])
+        state = _remembered(seen, topo, datapath)
+        if state is None:
+            reuse = None if since is None or nets is None else _remembered(seen, since, datapath)
+            state = node_state(topo, name, datapath, reuse=reuse, changed=nets or ())
+            self._states[name] = [(topo, topo.version, datapath, state)] + seen[:1]
+        return state
+
+    def _node_flows(self, topo, name, networks=None):
+        """flows.node_flows of node *name* in *topo*, from its remembered state."""
+        return node_flows(topo, name, state=self._node_state(topo, name), networks=networks)
 
     def _resolve_tunnels(self, state):
         """Give the node of *state* the MAC of every tunnel endpoint it has a GRE port to
@@ -594,7 +553,7 @@ class Core:
         if node_bridge is None:
             return None
         node, bridge = node_bridge
-        return node, bridge, node_flows(topo, node)[bridge]
+        return node, bridge, self._node_flows(topo, node)[bridge]
 
     # -- OpenFlow events (called by tenantnet.app) --------------------------------
     def switch_connected(self, dpid):
@@ -722,15 +681,13 @@ class Core:
                 f"refused until it is back (nothing was changed)", status=503)
 
     def add_vm(self, spec):
-        if not isinstance(spec, dict):
-            raise ConfigError(API_SOURCE, "", "expected a JSON object")
-        out = self._submit(_Placement("add", spec=spec))
+        out = self._submit(VmPlacement("add", spec=spec))
         LOG.info("placed %s on %s in %.1f ms", out["name"], out["node"],
                  out["timings"]["total_ms"])
         return out
 
     def del_vm(self, name):
-        return self._submit(_Placement("del", name=name))
+        return self._submit(VmPlacement("del", name=name))
 
     def list_vms(self):
         return [vm.as_dict() for vm in sorted(self.topo.vms().values(), key=lambda v: v.name)]

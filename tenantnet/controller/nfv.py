@@ -1,10 +1,10 @@
 """Network functions and service chains as placements (the core's side of /v1/functions
 and /v1/chains).
 
-Each request class has the interface Core._submit expects of a placement (prepare, undo,
-reset, fail, finish; `.vm` names what it touches: an object with `.network`), so a chain or
-function change is realised like a VM placement: a new model, validated by model.config,
-then OVSDB (a function's port) and one bundle per affected bridge (the steering flows of
+Each request is a placement job (controller.placement.Placement: prepare, undo, reset,
+fail, finish; `.vm` names what it touches), so a chain or function change is realised like
+a VM placement: a new model, validated by model.config, then OVSDB (a function's port, the
+records of model.records) and one bundle per affected bridge (the steering flows of
 model.chains), and only then the current model.
 
 Removing a function takes two placements (Core.del_function): first it is marked
@@ -14,54 +14,18 @@ port still exists; then the function and its port go. No packet is ever steered 
 that is gone."""
 
 import dataclasses
-import threading
-import time
 
-from tenantnet.errors import ConfigError, PlacementError
+from tenantnet.controller.placement import API_SOURCE, Placement
+from tenantnet.errors import PlacementError
 from tenantnet.model import config as config_mod
 
-API_SOURCE = "API request"
 
-
-class NfvPlacement:
-    """One function or chain request on its way through Core._submit."""
-
-    what = ""
-
-    def __init__(self, kind, spec=None, name=None):
-        if kind == "add" and not isinstance(spec, dict):
-            raise ConfigError(API_SOURCE, "", "expected a JSON object")
-        self.kind, self.spec, self.name = kind, spec, name
-        self.t0 = time.perf_counter()
-        self.done = threading.Event()
-        self.result = self.error = self.vm = None
-        self.before = None
-
-    def reset(self):
-        self.vm = self.before = None
-
-    def fail(self, exc):
-        self.error = exc
-        self.done.set()
-
-    def finish(self, topo, affected, timings):
-        timings["total_ms"] = round((time.perf_counter() - self.t0) * 1000, 2)
-        out = self.vm.as_dict()
-        out.update(nodes_updated=affected, timings=timings)
-        if self.kind != "add":
-            out["deleted"] = self.kind == "del"
-        out.update(self.extra(topo))
-        self.result = out
-        self.done.set()
-
-    def extra(self, topo):
-        return {}
-
-
-class FunctionPlacement(NfvPlacement):
+class FunctionPlacement(Placement):
     """kind: add (spec), drain (name: chains stop using it) or del (name)."""
 
-    what = "function"
+    def reset(self):
+        super().reset()
+        self.before = None           # drain: the function as it was
 
     def prepare(self, topo):
         if self.kind == "add":
@@ -92,10 +56,8 @@ class FunctionPlacement(NfvPlacement):
                                           if self.vm.name in c.through)}
 
 
-class ChainPlacement(NfvPlacement):
+class ChainPlacement(Placement):
     """kind: add (spec) or del (name)."""
-
-    what = "chain"
 
     def prepare(self, topo):
         if self.kind == "add":

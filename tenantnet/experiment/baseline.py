@@ -161,7 +161,7 @@ def _refuse_leftovers(prefix):
                             f"--cleanup {prefix}`")
 
 
-def _build_veth(prefix, mtu, tx_offload):
+def build_veth(prefix, mtu, tx_offload):
     a, b = names(prefix)["veth"]
     ip_a, ip_b, plen = NETS["veth"]
     ns.add(a)
@@ -174,7 +174,7 @@ def _build_veth(prefix, mtu, tx_offload):
     return (a, ip_a), (b, ip_b)
 
 
-def _build_ovs(prefix, mtu, tx_offload):
+def build_ovs(prefix, mtu, tx_offload):
     sw = names(prefix)["ovs"]
     a, b = names(prefix)["ovs-flat"]
     ip_a, ip_b, plen = NETS["ovs-flat"]
@@ -240,12 +240,12 @@ def run_baselines(prefix, spec, progress=None, tuning=None, modes=MODES):
             if mode == "veth":
                 _say(progress, f"baseline veth: {' <-> '.join(names(prefix)['veth'])} "
                                f"(mtu {mtu}, tx offload {'on' if tx_offload else 'off'})")
-                a, b = _build_veth(prefix, mtu, tx_offload)
+                a, b = build_veth(prefix, mtu, tx_offload)
             else:
                 _say(progress, f"baseline ovs-flat: bridge {BRIDGE} (netdev, NORMAL) in "
                                f"{names(prefix)['ovs']} (mtu {mtu}, tx offload "
                                f"{'on' if tx_offload else 'off'})")
-                a, b = _build_ovs(prefix, mtu, tx_offload)
+                a, b = build_ovs(prefix, mtu, tx_offload)
             t = {"mtu": mtu, "tx_offload": tx_offload, "neigh_gc_thresh": None,
                  "tcp_congestion": iperf.tcp_congestion_control(b[0])}
             rows.extend(_measure(mode, a, b, cfg, t, progress, label=b[0]))

@@ -213,7 +213,12 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
     """Run *spec* in *modes* (default: spec.modes) and write the results to *out_dir*.
 
     Returns the ResultsDir. Raises ConfigError before anything is built when a mode is
-    refused by this tenantnet; re-raises KeyboardInterrupt after cleaning up."""
+    refused by this tenantnet; re-raises KeyboardInterrupt after cleaning up. A spec with
+    a ``chains:`` section is the chain experiment (chainexp.run)."""
+    if getattr(spec, "chains", None) is not None:
+        from tenantnet.experiment import chainexp
+        return chainexp.run(spec, out_dir, modes=modes, progress=progress, prefix=prefix,
+                            state_dir=state_dir)
     modes = list(modes or spec.modes)
     from tenantnet.lab.fabric import LabFabric, check_host
     LabFabric(prefix=prefix, state_dir=state_dir)      # a bad prefix fails here (LabError)
@@ -372,10 +377,15 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
 
 
 def render(rd, meta=None):
-    """plots.render(out_dir) and report.write_report(out_dir), when those modules exist.
+    """plots.render(out_dir) and report.write_report(out_dir), when those modules exist
+    (chainreport.write_report for a chain experiment's results).
     Problems are warnings (the measurements are already saved). Returns the warnings."""
     warnings = []
-    for modname, func in (("plots", "render"), ("report", "write_report")):
+    parts = (("plots", "render"), ("report", "write_report"))
+    if ((meta if meta is not None else rd.read_json("meta.json", default=None)) or {}) \
+            .get("experiment") == "chains":
+        parts = (("chainreport", "write_report"),)      # it draws its figures too
+    for modname, func in parts:
         try:
             mod = optional_module(modname)
         except ExperimentError as exc:

@@ -132,11 +132,15 @@ class Spec:
     reachability: ReachabilitySpec = field(default_factory=ReachabilitySpec)
     bandwidth: BandwidthSpec = field(default_factory=BandwidthSpec)
     tuning: dict = field(default_factory=dict)
+    chains: object = None            # a chainspec.ChainSpec: this is a chain experiment
 
     def to_dict(self):
-        return {"name": self.name, "source": self.source, "modes": list(self.modes),
-                "lab": asdict(self.lab), "reachability": asdict(self.reachability),
-                "bandwidth": asdict(self.bandwidth), "tuning": dict(self.tuning)}
+        out = {"name": self.name, "source": self.source, "modes": list(self.modes),
+               "lab": asdict(self.lab), "reachability": asdict(self.reachability),
+               "bandwidth": asdict(self.bandwidth), "tuning": dict(self.tuning)}
+        if self.chains is not None:
+            out["chains"] = self.chains.to_dict()
+        return out
 
     # -- the generated labs -------------------------------------------------------
     def compute_node_names(self):
@@ -297,6 +301,14 @@ def spec_from_dict(data, source="<spec>"):
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
         raise ConfigError(source, "name", f"{name!r}: use 1-64 characters from [A-Za-z0-9_.-]")
     modes = _modes(source, top)
+    chains = None
+    if isinstance(data, dict) and "chains" in data:
+        from tenantnet.experiment.chainspec import parse_chains
+        for part in ("reachability", "bandwidth"):
+            if part in data:
+                raise ConfigError(source, part, "a chain experiment (chains:) has no "
+                                                f"{part} section: run it as a spec of its own")
+        chains = parse_chains(source, top.take("chains", dict, required=True))
 
     sec = Section(source, "lab", top.take("lab", dict, default={}))
     lab = LabSpec()
@@ -351,8 +363,16 @@ def spec_from_dict(data, source="<spec>"):
     tuning = top.take("tuning", dict, default={})
     config_mod.parse_tuning(source, tuning)         # same checks (and messages) as a lab config
     top.done()
+    if chains is not None:
+        r.enabled = b.enabled = False
+        if lab.nodes != "emulated":
+            raise ConfigError(source, "lab.nodes", "the chain experiment runs on emulated "
+                                                   "nodes only (for now)")
+        if lab.compute_nodes < 2 and "spread" in chains.layouts:
+            raise ConfigError(source, "chains.layouts", "the spread layout needs at least "
+                                                        "two compute nodes (lab.compute_nodes)")
     return Spec(name=name, source=source, modes=modes, lab=lab, reachability=r, bandwidth=b,
-                tuning=dict(tuning))
+                tuning=dict(tuning), chains=chains)
 
 
 def check_mode(spec, mode):

@@ -389,43 +389,75 @@ def _check_ex_ips(topo, net, source, key):
         seen[addr] = node.name
 
 
-def vm_from_spec(topo, raw, source, path, vm_source="config"):
-    """Validate one VM declaration against *topo* (which must not yet hold it)."""
-    sec = Section(source, path, raw)
-    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "VM")
-    net_key = sec.take("network", str, required=True)
-    node_name = sec.take("node", str, required=True)
-    mac = sec.take("mac", str, default=None)
-    ip = sec.take("ip", str, default=None)
-    sec.done()
-    if topo.vm(name) is not None:
-        raise ConfigError(source, sec.key("name"), f"duplicate VM name {name!r}")
-    if topo.function(name) is not None:
-        raise ConfigError(source, sec.key("name"), f"{name!r} is already a network function")
+# -- lookups shared by VMs, network functions and chains -------------------------------------
+def _network_of(topo, source, key, net_key):
     net = topo.network(net_key)
     if net is None:
         known = ", ".join(sorted(topo.networks())) or "none"
-        raise ConfigError(source, sec.key("network"),
+        raise ConfigError(source, key,
                           f"unknown network {net_key!r} (expected tenant/network; known: {known})")
+    return net
+
+
+def _compute_node(topo, source, key, node_name, what):
+    """The compute node *node_name*, for a *what* ("VM") to run on."""
     node = topo.node(node_name)
     if node is None:
         known = ", ".join(sorted(n.name for n in topo.compute_nodes()))
-        raise ConfigError(source, sec.key("node"), f"unknown node {node_name!r} (known: {known})")
+        raise ConfigError(source, key, f"unknown node {node_name!r} (known: {known})")
     if node.role != "compute":
-        raise ConfigError(source, sec.key("node"),
-                          f"node {node_name!r} is a {node.role} node; VMs run on compute nodes")
-    used_macs = {a.mac: a.name for k in topo.networks() for a in topo.attachments(k)}
-    used_macs.update({vm.mac: vm.name for vm in topo.vms().values()})
+        raise ConfigError(source, key, f"node {node_name!r} is a {node.role} node, not a "
+                                       f"compute node; {what}s run on compute nodes")
+    return node
+
+
+def _new_name(topo, source, key, name, what):
+    """*name* for a new *what* ("VM" or "network function"): no VM or function has it."""
+    holder = ("VM" if topo.vm(name) is not None else
+              "network function" if topo.function(name) is not None else None)
+    if holder == what:
+        raise ConfigError(source, key, f"duplicate {what} name {name!r}")
+    if holder is not None:
+        raise ConfigError(source, key, f"duplicate name {name!r}: a {holder} has it")
+
+
+def _member(topo, source, key, name, net_key, what, missing_ok=False):
+    """The VM or network function (*what*) *name*, which must be of network *net_key*;
+    *missing_ok*: None when there is none."""
+    found = topo.vm(name) if what == "VM" else topo.function(name)
+    if (found is None and not missing_ok) or (found is not None and found.network != net_key):
+        raise ConfigError(source, key, f"{name!r} is not a {what} of {net_key}")
+    return found
+
+
+def _attachment_keys(sec, what):
+    """(name, network, node, mac, ip) of a VM or network function (*what*) being read."""
+    name = _name(sec.source, sec.key("name"), sec.take("name", str, required=True), what)
+    return (name, sec.take("network", str, required=True), sec.take("node", str, required=True),
+            sec.take("mac", str, default=None), sec.take("ip", str, default=None))
+
+
+def _place(topo, sec, what, kind, name, net_key, node_name, mac, ip, port):
+    """(MAC, IP) of a new *what* ("VM" or "network function"; *kind* "vm" or "function" for
+    its generated MAC) *name* on network *net_key* and compute node *node_name*, neither
+    of which *topo* holds: *mac* and *ip* checked when given, else the first free ones;
+    its *port* name must be free."""
+    source = sec.source
+    _new_name(topo, source, sec.key("name"), name, what)
+    net = _network_of(topo, source, sec.key("network"), net_key)
+    _compute_node(topo, source, sec.key("node"), node_name, what)
+    attached = [a for k in topo.networks() for a in topo.attachments(k)]
+    used_macs = {a.mac: a.name for a in attached}
     if mac is not None:
         mac = _mac(source, sec.key("mac"), mac)
         if mac in used_macs:
             raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by {used_macs[mac]}")
     else:
         salt = 0
-        mac = naming.mac_for("vm", name)
+        mac = naming.mac_for(kind, name)
         while mac in used_macs:
             salt += 1
-            mac = naming.mac_for("vm", name, salt=salt)
+            mac = naming.mac_for(kind, name, salt=salt)
     cidr = ipaddress.ip_network(net.cidr)
     reserved = reserved_probe_ips(net, len(topo.network_nodes()))
     used_ips = {a.ip: a.name for a in topo.vms_of(net_key) + topo.functions_of(net_key)}
@@ -447,12 +479,20 @@ def vm_from_spec(topo, raw, source, path, vm_source="config"):
                   None)
         if ip is None:
             raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
-    port = naming.vm_port_name(name)
-    clash = next((v.name for v in topo.vms().values() if v.port == port), None)
+    clash = next((a.name for a in attached if a.port == port), None)
     if clash:
-        raise ConfigError(source, sec.key("name"),
-                          f"VM names {name!r} and {clash!r} map to the same port name {port!r}; "
-                          "rename one")
+        raise ConfigError(source, sec.key("name"), f"{name!r} and {clash!r} map to the same "
+                                                   f"port name {port!r}; rename one")
+    return mac, ip
+
+
+def vm_from_spec(topo, raw, source, path, vm_source="config"):
+    """Validate one VM declaration against *topo* (which must not yet hold it)."""
+    sec = Section(source, path, raw)
+    name, net_key, node_name, mac, ip = _attachment_keys(sec, "VM")
+    sec.done()
+    port = naming.vm_port_name(name)
+    mac, ip = _place(topo, sec, "VM", "vm", name, net_key, node_name, mac, ip, port)
     return Attachment(name=name, kind="vm", network=net_key, node=node_name, mac=mac, ip=ip,
                       port=port, source=vm_source)
 
@@ -503,24 +543,12 @@ CHAIN_FAILURE = ("open", "closed")
 CHAIN_ANY = "any"
 
 
-def _network_of(topo, source, key, net_key):
-    if topo.network(net_key) is None:
-        known = ", ".join(sorted(topo.networks())) or "none"
-        raise ConfigError(source, key,
-                          f"unknown network {net_key!r} (expected tenant/network; known: {known})")
-    return topo.network(net_key)
-
-
 def function_from_spec(topo, raw, source, path, fn_source="config"):
     """Validate one network function declaration against *topo* (which must not yet hold
     it): {name, network, node, kind, mac?, ip?, and the kind's own keys}."""
     sec = Section(source, path, raw)
-    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "function")
-    net_key = sec.take("network", str, required=True)
-    node_name = sec.take("node", str, required=True)
+    name, net_key, node_name, mac, ip = _attachment_keys(sec, "function")
     kind = sec.take("kind", str, required=True)
-    mac = sec.take("mac", str, default=None)
-    ip = sec.take("ip", str, default=None)
     if kind not in FUNCTION_KINDS:
         raise ConfigError(source, sec.key("kind"), f"unknown function kind {kind!r} "
                           f"(known: {', '.join(sorted(FUNCTION_KINDS))})")
@@ -532,56 +560,19 @@ def function_from_spec(topo, raw, source, path, fn_source="config"):
             raise ConfigError(source, sec.key(opt), problem)
         options[opt] = value
     sec.done()
-    if topo.function(name) is not None or topo.vm(name) is not None:
-        raise ConfigError(source, sec.key("name"), f"duplicate name {name!r} (a VM or "
-                          "function already has it)")
-    net = _network_of(topo, source, sec.key("network"), net_key)
-    node = topo.node(node_name)
-    if node is None or node.role != "compute":
-        known = ", ".join(sorted(n.name for n in topo.compute_nodes()))
-        raise ConfigError(source, sec.key("node"), f"{node_name!r} is not a compute node "
-                          f"(known: {known}); functions run where VMs do")
-    used_macs = {a.mac: a.name for k in topo.networks() for a in topo.attachments(k)}
-    if mac is not None:
-        mac = _mac(source, sec.key("mac"), mac)
-        if mac in used_macs:
-            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by "
-                                                      f"{used_macs[mac]}")
-    else:
-        salt = 0
-        mac = naming.mac_for("function", name)
-        while mac in used_macs:
-            salt += 1
-            mac = naming.mac_for("function", name, salt=salt)
-    cidr = ipaddress.ip_network(net.cidr)
-    reserved = reserved_probe_ips(net, len(topo.network_nodes()))
-    used_ips = {a.ip: a.name for a in topo.vms_of(net_key) + topo.functions_of(net_key)}
-    if ip is not None:
-        ip = _ip(source, sec.key("ip"), ip)
-        if ipaddress.ip_address(ip) not in cidr or ipaddress.ip_address(ip) in (
-                cidr.network_address, cidr.broadcast_address):
-            raise ConfigError(source, sec.key("ip"), f"{ip} is not a host address of "
-                                                     f"{net_key}'s CIDR {cidr}")
-        if ip in reserved or ip in used_ips:
-            raise ConfigError(source, sec.key("ip"), f"{ip} is already used by "
-                              f"{used_ips.get(ip, 'the network probe')} on {net_key}")
-    else:
-        ip = next((str(h) for h in cidr.hosts() if str(h) not in reserved
-                   and str(h) not in used_ips), None)
-        if ip is None:
-            raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
     port = naming.function_port_name(name)
-    ports = {a.port: a.name for k in topo.networks() for a in topo.attachments(k)}
-    if port in ports:
-        raise ConfigError(source, sec.key("name"), f"{name!r} and {ports[port]!r} map to the "
-                                                   f"same port name {port!r}; rename one")
+    mac, ip = _place(topo, sec, "network function", "function", name, net_key, node_name,
+                     mac, ip, port)
     return Function(name=name, network=net_key, node=node_name, mac=mac, ip=ip, port=port,
                     nf=kind, options=tuple(sorted(options.items())), source=fn_source)
 
 
-def chain_from_spec(topo, raw, source, path, chain_source="config"):
+def chain_from_spec(topo, raw, source, path, chain_source="config", recovered=False):
     """Validate one chain {name, network, from, to, through, on_failure?} against *topo*:
-    it names only VMs and functions of its own network (so of its own tenant)."""
+    it names only VMs and functions of its own network (so of its own tenant).
+    *recovered*: a chain relearned from a node's records (controller.recovery) may name VMs
+    and functions that are gone, since a chain outlives them (model.chains skips or drops
+    them); a name that exists must still be of the chain's network."""
     sec = Section(source, path, raw)
     name = _name(source, sec.key("name"), sec.take("name", str, required=True), "chain")
     net_key = sec.take("network", str, required=True)
@@ -596,14 +587,9 @@ def chain_from_spec(topo, raw, source, path, chain_source="config"):
     if failure not in CHAIN_FAILURE:
         raise ConfigError(source, sec.key("on_failure"), f"{failure!r}: expected one of "
                           f"{', '.join(CHAIN_FAILURE)}")
-
-    def own_vm(key, vm_name):
-        vm = topo.vm(vm_name)
-        if vm is None or vm.network != net_key:
-            raise ConfigError(source, sec.key(key), f"{vm_name!r} is not a VM of {net_key}")
-    own_vm("from", src)
+    _member(topo, source, sec.key("from"), src, net_key, "VM", recovered)
     if dst != CHAIN_ANY:
-        own_vm("to", dst)
+        _member(topo, source, sec.key("to"), dst, net_key, "VM", recovered)
         if dst == src:
             raise ConfigError(source, sec.key("to"), f"a chain from {src!r} to itself")
     if not through:
@@ -612,10 +598,7 @@ def chain_from_spec(topo, raw, source, path, chain_source="config"):
         key = f"{sec.key('through')}[{i}]"
         if not isinstance(fn_name, str):
             raise ConfigError(source, key, f"expected a function name, got {typename(fn_name)}")
-        fn = topo.function(fn_name)
-        if fn is None or fn.network != net_key:
-            raise ConfigError(source, key, f"{fn_name!r} is not a network function of "
-                                           f"{net_key}")
+        _member(topo, source, key, fn_name, net_key, "network function", recovered)
         if fn_name in through[:i]:
             raise ConfigError(source, key, f"function {fn_name!r} appears twice")
     for other in topo.chains_of(net_key):

@@ -4,19 +4,22 @@ For each node: the bridges (with their kind, datapath id, controller target, dat
 and ports), each port's type, options, VLAN tag and external_ids, and the addresses of the ex-
 endpoints. tenantnet.southbound.ovsdb makes a node look like this; nothing here talks to a switch.
 
+The external_ids include the records a restarted controller relearns API placements from
+(VMs and functions on their ports, chains on the integration bridges): model.records
+defines them, for writing here and for reading back.
+
 The datapath type is the node's, not the model's: node bootstrap records it (Open_vSwitch
 external_ids:tenantnet-datapath) and the controller reads it when it connects, then passes
 it to node_state. New tenant bridges are created with it; an existing bridge keeps its own."""
 
 from dataclasses import dataclass, field
 
-from tenantnet.model import naming
+from tenantnet.model import naming, records
+# The external_ids keys of our records are defined in model.records (imported from here by
+# the southbound and node bootstrap too).
+from tenantnet.model.records import KIND_KEY, NETWORK_KEY, OWNER, OWNER_KEY  # noqa: F401
 
-OWNER_KEY = "tenantnet-owner"
-OWNER = "tenantnet"
 BOOTSTRAP_OWNER = "bootstrap"
-KIND_KEY = "tenantnet-kind"
-NETWORK_KEY = "tenantnet-network"
 
 # Common bridges every node has (created by node bootstrap, never removed by the
 # controller). Equations (1) and (2) count them: 2 per compute node, 3 per network node.
@@ -77,10 +80,7 @@ class NodeState:
         return {p.name: (b.name, p) for b in self.bridges.values() for p in b.ports.values()}
 
 
-def _ids(kind, **extra):
-    ids = {OWNER_KEY: OWNER, KIND_KEY: kind}
-    ids.update({f"tenantnet-{k}": str(v) for k, v in extra.items() if v is not None})
-    return ids
+_ids = records.ids
 
 
 # Common bridges the controller programs over OpenFlow. br-tun carries the transport
@@ -89,16 +89,18 @@ def _ids(kind, **extra):
 MANAGED_COMMON = ("br-int", "br-tun")
 
 
-def _attachment_port(att, net, vid):
-    ids = _ids(att.kind, network=net.key, vm=att.name, mac=att.mac, ip=att.ip,
-               source=att.source if att.kind == "vm" else None)
-    ids.update({"iface-id": att.name, "attached-mac": att.mac})
-    return PortSpec(att.port, "", {}, vid, ids)
+def _attachment_port(att, vid):
+    """The port of a VM, network function or probe, with its record (model.records)."""
+    return PortSpec(att.port, "", {}, vid, records.attachment_ids(att))
 
 
-def node_state(topo, node_name, datapath=None):
+def node_state(topo, node_name, datapath=None, reuse=None, changed=()):
     """The NodeState of *node_name*. *datapath* is the node's datapath type as the node
-    records it ("system" or "netdev"; None when not known): every bridge carries it."""
+    records it ("system" or "netdev"; None when not known): every bridge carries it.
+
+    *reuse*: the node's NodeState (same datapath) in a model that differs from *topo* only
+    in the networks *changed* (a placement's): the bridges of every other DNB network are
+    taken from it as they are, so a placement costs its own networks, not the node's size."""
     if datapath is not None and datapath not in DATAPATHS:
         raise ValueError(f"node {node_name}: datapath {datapath!r}: expected one of "
                          f"{', '.join(DATAPATHS)}")
@@ -110,9 +112,14 @@ def node_state(topo, node_name, datapath=None):
         state.bridges[name] = BridgeSpec(
             name=name, kind=COMMON_KINDS[name],
             dpid=naming.datapath_id(node_name, name) if managed else None,
-            controller=target if managed else None, datapath_type=datapath)
+            controller=target if managed else None, datapath_type=datapath,
+            # br-int: the integration bridge of the CNB networks, with their chains' record
+            # (always, "[]" too; see model.records). _cnb_state fills it in.
+            external_ids=records.chains_ids(()) if name == "br-int" else {})
     _cnb_state(topo, node_name, state)
     for key in topo.dnb_networks_on(node_name):
+        if reuse is not None and key not in changed and _reuse_network(reuse, state, key):
+            continue
         net = topo.network(key)
         brint, brtun = naming.brint_name(key), naming.brtun_name(key)
         pi, pt = naming.patch_int_name(key), naming.patch_tun_name(key)
@@ -121,7 +128,9 @@ def node_state(topo, node_name, datapath=None):
         ctl = net.controller or target
         int_br = BridgeSpec(name=brint, kind="brint", network=key,
                             dpid=naming.datapath_id(node_name, brint), controller=ctl,
-                            external_ids=_ids("brint", network=key), datapath_type=datapath)
+                            external_ids=dict(_ids("brint", network=key),
+                                              **records.chains_ids(topo.chains_of(key))),
+                            datapath_type=datapath)
         tun_br = BridgeSpec(name=brtun, kind="brtun", network=key,
                             dpid=naming.datapath_id(node_name, brtun), controller=ctl,
                             external_ids=_ids("brtun", network=key), datapath_type=datapath)
@@ -129,7 +138,7 @@ def node_state(topo, node_name, datapath=None):
         tun_br.ports[pt] = PortSpec(pt, "patch", {"peer": pi}, None, _ids("patch", network=key))
         for att in topo.attachments(key):
             if att.node == node_name:
-                int_br.ports[att.port] = _attachment_port(att, net, net.local_vid)
+                int_br.ports[att.port] = _attachment_port(att, net.local_vid)
         local_ip = topo.ex_ip(key, node_name)
         for peer in topo.hosting_nodes(key):
             if peer == node_name:
@@ -149,6 +158,21 @@ def node_state(topo, node_name, datapath=None):
     return state
 
 
+def _reuse_network(reuse, state, key):
+    """Copy DNB network *key*'s bridges, endpoint port and address from NodeState *reuse*
+    into *state*; False when *reuse* does not have them."""
+    brint, brtun, ex = naming.brint_name(key), naming.brtun_name(key), naming.ex_port_name(key)
+    tun = reuse.bridges.get(TRANSPORT_BRIDGE)
+    if brint not in reuse.bridges or brtun not in reuse.bridges or tun is None \
+            or ex not in tun.ports or ex not in reuse.addresses:
+        return False
+    state.bridges[TRANSPORT_BRIDGE].ports[ex] = tun.ports[ex]
+    state.addresses[ex] = reuse.addresses[ex]
+    state.bridges[brint] = reuse.bridges[brint]
+    state.bridges[brtun] = reuse.bridges[brtun]
+    return True
+
+
 def _cnb_state(topo, node_name, state):
     """CNB (the OpenStack model): every CNB network's VMs on the common br-int, tagged with
     the network's VLAN; br-tun with one GRE port per peer node, the key set per flow."""
@@ -156,15 +180,15 @@ def _cnb_state(topo, node_name, state):
     if not nets:
         return
     br_int, br_tun = state.bridges["br-int"], state.bridges["br-tun"]
+    br_int.external_ids = records.chains_ids([c for key in nets for c in topo.chains_of(key)])
     br_int.ports[naming.CNB_PATCH_INT] = PortSpec(
         naming.CNB_PATCH_INT, "patch", {"peer": naming.CNB_PATCH_TUN}, None, _ids("patch"))
     br_tun.ports[naming.CNB_PATCH_TUN] = PortSpec(
         naming.CNB_PATCH_TUN, "patch", {"peer": naming.CNB_PATCH_INT}, None, _ids("patch"))
     for key in nets:
-        net = topo.network(key)
         for att in topo.attachments(key):
             if att.node == node_name:
-                br_int.ports[att.port] = _attachment_port(att, net, topo.cnb_vid(key))
+                br_int.ports[att.port] = _attachment_port(att, topo.cnb_vid(key))
     local_ip = topo.node(node_name).transport_ip
     for peer in topo.cnb_peers(node_name):
         gre = naming.cnb_gre_port_name(peer)

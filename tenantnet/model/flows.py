@@ -125,13 +125,17 @@ def common_tun_flows(topo, node_name):
     return flows
 
 
-def node_flows(topo, node_name, tenant=None):
+def node_flows(topo, node_name, tenant=None, state=None, networks=None):
     """(bridge name) -> BridgeFlows for every bridge on the node that the caller programs.
 
     tenant=None: the provider's bridges (common ones, and tenant bridges of networks without
-    a controller of their own). tenant=NAME: that tenant's bridges with its own controller."""
+    a controller of their own). tenant=NAME: that tenant's bridges with its own controller.
+    *state*: the node's NodeState when the caller has it (else computed). *networks*: only
+    the tenant bridges of these networks (the common bridges always)."""
     out = {}
-    for name, br in node_state(topo, node_name).bridges.items():
+    for name, br in (state or node_state(topo, node_name)).bridges.items():
+        if networks is not None and br.network is not None and br.network not in networks:
+            continue
         own = br.network is not None and topo.own_controller(br.network)
         if tenant is None and own:
             continue

@@ -162,6 +162,10 @@ class LabSettings:
     vm_memory_mb: int = 768        # per node VM (nodes: vm)
 
 
+KINDS = ("node", "tenant", "net", "vm", "fn", "chain")   # the vertex kinds of the graph
+MEMBER_KINDS = ("vm", "fn")    # what makes a network active on a node
+
+
 class Topology:
     def __init__(self, mode="dnb", controller=None, tuning=None, lab=None):
         self.mode = mode
@@ -170,39 +174,61 @@ class Topology:
         self.lab = lab or LabSettings()
         self.tenant_tokens = {}        # tenant -> API credential
         self.g = nx.Graph()
+        # kind -> {name: object}, in the order added: the queries by kind read this index
+        # instead of scanning every vertex of the graph (VMs are most of them).
+        self._kinds = {kind: {} for kind in KINDS}
+        self.version = 0               # counts the changes: (object, version) names a state
+        self._placed = {}              # network -> {node: number of its VMs and functions}
 
     # -- building ------------------------------------------------------------------
+    def _count(self, kind, obj, step):
+        if kind in MEMBER_KINDS and obj is not None:
+            on = self._placed.setdefault(obj.network, {})
+            on[obj.node] = on.get(obj.node, 0) + step
+            if not on[obj.node]:
+                del on[obj.node]
+
+    def _add(self, kind, name, obj, *links):
+        """Add (or replace) vertex (kind, name) carrying *obj*, with edges to *links*."""
+        self._count(kind, self._kinds[kind].get(name), -1)
+        self._count(kind, obj, +1)
+        self.g.add_node((kind, name), obj=obj)
+        for other in links:
+            self.g.add_edge((kind, name), other)
+        self._kinds[kind][name] = obj
+        self.version += 1
+
+    def _remove(self, kind, name):
+        self.g.remove_node((kind, name))
+        self._count(kind, self._kinds[kind].pop(name), -1)
+        self.version += 1
+
     def add_node(self, node):
-        self.g.add_node(("node", node.name), obj=node)
+        self._add("node", node.name, node)
 
     def add_network(self, net):
         self.g.add_node(("tenant", net.tenant))
-        self.g.add_node(("net", net.key), obj=net)
-        self.g.add_edge(("tenant", net.tenant), ("net", net.key))
+        self._kinds["tenant"][net.tenant] = None
+        self._add("net", net.key, net, ("tenant", net.tenant))
 
     def add_vm(self, vm):
-        self.g.add_node(("vm", vm.name), obj=vm)
-        self.g.add_edge(("vm", vm.name), ("net", vm.network))
-        self.g.add_edge(("vm", vm.name), ("node", vm.node))
+        self._add("vm", vm.name, vm, ("net", vm.network), ("node", vm.node))
 
     def remove_vm(self, name):
-        self.g.remove_node(("vm", name))
+        self._remove("vm", name)
 
     def add_function(self, fn):
         """Add (or replace) network function *fn*."""
-        self.g.add_node(("fn", fn.name), obj=fn)
-        self.g.add_edge(("fn", fn.name), ("net", fn.network))
-        self.g.add_edge(("fn", fn.name), ("node", fn.node))
+        self._add("fn", fn.name, fn, ("net", fn.network), ("node", fn.node))
 
     def remove_function(self, name):
-        self.g.remove_node(("fn", name))
+        self._remove("fn", name)
 
     def add_chain(self, chain):
-        self.g.add_node(("chain", chain.name), obj=chain)
-        self.g.add_edge(("chain", chain.name), ("net", chain.network))
+        self._add("chain", chain.name, chain, ("net", chain.network))
 
     def remove_chain(self, name):
-        self.g.remove_node(("chain", name))
+        self._remove("chain", name)
 
     @property
     def security(self):
@@ -212,11 +238,14 @@ class Topology:
         other = Topology(self.mode, self.controller, self.tuning, self.lab)
         other.tenant_tokens = self.tenant_tokens
         other.g = self.g.copy()
+        other._kinds = {kind: dict(objs) for kind, objs in self._kinds.items()}
+        other._placed = {key: dict(on) for key, on in self._placed.items()}
+        other.version = self.version
         return other
 
     # -- queries -------------------------------------------------------------------
     def _objs(self, kind):
-        return [d["obj"] for v, d in self.g.nodes(data=True) if v[0] == kind]
+        return list(self._kinds[kind].values())
 
     def nodes(self):
         return self._objs("node")
@@ -239,7 +268,7 @@ class Topology:
         return data["obj"] if data else None
 
     def tenants(self):
-        return sorted(v[1] for v in self.g.nodes if v[0] == "tenant")
+        return sorted(self._kinds["tenant"])
 
     def vms(self):
         return {vm.name: vm for vm in self._objs("vm")}
@@ -278,22 +307,17 @@ class Topology:
         return sorted((self.g.nodes[v]["obj"] for v in self.g.neighbors(("net", net_key))
                        if v[0] == "chain"), key=lambda c: c.name)
 
-    def _members(self, net_key):
-        """VMs and network functions of a network: what makes it active on a node."""
-        return self.vms_of(net_key) + self.functions_of(net_key)
-
     def active_networks(self):
         """tns: the tenant networks with at least one VM (or network function)."""
-        return sorted(k for k in self.networks() if self._members(k))
+        return sorted(k for k in self._kinds["net"] if self._placed.get(k))
 
     def hosting_nodes(self, net_key):
         """Nodes that carry the network's bridge pair: its VMs' (and functions') nodes plus
         every network node."""
-        members = self._members(net_key)
-        if not members:
+        placed = self._placed.get(net_key)
+        if not placed:
             return []
-        names = {m.node for m in members} | {n.name for n in self.network_nodes()}
-        return sorted(names)
+        return sorted(set(placed) | {n.name for n in self.network_nodes()})
 
     def networks_on(self, node_name):
         """tns_c: active networks whose bridges live on *node_name*."""
@@ -302,7 +326,7 @@ class Topology:
     def probes(self, net_key):
         """One probe per network node for an active network (the DHCP-namespace analogue)."""
         net = self.network(net_key)
-        if not self._members(net_key):
+        if not self._placed.get(net_key):
             return []
         return [Attachment(name=probe_name(net_key, n.name), kind="probe", network=net_key,
                            node=n.name, mac=naming.mac_for("probe", net_key, n.name),

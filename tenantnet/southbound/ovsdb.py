@@ -25,7 +25,8 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
-from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER, OWNER_KEY,
+from tenantnet.southbound import ovsview
+from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, OWNER, OWNER_KEY,
                                      TRANSPORT_BRIDGE)
 from tenantnet.errors import SouthboundError
 
@@ -35,59 +36,25 @@ logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.WARNING)
 OF_PROTOCOLS = ["OpenFlow13"]  # the ONF bundle extension we use rides on OpenFlow 1.3
 
 
-def _plain(value):
-    """IDL column values -> plain Python (single-element optional columns unwrapped)."""
-    if isinstance(value, list):
-        return value[0] if len(value) == 1 else (None if not value else value)
-    return value
-
-
 class _Snapshot(ovs_command.BaseCommand):
-    """Read Bridge/Port/Interface into plain dicts.
+    """The node's Bridge/Port/Interface tables as plain dicts, from the connection's
+    LiveView (southbound.ovsview: only rows changed since the last read are converted).
 
     READ_ONLY: ovsdbapp runs it in the caller's thread under the connection lock, with no
     transaction. (As a transaction it would bump next_cfg, make ovs-vswitchd reconfigure,
-    and wait for that: about 5 ms for every read.)"""
+    and wait for that: about 5 ms for every read.) The answer is a point-in-time copy of
+    the view's maps (rows are replaced, never changed, when they change)."""
 
     READ_ONLY = True
 
+    def __init__(self, api, view):
+        super().__init__(api)
+        self.view = view
+
     def run_idl(self, txn):
-        tables = self.api.tables
-        ifaces = {}
-        for row in tables["Interface"].rows.values():
-            ifaces[row.uuid] = {
-                "name": _col(row, "name"), "type": _col(row, "type"),
-                "options": _col(row, "options"), "external_ids": _col(row, "external_ids"),
-                "ofport": _plain(_col(row, "ofport")), "error": _plain(_col(row, "error")),
-                "mac_in_use": _plain(_col(row, "mac_in_use"))}
-        ports = {}
-        for row in tables["Port"].rows.values():
-            ports[row.uuid] = {
-                "name": _col(row, "name"), "tag": _plain(_col(row, "tag")),
-                "external_ids": _col(row, "external_ids"),
-                "interfaces": [ifaces[i.uuid]["name"] for i in _col(row, "interfaces")
-                               if i.uuid in ifaces]}
-        bridges = {}
-        for row in tables["Bridge"].rows.values():
-            name = _col(row, "name")
-            bridges[name] = {
-                "name": name, "external_ids": _col(row, "external_ids"),
-                "fail_mode": _plain(_col(row, "fail_mode")),
-                "protocols": list(_col(row, "protocols")),
-                "other_config": _col(row, "other_config"),
-                "datapath_type": _col(row, "datapath_type"),
-                "controller": sorted(_col(c, "target") for c in _col(row, "controller")),
-                "ports": sorted(ports[p.uuid]["name"] for p in _col(row, "ports")
-                                if p.uuid in ports)}
-        system = {}
-        for row in tables["Open_vSwitch"].rows.values():
-            system = {"external_ids": _col(row, "external_ids")}
-        self.result = {
-            "system": system,
-            "bridges": bridges,
-            "ports": {p["name"]: p for p in ports.values()},
-            "interfaces": {i["name"]: i for i in ifaces.values()},
-        }
+        idl = self.api.ovsdb_connection.idl
+        tables = self.view.read(idl, _session_seqno(idl))
+        self.result = {key: dict(value) for key, value in tables.items()}
 
 
 def _datapath_type(value):
@@ -106,34 +73,6 @@ def node_datapath(snap):
     if tun is not None:
         return _datapath_type(tun["datapath_type"]), f"{TRANSPORT_BRIDGE} datapath_type"
     return None, None
-
-
-def _col(row, column):
-    """A committed row's column as Python. Row.__getattr__ also folds in a transaction's
-    pending changes, converting every value there and back (most of a snapshot's time);
-    a snapshot only ever sees committed rows, under the connection lock."""
-    datum = row._data.get(column)
-    if datum is None:
-        return getattr(row, column)
-    return datum.to_python(row._uuid_to_row)
-
-
-class _LinkState(ovs_command.BaseCommand):
-    """Interface *name*'s `link_state` ('up', 'down', or None: no such interface, or not
-    known yet), read from the IDL's copy (READ_ONLY: no round trip to the node)."""
-
-    READ_ONLY = True
-
-    def __init__(self, api, name):
-        super().__init__(api)
-        self.name = name
-
-    def run_idl(self, txn):
-        self.result = None
-        for row in self.api.tables["Interface"].rows.values():
-            if _col(row, "name") == self.name:
-                self.result = _plain(_col(row, "link_state"))
-                return
 
 
 @dataclass
@@ -167,6 +106,10 @@ class NodeOvsdb:
         self.datapath = None          # the node's datapath type, read by connect()
         self._reported = set()        # datapath mismatches already logged
         self._session_seqno = None    # the session's seqno when we connected
+        self._view = None             # the connection's ovsview.LiveView
+        self._clean = {}              # bridge -> (BridgeSpec, changed_at) found in order
+        self.planned = []             # the bridges the last plan() diffed
+        self.in_order = {}            # those of them it found in order (see plan)
 
     def connect(self, retry_for=30.0, attempt_timeout=5.0):
         """Connect (SouthboundError, one line, when the node cannot be reached or was never
@@ -196,8 +139,9 @@ class NodeOvsdb:
             raise SouthboundError(f"node {self.node}: cannot reach OVSDB at {self.remote}: "
                                   f"{_why(exc)}") from None
         helper = idlutils.create_schema_helper(schema)
-        helper.register_all()
-        idl = connection.OvsdbIdl(self.remote, helper)
+        for table, columns in ovsview.monitored_columns(schema).items():
+            helper.register_columns(table, columns)
+        idl = ovsview.TrackingIdl(self.remote, helper)
         conn = connection.Connection(idl=idl, timeout=timeout)
         # ovsdbapp keeps the connection in a *class* attribute, shared by every
         # instance: a class of our own per node keeps each node's connection apart.
@@ -212,6 +156,8 @@ class NodeOvsdb:
                                   f"contents within {timeout:.0f}s ({_why(exc)})") from None
         conn.timeout = self.timeout    # transactions get the longer timeout
         self.api = api
+        self._view = ovsview.LiveView()
+        self._clean = {}
         self._session_seqno = _session_seqno(idl)
 
     def connected(self):
@@ -257,12 +203,12 @@ class NodeOvsdb:
                 pass
 
     def snapshot(self):
-        return _Snapshot(self.api).execute(check_error=True)
+        return _Snapshot(self.api, self._view).execute(check_error=True)
 
     def link_state(self, ifname):
         """`link_state` of interface *ifname* as the node's Open vSwitch reports it ('up',
         'down'; None when it has no such interface or reports none)."""
-        return _LinkState(self.api, ifname).execute(check_error=True)
+        return self.snapshot()["interfaces"].get(ifname, {}).get("link_state")
 
     def portmap(self, bridge, snap=None):
         snap = snap or self.snapshot()
@@ -289,51 +235,72 @@ class NodeOvsdb:
 
     # -- reconcile -----------------------------------------------------------------
     def plan(self, desired, snap):
-        """(list of ovsdbapp commands, list of descriptions) turning *snap* into *desired*."""
+        """(list of ovsdbapp commands, list of descriptions) turning *snap* into *desired*.
+
+        A bridge that reconcile() found in order (nothing to change, every port with its
+        ofport) is remembered with its desired spec and the snapshot's `changed_at` of it:
+        while neither changes (the same BridgeSpec object, no row event on the bridge, its
+        ports or their interfaces) it is not diffed again. self.planned lists the bridges
+        diffed, self.in_order those of them that needed no change."""
         api = self.api
         cmds, notes = [], []
+        changed_at = snap.get("changed_at", {})
+        self.planned, self.in_order = [], {}
 
         def add(cmd, note):
             cmds.append(cmd)
             notes.append(note)
 
         actual_br = snap["bridges"]
-        actual_ports = snap["ports"]
-        actual_ifaces = snap["interfaces"]
         for br in desired.bridges.values():
-            have = actual_br.get(br.name)
-            if have is None and br.common:
-                raise SouthboundError(
-                    f"node {self.node} has no common bridge {br.name}: bootstrap the node "
-                    "first (it creates br-int, br-tun with the transport interface, br-ex)")
-            want_dp = br.datapath_type or desired.datapath or self.datapath
-            if have is None:
-                if want_dp is None:
-                    raise SouthboundError(
-                        f"node {self.node}: cannot create bridge {br.name}: the node's "
-                        "datapath type is not known; run `tenantnet node bootstrap "
-                        "--datapath system|netdev` on the node first")
-                add(api.add_br(br.name, may_exist=True, datapath_type=want_dp),
-                    f"add bridge {br.name} (datapath {want_dp})")
-                have = {"external_ids": {}, "fail_mode": None, "protocols": [],
-                        "other_config": {}, "controller": [], "ports": [],
-                        "datapath_type": want_dp}
-            elif want_dp is not None:
-                self._check_datapath(br.name, have, want_dp)
-            if br.dpid is not None:          # programmed by us over OpenFlow
-                self._plan_bridge(br, have, add)
-            for port in br.ports.values():
-                self._plan_port(br, port, actual_ports, actual_ifaces, snap, add)
-            # Our ports that should no longer be on this bridge.
-            for pname in (have or {}).get("ports", []):
-                ids = actual_ports[pname]["external_ids"]
-                if ids.get(OWNER_KEY) == OWNER and pname not in br.ports:
-                    add(api.del_port(pname, bridge=br.name, if_exists=True),
-                        f"delete port {pname} from {br.name}")
+            seen = self._clean.get(br.name)
+            if seen is not None and seen[0] is br and seen[1] == changed_at.get(br.name) \
+                    and br.name in actual_br:
+                continue
+            self.planned.append(br.name)
+            before = len(cmds)
+            self._plan_bridge_all(br, br.datapath_type or desired.datapath or self.datapath,
+                                  snap, add)
+            self._clean.pop(br.name, None)
+            if len(cmds) == before and br.name in changed_at:
+                self.in_order[br.name] = (br, changed_at[br.name])
         for name, have in actual_br.items():
             if have["external_ids"].get(OWNER_KEY) == OWNER and name not in desired.bridges:
                 add(api.del_br(name, if_exists=True), f"delete bridge {name}")
         return cmds, notes
+
+    def _plan_bridge_all(self, br, want_dp, snap, add):
+        """Plan bridge *br* (to have datapath *want_dp* when it is made): the bridge, its
+        ports, and our ports that should leave it."""
+        api = self.api
+        have = snap["bridges"].get(br.name)
+        if have is None and br.common:
+            raise SouthboundError(
+                f"node {self.node} has no common bridge {br.name}: bootstrap the node "
+                "first (it creates br-int, br-tun with the transport interface, br-ex)")
+        if have is None:
+            if want_dp is None:
+                raise SouthboundError(
+                    f"node {self.node}: cannot create bridge {br.name}: the node's "
+                    "datapath type is not known; run `tenantnet node bootstrap "
+                    "--datapath system|netdev` on the node first")
+            add(api.add_br(br.name, may_exist=True, datapath_type=want_dp),
+                f"add bridge {br.name} (datapath {want_dp})")
+            have = {"external_ids": {}, "fail_mode": None, "protocols": [],
+                    "other_config": {}, "controller": [], "ports": [],
+                    "datapath_type": want_dp}
+        elif want_dp is not None:
+            self._check_datapath(br.name, have, want_dp)
+        if br.dpid is not None:          # programmed by us over OpenFlow
+            self._plan_bridge(br, have, add)
+        for port in br.ports.values():
+            self._plan_port(br, port, snap["ports"], snap["interfaces"], snap, add)
+        # Our ports that should no longer be on this bridge.
+        for pname in have.get("ports", []):
+            ids = snap["ports"][pname]["external_ids"]
+            if ids.get(OWNER_KEY) == OWNER and pname not in br.ports:
+                add(api.del_port(pname, bridge=br.name, if_exists=True),
+                    f"delete port {pname} from {br.name}")
 
     def _plan_bridge(self, br, have, add):
         api = self.api
@@ -430,17 +397,21 @@ class NodeOvsdb:
             except Exception as exc:
                 raise SouthboundError(f"node {self.node}: OVSDB transaction failed: {exc}") from exc
         result = ReconcileResult(node=self.node, commands=notes)
-        result.portmaps, result.macs = self._wait_ports(desired, wait_ofport if cmds else 0.0)
+        in_order = self.in_order
+        result.portmaps, result.macs = self._wait_ports(
+            desired, self.planned, wait_ofport if cmds else 0.0)
+        self._clean.update(in_order)
         result.seconds = time.perf_counter() - start
         return result
 
-    def _wait_ports(self, desired, timeout):
-        """Wait until every wanted port has an ofport; raise on an interface error."""
+    def _wait_ports(self, desired, bridges, timeout):
+        """Wait until every wanted port of *bridges* has an ofport; raise on an interface
+        error. Returns ({bridge: portmap} of *bridges*, {br-tun interface: MAC in use})."""
         deadline = time.time() + timeout
         while True:
             snap = self.snapshot()
             missing, errors = [], []
-            for br in desired.bridges.values():
+            for br in (desired.bridges[b] for b in bridges):
                 for name in br.ports:
                     iface = snap["interfaces"].get(name)
                     if iface is None:
@@ -453,7 +424,7 @@ class NodeOvsdb:
                 macs = {name: snap["interfaces"][name]["mac_in_use"]
                         for name in snap["bridges"].get("br-tun", {}).get("ports", [])
                         if name in snap["interfaces"]}
-                return {b: self.portmap(b, snap) for b in desired.bridges}, macs
+                return {b: self.portmap(b, snap) for b in bridges}, macs
             if time.time() >= deadline:
                 if errors:
                     raise SouthboundError(f"node {self.node}: port errors: {'; '.join(errors)}")
@@ -514,16 +485,3 @@ def _session_seqno(idl):
 
 def _session_connected(idl):
     return idl._session.is_connected()
-
-
-def recovered_vms(owned_ports):
-    """VM records found in our ports' external_ids (how a restarted controller relearns
-    runtime placements): name -> dict(network, node?, mac, ip, source)."""
-    out = {}
-    for ids in owned_ports.values():
-        if ids.get(KIND_KEY) == "vm":
-            out[ids.get("tenantnet-vm")] = {
-                "name": ids.get("tenantnet-vm"), "network": ids.get("tenantnet-network"),
-                "mac": ids.get("tenantnet-mac"), "ip": ids.get("tenantnet-ip"),
-                "source": ids.get("tenantnet-source", "api")}
-    return out

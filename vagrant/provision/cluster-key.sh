@@ -23,27 +23,16 @@ dir="${1:?$usage}"
 count="${2:?$usage}"
 shift 2
 
-say() { printf 'cluster-key: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+# shellcheck source=cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "compute node count $count: expected a positive integer"
-for spec in "$@"; do
-    [[ "$spec" =~ ^[A-Za-z0-9][A-Za-z0-9-]*=[0-9.]+$ ]] || die "$spec: expected NAME=MANAGEMENT_IP"
-done
+check_node_specs "$@"
 command -v ssh-keygen >/dev/null || die "ssh-keygen not found on the host (install OpenSSH)"
 
-mkdir -p "$dir"
-chmod 700 "$dir"
-lock="$dir/.lock"
-tmp=""
-tries=0
-until mkdir "$lock" 2>/dev/null; do
-    tries=$((tries + 1))
-    [ "$tries" -le 1200 ] || die "$lock is held for more than 2 minutes; if no vagrant command is running, remove it"
-    sleep 0.1
-done
-trap 'rm -rf "$lock" ${tmp:+"$tmp"}' EXIT
+lock_cluster_dir "$dir"
 tmp="$(mktemp -d "$dir/.new.XXXXXX")"
+cluster_cleanup+=("$tmp")
 
 pair_ok() {       # pair_ok PATH: PATH and PATH.pub are one key pair
     [ -s "$1" ] && [ -s "$1.pub" ] || return 1

@@ -26,28 +26,17 @@ python="${TENANTNET_HOST_PYTHON:-python3}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tree="$(cd "$here/../.." && pwd)"
 
-say() { printf 'cluster-pki: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+# shellcheck source=cluster-lib.sh
+source "$here/cluster-lib.sh"
 
 [[ "$controller" =~ ^[0-9.]+$ ]] || die "controller address $controller: expected an IPv4 address"
-for spec in "$@"; do
-    [[ "$spec" =~ ^[A-Za-z0-9][A-Za-z0-9-]*=[0-9.]+$ ]] || die "$spec: expected NAME=MANAGEMENT_IP"
-done
+check_node_specs "$@"
 command -v "$python" >/dev/null || die "$python not found on the host (or set TENANTNET_HOST_PYTHON)"
 "$python" -c 'import cryptography' 2>/dev/null ||
     die "$python has no cryptography module: install it (Debian/Ubuntu: apt install python3-cryptography; else pip install cryptography), or bring the lab up without TLS: TENANTNET_SECURITY=insecure"
 [ -f "$tree/tenantnet/pki.py" ] || die "$tree/tenantnet/pki.py is missing: run this from a tenantnet checkout"
 
-mkdir -p "$dir"
-chmod 700 "$dir"
-lock="$dir/.lock"
-tries=0
-until mkdir "$lock" 2>/dev/null; do
-    tries=$((tries + 1))
-    [ "$tries" -le 1200 ] || die "$lock is held for more than 2 minutes; if no vagrant command is running, remove it"
-    sleep 0.1
-done
-trap 'rm -rf "$lock"' EXIT
+lock_cluster_dir "$dir"
 
 pki=(env PYTHONPATH="$tree" "$python" -m tenantnet.cli.pki)
 root="$dir/pki"

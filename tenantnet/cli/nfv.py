@@ -1,0 +1,167 @@
+"""`tenantnet function add|del|list` and `tenantnet chain add|del|list`: network functions
+and service chains at runtime, through the controller's API (like `tenantnet vm`).
+
+In a lab that is up, `function add` also makes the function's namespace and sets it up as
+its kind says (forward, firewall, shaper), and `function del` removes it; elsewhere only the
+API is called. Chains are only flows: always the API."""
+
+from tenantnet.cli.common import print_json
+from tenantnet.cli.lab import add_target_options, api_target
+from tenantnet.errors import TenantnetError
+
+
+def _options(args):
+    """The function's kind settings and addresses given on the command line."""
+    out = {}
+    for key in ("mac", "ip", "rules", "rate"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    if args.stateful is not None:
+        out["stateful"] = args.stateful
+    return out
+
+
+def _timing(rec):
+    t = rec.get("timings", {})
+    return (f"realised in {t.get('total_ms', 0):.1f} ms (OVSDB {t.get('ovsdb_ms', 0):.1f}, "
+            f"OpenFlow {t.get('openflow_ms', 0):.1f})")
+
+
+def _settings(options):
+    return ", ".join(f"{k} {v}" for k, v in sorted(options.items())) or "no settings"
+
+
+# -- function ---------------------------------------------------------------------------------
+def cmd_function_add(args):
+    lab, api = api_target(args)
+    options = _options(args)
+    if lab is not None:
+        rec = lab.add_function(args.name, args.network, args.node, args.kind, **options)
+    else:
+        rec = api.add_function(args.name, args.network, args.node, args.kind, **options)
+    if args.json:
+        print_json(rec)
+        return 0
+    print(f"{rec['name']}: {rec['function']} ({_settings(rec.get('options', {}))}) on "
+          f"{rec['network']} at {rec['node']}, {rec['mac']} {rec['ip']} — {_timing(rec)}")
+    return 0
+
+
+def cmd_function_del(args):
+    lab, api = api_target(args)
+    rec = lab.del_function(args.name) if lab is not None else api.del_function(args.name)
+    affected = rec.get("chains_affected") or []
+    print(f"{rec['name']}: removed from {rec['node']} ({rec['network']})"
+          + (f"; chains that named it now do without it: {', '.join(affected)}"
+             if affected else ""))
+    return 0
+
+
+def cmd_function_list(args):
+    _, api = api_target(args)
+    functions = api.list_functions()
+    if args.json:
+        print_json(functions)
+        return 0
+    for f in functions:
+        print(f"{f['name']:12} {f['function']:9} {f['network']:20} {f['node']:10} {f['mac']} "
+              f"{f['ip'] or '-':15} {_settings(f.get('options', {}))} ({f.get('source', '')})")
+    return 0
+
+
+# -- chain ------------------------------------------------------------------------------------
+def _through(values):
+    """--through fw1,sh1 or --through fw1 --through sh1: the functions in order."""
+    names = [n.strip() for v in values for n in v.split(",")]
+    if any(not n for n in names):
+        raise TenantnetError(f"--through {','.join(values)}: an empty function name; give the "
+                             "functions in order, e.g. --through fw1,sh1")
+    return names
+
+
+def _path(c):
+    return (f"{c['from']} -> {c['to']} through {', '.join(c['through'])} "
+            f"(on failure: {c.get('on_failure', 'open')})")
+
+
+def cmd_chain_add(args):
+    _, api = api_target(args)
+    rec = api.add_chain(args.name, args.network, args.src, args.dst, _through(args.through),
+                        on_failure=args.on_failure)
+    if args.json:
+        print_json(rec)
+        return 0
+    print(f"{rec['name']}: {rec['network']} {_path(rec)} — {_timing(rec)}")
+    return 0
+
+
+def cmd_chain_del(args):
+    _, api = api_target(args)
+    rec = api.del_chain(args.name)
+    print(f"{rec['name']}: removed; {rec['from']} -> {rec['to']} on {rec['network']} is "
+          "forwarded directly again")
+    return 0
+
+
+def cmd_chain_list(args):
+    _, api = api_target(args)
+    chains = api.list_chains()
+    if args.json:
+        print_json(chains)
+        return 0
+    for c in chains:
+        print(f"{c['name']:14} {c['network']:20} {_path(c)} ({c.get('source', '')})")
+    return 0
+
+
+def add_nfv_commands(sub):
+    """`function add|del|list` and `chain add|del|list` under *sub*."""
+    fn = sub.add_parser("function", help="place network functions at runtime") \
+        .add_subparsers(dest="function_cmd", required=True)
+    c = fn.add_parser("add", help="add a network function (an endpoint chains steer through)")
+    c.add_argument("name")
+    c.add_argument("--network", required=True, help="TENANT/NETWORK")
+    c.add_argument("--node", required=True, help="a compute node")
+    c.add_argument("--kind", required=True, help="forward, firewall or shaper")
+    c.add_argument("--mac")
+    c.add_argument("--ip")
+    c.add_argument("--rules", type=int, help="firewall: number of rules (default 0)")
+    state = c.add_mutually_exclusive_group()
+    state.add_argument("--stateful", dest="stateful", action="store_const", const=True,
+                       default=None, help="firewall: conntrack first (the default)")
+    state.add_argument("--stateless", dest="stateful", action="store_const", const=False,
+                       help="firewall: every packet through every rule")
+    c.add_argument("--rate", help="shaper: a tc rate, e.g. 100mbit (default 100mbit)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_function_add)
+    c = fn.add_parser("del", help="remove a function (chains stop using it first)")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_function_del)
+    c = fn.add_parser("list", help="the network functions")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_function_list)
+    for c in fn.choices.values():
+        add_target_options(c)
+
+    ch = sub.add_parser("chain", help="place service chains at runtime") \
+        .add_subparsers(dest="chain_cmd", required=True)
+    c = ch.add_parser("add", help="steer a VM's IPv4 traffic through functions, in order")
+    c.add_argument("name")
+    c.add_argument("--network", required=True, help="TENANT/NETWORK")
+    c.add_argument("--from", dest="src", required=True, metavar="VM")
+    c.add_argument("--to", dest="dst", required=True, metavar="VM|any")
+    c.add_argument("--through", required=True, action="append", metavar="FN[,FN...]",
+                   help="the functions in order (comma-separated, or repeated)")
+    c.add_argument("--on-failure", choices=("open", "closed"),
+                   help="a missing function is skipped (open, the default) or the chain's "
+                        "traffic dropped (closed)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_chain_add)
+    c = ch.add_parser("del", help="remove a chain: its traffic is forwarded directly again")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_chain_del)
+    c = ch.add_parser("list", help="the service chains")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_chain_list)
+    for c in ch.choices.values():
+        add_target_options(c)
