@@ -63,12 +63,15 @@ def test_bench_flows_table_and_errors():
     assert ours() == before
 
 
-def test_bench_placement_json():
+def test_bench_placement_json(tmp_path):
     before = ours()
-    proc = bench("placement", "--vms", "3", "--existing", "25", "--json")
+    plot = tmp_path / "curve.png"
+    proc = bench("placement", "--vms", "3", "--existing", "25", "--levels", "15",
+                 "--plot", str(plot), "--json")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     result = json.loads(proc.stdout)
-    assert set(result) == PLACEMENT_KEYS | {"p50_ms_at_10", "p50_ms_at_25"}
+    assert set(result) == PLACEMENT_KEYS | {"p50_ms_at_10", "p50_ms_at_15", "p50_ms_at_25"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for key, value in result.items():
         assert isinstance(value, float) and value > 0, (key, result)
     assert result["p50_ms"] == result["p50_ms_at_25"]
@@ -90,5 +93,9 @@ def test_bench_placement_table_and_errors():
     for bad_args in (("--vms", "0"), ("--existing", "0")):
         bad = bench("placement", *bad_args)
         assert bad.returncode == 1 and bad.stderr.startswith("tenantnet: bench placement:")
+        assert "Traceback" not in bad.stderr
+    for levels in ("0,10", "ten"):
+        bad = bench("placement", "--levels", levels)
+        assert bad.returncode != 0 and "--levels" in bad.stderr and levels in bad.stderr
         assert "Traceback" not in bad.stderr
     assert ours() == before

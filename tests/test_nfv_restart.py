@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import lab_prerequisites, run_cli
-from tenantnet.lab.lab import Lab
+from conftest import lab_prerequisites, lab_up_and_down, run_cli
 from tenantnet.model import naming
 from tenantnet.model.chains import PRIO_CHAIN
 from test_chain_e2e import PINGS, delta, ip_of, ping
@@ -54,15 +53,7 @@ def cli(*args, check=True):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    lab = Lab(prefix=PREFIX)
-    lab.down()
-    cfg = tmp_path_factory.mktemp("nfv") / "nfv-restart.yaml"
-    cfg.write_text(CONFIG)
-    proc = cli("lab", "up", "-c", str(cfg), "--timeout", "120", check=False)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    yield lab
-    lab.down()
-    assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
+    yield from lab_up_and_down(PREFIX, tmp_path_factory.mktemp("nfv") / "nfv.yaml", CONFIG)
 
 
 def port_rows(lab, node, port):

@@ -116,11 +116,33 @@ def test_a_node_down_at_start_up_takes_no_chain_away():
     assert after.function("fw2") == before.function("fw2") and after.vm("web7") is not None
 
 
+def test_a_chain_deleted_while_its_record_was_away_is_not_brought_back(caplog):
+    before = with_api_placements()
+    records_then = read(before)
+    after = base()
+    found = dict(records_then)
+    del found["compute3"]                    # down at start-up: web7 and fw2 unknown
+    recovery.relearn(after, found)
+    # c2 is deleted meanwhile (compute3 was not known to host acme/web: allowed)
+    after.remove_chain("c2")
+    with caplog.at_level(logging.INFO, logger="tenantnet.controller.recovery"):
+        nets = recovery.relearn(after, {"compute3": records_then["compute3"]},
+                                current=["compute1", "compute2", "net1"])
+    assert after.chain("c2") is None and after.function("fw2") is not None
+    assert nets == {"acme/web"}
+    assert "the chain c2 is not relearned: node compute1, up and hosting acme/web, has no " \
+           "record of it" in caplog.text
+    # with no other node up that hosts the network, its record is the only one: relearned
+    again = base()
+    recovery.relearn(again, {"compute3": records_then["compute3"]}, current=[])
+    assert again.chain("c2") == before.chain("c2")
+
+
 def test_conflicts_with_the_config_are_reported_and_the_config_wins(caplog):
     before = with_api_placements()
     # the config now declares fw2 itself, and a VM with web7's address
-    changed = BASE + FUNCTIONS + (
-        "  - {name: fw2, network: acme/web, node: compute1, kind: forward, ip: 10.0.0.200}\n") + CHAINS
+    changed = BASE + FUNCTIONS + ("  - {name: fw2, network: acme/web, node: compute1, "
+                                  "kind: forward, ip: 10.0.0.200}\n") + CHAINS
     after = config.load_text(changed, "t.yaml")
     web7_ip = before.vm("web7").ip
     after.add_vm(config.vm_from_spec(after, {"name": "web8", "network": "acme/web",

@@ -323,18 +323,23 @@ class PlacementRun:
         return tn, raw, timings
 
 
-def run(n=20, existing=None, progress=None, profile_path=None):
+def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
     """(figures, details): the figures (KEYS, and p50_ms_at_10 / p50_ms_at_M when
     *existing* is given) of *n* placements after *existing* VMs (default 10); the details
-    for the table. *profile_path*: cProfile the core's placements (the calling thread),
-    one pstats file per phase, PATH.at-M.pstats and PATH.first-on-node.pstats."""
+    for the table. *more_levels*: further numbers of existing VMs measured in the same run
+    (each adds its p50_ms_at_L; the largest of all is M when *existing* is not given).
+    *profile_path*: cProfile the core's placements (the calling thread), one pstats file
+    per phase, PATH.at-M.pstats and PATH.first-on-node.pstats."""
     if n < 1:
         raise TenantnetError("bench placement: --vms must be at least 1")
-    if existing is not None and existing < 1:
-        raise TenantnetError("bench placement: --existing must be at least 1 (the VM that "
-                             "makes the network's bridges exist)")
+    for value, option in [(existing, "--existing")] + [(v, "--levels") for v in more_levels]:
+        if value is not None and value < 1:
+            raise TenantnetError(f"bench placement: {option} must be at least 1 (the VM "
+                                 "that makes the network's bridges exist)")
+    if existing is None and more_levels:
+        existing = max(more_levels)
     m = BASELINE if existing is None else existing
-    levels = [m] if existing is None or m == BASELINE else [BASELINE, m]
+    levels = sorted({m} if existing is None else {BASELINE, m, *more_levels})
     top = max(levels)
     nets = network_plan(math.ceil((top - 1) / PER_NETWORK), n)
     raw_nets = network_plan(0, n)
@@ -386,7 +391,9 @@ def run(n=20, existing=None, progress=None, profile_path=None):
     if existing is not None:
         for level in levels:
             out[level_key(level)] = round(statistics.median(at[level][0]) * 1000, 2)
-    details = {"levels": {lv: {"raw_p50_ms": round(statistics.median(r[1]) * 1000, 2),
+    details = {"levels": {lv: {"p50_ms": round(statistics.median(r[0]) * 1000, 2),
+                               "p95_ms": round(_p(r[0], 0.95) * 1000, 2),
+                               "raw_p50_ms": round(statistics.median(r[1]) * 1000, 2),
                                "core": _core_split(r[2])} for lv, r in at.items()},
                "first_core": _core_split(first[2]), "existing": m, "vms": n}
     return out, details

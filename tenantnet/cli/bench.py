@@ -48,6 +48,19 @@ def show_flows(r, repeat):
     Console().print(table)
 
 
+def _levels(text):
+    """--levels: a comma-separated list of positive integers."""
+    import argparse
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas, "
+                                         "e.g. 100,250,500") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive numbers, e.g. 100,250")
+    return values
+
+
 def cmd_bench_placement(args):
     from tenantnet.bench import placement
     from tenantnet.bench.switch import check_can_run
@@ -56,9 +69,15 @@ def cmd_bench_placement(args):
     try:
         result, details = placement.run(args.vms, existing=args.existing,
                                         progress=None if args.json else progress,
-                                        profile_path=args.profile)
+                                        profile_path=args.profile,
+                                        more_levels=args.levels or ())
     finally:
         signal.signal(signal.SIGTERM, old)
+    if args.plot:
+        from tenantnet.bench import plot
+        plot.placement_curve(details, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
     if args.json:
         print_json(result)
     else:
@@ -69,7 +88,6 @@ def cmd_bench_placement(args):
 def show_placement(r, d):
     from rich.console import Console
     from rich.table import Table
-    from tenantnet.bench.placement import level_key
     n, m = d["vms"], d["existing"]
     table = Table(title=f"{n} VMs placed one at a time on one userspace OVS node (ms; "
                         f"ratio = tenantnet p50 / raw p50)")
@@ -80,10 +98,10 @@ def show_placement(r, d):
     table.add_column("ratio", justify="right")
     table.add_column("core: OVSDB / OpenFlow", justify="right")
     for level, info in sorted(d["levels"].items()):
-        p50 = r["p50_ms"] if level == m else r[level_key(level)]
+        p50 = info["p50_ms"]
         core = info["core"]
         table.add_row(f"existing bridges, after {level} VMs", f"{p50:.1f}",
-                      f"{r['p95_ms']:.1f}" if level == m else "", f"{info['raw_p50_ms']:.1f}",
+                      f"{info['p95_ms']:.1f}", f"{info['raw_p50_ms']:.1f}",
                       f"{p50 / info['raw_p50_ms']:.2f}",
                       f"{core['ovsdb_ms']:.1f} / {core['openflow_ms']:.1f}")
     core = d["first_core"]
@@ -94,9 +112,9 @@ def show_placement(r, d):
     console = Console()
     console.print(table)
     if len(d["levels"]) > 1:
-        low, high = sorted(d["levels"])
+        low, high = min(d["levels"]), max(d["levels"])
         console.print(f"p50 after {high} VMs / p50 after {low}: "
-                      f"{r[level_key(high)] / r[level_key(low)]:.2f}")
+                      f"{d['levels'][high]['p50_ms'] / d['levels'][low]['p50_ms']:.2f}")
 
 
 def add_bench_commands(sub):
@@ -123,6 +141,12 @@ def add_bench_commands(sub):
     c.add_argument("--profile", metavar="PATH", default=None,
                    help="cProfile the controller's placements (the calling thread): one "
                         "pstats file per phase, PATH.at-M.pstats, PATH.first-on-node.pstats")
+    c.add_argument("--levels", type=_levels, default=None, metavar="L1,L2,...",
+                   help="more numbers of existing VMs to measure at, in the same run (e.g. "
+                        "100,250,500,1000); the largest is M unless --existing is given")
+    c.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="draw placement latency (tenantnet p50/p95, raw p50) against the "
+                        "number of existing VMs into FILE.png")
     c.set_defaults(func=cmd_bench_placement)
     from tenantnet.cli.benchlab import add_lab_bench_commands     # bench resync, bench bulk
     add_lab_bench_commands(bsub)

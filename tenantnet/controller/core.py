@@ -183,14 +183,15 @@ class Core:
     def _recover(self, node_names=None):
         """Relearn the API placements recorded on the nodes *node_names* (default all):
         VMs, then network functions, then chains (controller.recovery, model.records).
-        Returns the networks of what was added."""
+        The nodes already up hold the current chain records. Returns the networks of what
+        was added."""
         found = {}
         for node_name in sorted(self.nodes if node_names is None else node_names):
             try:
                 found[node_name] = recovery.read_node(self.nodes[node_name])
             except Exception as exc:  # noqa: BLE001 -- the node went away meanwhile
                 LOG.warning("node %s: placements not read: %s", node_name, _reason(exc))
-        return recovery.relearn(self.topo, found)
+        return recovery.relearn(self.topo, found, current=self.states.up_nodes())
 
     # -- node health ---------------------------------------------------------------
     def node_states(self):

@@ -56,9 +56,11 @@ def _add(topo, what, obj):
     {"VM": topo.add_vm, "function": topo.add_function, "chain": topo.add_chain}[what](obj)
 
 
-def relearn(topo, found):
+def relearn(topo, found, current=()):
     """Add to *topo* the API placements recorded on the nodes. *found*: node name ->
-    read_node()'s answer for it. Returns the networks of what was added."""
+    read_node()'s answer for it. *current*: nodes that are up (reconciled to *topo*): their
+    chain records are the current ones (see _stale). Returns the networks of what was
+    added."""
     nets = set()
     for what in ("VM", "function", "chain"):
         seen = {}                          # name -> the first record of it (node order)
@@ -72,13 +74,35 @@ def relearn(topo, found):
                                     "node %s (%s); the record on %s is used", what, rec.name,
                                     first.node, first.where, rec.node, rec.where, first.node)
                     continue
-                obj = _relearn_one(topo, rec)
+                obj = None if _stale(topo, rec, current) else _relearn_one(topo, rec)
                 if obj is not None:
                     _add(topo, what, obj)
                     nets.add(obj.network)
                     LOG.info("relearned %s %s from node %s (%s)", what, rec.name, rec.node,
                              rec.where)
     return nets
+
+
+def _stale(topo, rec, current):
+    """True (and said) for the record of a chain the model does not have while a node that
+    is up, other than the record's, hosts its network: that node's records are the current
+    ones, so the chain was deleted while the record's node was away (its deletion could not
+    know that node hosted the network: its placements were not relearned yet). A chain the
+    model does not have is unknown on every up node only when none of them hosted its
+    network when they were reconciled."""
+    if rec.what != "chain" or rec.problem is not None or not rec.api or \
+            topo.chain(rec.name) is not None:
+        return False
+    net = rec.spec.get("network")
+    if topo.network(net) is None:
+        return False
+    up = sorted(set(topo.hosting_nodes(net)) & set(current) - {rec.node})
+    if up:
+        LOG.info("node %s: %s: the chain %s is not relearned: node %s, up and hosting %s, "
+                 "has no record of it (it was deleted while node %s was away); its "
+                 "steering flows are removed", rec.node, rec.where, rec.name, up[0], net,
+                 rec.node)
+    return bool(up)
 
 
 def _relearn_one(topo, rec):

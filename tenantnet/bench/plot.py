@@ -1,0 +1,41 @@
+"""Figures of the benches (matplotlib, no display): placement latency against the number
+of VMs already placed (`tenantnet bench placement --levels ... --plot FILE`)."""
+
+import os
+
+from tenantnet.errors import TenantnetError
+
+
+def placement_curve(details, path):
+    """Draw tenantnet's p50 and p95 and the raw tools' p50 of a placement on existing
+    bridges against the number of existing VMs (*details*: bench.placement.run's second
+    value) into the PNG *path*."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    levels = sorted(details["levels"])
+    if not levels:
+        raise TenantnetError("bench placement: nothing measured to plot")
+    rows = [details["levels"][lv] for lv in levels]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(levels, [r["p50_ms"] for r in rows], "o-", label="tenantnet p50")
+    ax.plot(levels, [r["p95_ms"] for r in rows], "o:", label="tenantnet p95", alpha=0.6)
+    ax.plot(levels, [r["raw_p50_ms"] for r in rows], "s--",
+            label="ovs-vsctl + ovs-ofctl p50")
+    ax.set_xlabel("VMs already placed on the node")
+    ax.set_ylabel("placement on existing bridges (ms)")
+    ax.set_title(f"{details['vms']} placements per point, one userspace OVS node")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise TenantnetError(f"bench placement: cannot write the plot {path}: "
+                             f"{exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return path
