@@ -72,6 +72,10 @@ def test_bench_placement_json(tmp_path):
     result = json.loads(proc.stdout)
     assert set(result) == PLACEMENT_KEYS | {"p50_ms_at_10", "p50_ms_at_15", "p50_ms_at_25"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "curve.csv").read_text().split()
+    assert rows[0] == "existing_vms,p50_ms,p95_ms,raw_p50_ms"
+    assert [r.split(",")[0] for r in rows[1:]] == ["10", "15", "25"]
+    assert float(rows[-1].split(",")[1]) == result["p50_ms_at_25"]
     for key, value in result.items():
         assert isinstance(value, float) and value > 0, (key, result)
     assert result["p50_ms"] == result["p50_ms_at_25"]

@@ -1,6 +1,7 @@
 """Figures of the benches (matplotlib, no display): placement latency against the number
 of VMs already placed (`tenantnet bench placement --levels ... --plot FILE`)."""
 
+import csv
 import os
 
 from tenantnet.errors import TenantnetError
@@ -9,7 +10,7 @@ from tenantnet.errors import TenantnetError
 def placement_curve(details, path):
     """Draw tenantnet's p50 and p95 and the raw tools' p50 of a placement on existing
     bridges against the number of existing VMs (*details*: bench.placement.run's second
-    value) into the PNG *path*."""
+    value) into the PNG *path*, and write the figures beside it (same name, `.csv`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -33,6 +34,11 @@ def placement_curve(details, path):
     try:
         os.makedirs(directory, exist_ok=True)
         fig.savefig(path, dpi=120)
+        with open(os.path.splitext(path)[0] + ".csv", "w", newline="") as out:
+            table = csv.writer(out)
+            table.writerow(["existing_vms", "p50_ms", "p95_ms", "raw_p50_ms"])
+            for level, row in zip(levels, rows):
+                table.writerow([level, row["p50_ms"], row["p95_ms"], row["raw_p50_ms"]])
     except OSError as exc:
         raise TenantnetError(f"bench placement: cannot write the plot {path}: "
                              f"{exc.strerror or exc}") from None

@@ -380,18 +380,22 @@ class Core:
         self._record(name, result)
         repairs = [f"{name}: {c}" for c in result.commands]
         host = self.hosts.get(name)
-        have = host.all_addresses() if host is not None and state.addresses else {}
+        # The ex- addresses live on br-tun's ports: read them (one process) when br-tun is
+        # checked, not for every tenant bridge that reconnects.
+        check = bridges is None or TRANSPORT_BRIDGE in bridges
+        have = host.all_addresses() if host is not None and state.addresses and check else {}
         for ifname, cidr in state.addresses.items():
             if host is None:
                 break
             new_port = f"add port {ifname} to br-tun" in result.commands
-            if new_port or cidr not in have.get(ifname, ()):
+            if new_port or (check and cidr not in have.get(ifname, ())):
                 host.set_address(ifname, cidr)
                 if not new_port:
                     repairs.append(f"{name}: address {cidr} on {ifname}")
         if neighbors:
             self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
-        self._refresh_neighbors()
+        if neighbors or check or result.changed:
+            self._refresh_neighbors()
         jobs = [(br, bf) for br, bf in self._node_flows(self.topo, name).items()
                 if (bridges is None or br in bridges) and self.pusher.connected(bf.dpid)]
         for _, bf in jobs:
