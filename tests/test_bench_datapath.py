@@ -102,6 +102,7 @@ def test_bench_datapath_json():
     assert r["dnb_over_cnb"] == pytest.approx(r["dnb_gbps"] / r["cnb_gbps"], rel=0.01)
     assert r["dnb_over_cnb_1stream"] == pytest.approx(
         r["dnb_1stream_gbps"] / r["cnb_1stream_gbps"], rel=0.01)
+    assert all(len(v) == 1 and v[0] > 0 for v in r["rounds"].values()), r["rounds"]
     flows = r["datapath_flows"]
     assert set(flows) == set(PATHS)
     assert flows["veth"]["flows"] == 0                     # no switch on that path

@@ -123,11 +123,11 @@ class _Host:
     def __init__(self):
         self.neighbors = []
 
-    def set_address(self, ifname, cidr):
+    def set_addresses(self, addresses):
         pass
 
-    def set_tunnel_neighbor(self, ip, mac, bridge="br-tun"):
-        self.neighbors.append((ip, mac))
+    def set_tunnel_neighbors(self, entries, bridge="br-tun"):
+        self.neighbors += entries
         return True
 
 

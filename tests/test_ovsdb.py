@@ -9,6 +9,8 @@ from tenantnet.model import config, naming
 from tenantnet.model.desired import node_state
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
+from tenantnet.errors import TenantnetError
+from tenantnet.node.bootstrap import NetnsNodeHost
 from tenantnet.southbound.ovsdb import NodeOvsdb
 
 pytestmark = [pytest.mark.lab,
@@ -181,3 +183,19 @@ def test_a_bridge_found_in_order_is_diffed_again_after_a_change_by_hand(node):
     result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
     assert f"add port {vm} to {web}" in result.commands
     assert vm in ovs.vsctl("list-ports", web).stdout.split()
+
+
+def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(node):
+    """NetnsNodeHost.set_tunnel_neighbors talks to ovs-vswitchd's control socket itself:
+    every entry lands in its neighbour cache; a bad entry or no daemon is a TenantnetError."""
+    ovs, _conn = node
+    host = NetnsNodeHost(NETNS, rundir=ovs.rundir)
+    entries = [(f"198.19.100.{i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 6)]
+    assert host.set_tunnel_neighbors(entries) is True
+    shown = ovs.appctl("tnl/neigh/show").stdout
+    for ip, mac in entries:
+        assert any(ip in line and mac in line for line in shown.splitlines()), (ip, shown)
+    with pytest.raises(TenantnetError, match="tnl/neigh/set br-tun 198.19.100.9 nonsense"):
+        host.set_tunnel_neighbors([("198.19.100.9", "nonsense")])
+    with pytest.raises(TenantnetError, match="cannot reach ovs-vswitchd"):
+        NetnsNodeHost(NETNS, rundir=str(ovs.rundir) + "-gone").set_tunnel_neighbors(entries)

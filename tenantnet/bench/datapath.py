@@ -127,7 +127,8 @@ class Paths:
         self.say(f"flat OVS bridge in {baseline.names(self.base_prefix)['ovs']}")
         self.ends["flat_ovs"] = baseline.build_ovs(self.base_prefix, MTU, TX_OFFLOAD)
         self.switches["flat_ovs"] = {"flat": OvsInstance(
-            baseline.ovs_base_dir(self.base_prefix), netns=baseline.names(self.base_prefix)["ovs"])}
+            baseline.ovs_base_dir(self.base_prefix),
+            netns=baseline.names(self.base_prefix)["ovs"])}
         os.makedirs(self.workdir, exist_ok=True)
         for mode, lab in self.labs.items():
             path = os.path.join(self.workdir, f"{mode}.yaml")
@@ -215,8 +216,9 @@ def run(seconds=5, repeat=1, progress=None):
     """Build, measure, remove (see the module docstring). Returns (result, details): result
     has the keys of issue 10 (`veth_gbps`, `flat_ovs_gbps`, `cnb_gbps`, `dnb_gbps`,
     `dnb_over_cnb`: 4 streams), the 1-stream figures (`*_1stream_gbps`,
-    `dnb_over_cnb_1stream`), `datapath_flows` and `pmd_stats` per path; details has every
-    round's figures and retransmits, and the raw dumps of the last 4-stream runs."""
+    `dnb_over_cnb_1stream`), every round's figures (`rounds`), and `datapath_flows` and
+    `pmd_stats` per path; details has every round's retransmits and the flows of the last
+    4-stream runs as text."""
     check_args(seconds, repeat)
     iperf.check_installed()
     say = progress or (lambda _msg: None)
@@ -241,10 +243,12 @@ def run(seconds=5, repeat=1, progress=None):
                                                f"{','.join(f.actions)}" for f in fl]
                                            for w, fl in run_flows.items()}
     result = {key: round(statistics.median(values), 4) for key, values in rounds.items()}
+    if not result["cnb_gbps"] or not result["cnb_1stream_gbps"]:
+        raise TenantnetError(f"bench datapath: CNB carried nothing: {rounds}")
     result["dnb_over_cnb"] = round(result["dnb_gbps"] / result["cnb_gbps"], 4)
     result["dnb_over_cnb_1stream"] = round(result["dnb_1stream_gbps"]
                                            / result["cnb_1stream_gbps"], 4)
-    result.update(seconds=seconds, repeat=repeat, streams=STREAMS[0], mtu=MTU,
+    result.update(seconds=seconds, repeat=repeat, streams=STREAMS[0], mtu=MTU, rounds=rounds,
                   datapath_flows=flows, pmd_stats=pmd)
     details = {"rounds": rounds, "retransmits": retrans, "dumps": dumps_out,
                "wall_s": round(time.perf_counter() - t0, 1)}

@@ -384,14 +384,17 @@ class Core:
         # checked, not for every tenant bridge that reconnects.
         check = bridges is None or TRANSPORT_BRIDGE in bridges
         have = host.all_addresses() if host is not None and state.addresses and check else {}
+        todo = {}
         for ifname, cidr in state.addresses.items():
             if host is None:
                 break
             new_port = f"add port {ifname} to br-tun" in result.commands
             if new_port or (check and cidr not in have.get(ifname, ())):
-                host.set_address(ifname, cidr)
+                todo[ifname] = cidr
                 if not new_port:
                     repairs.append(f"{name}: address {cidr} on {ifname}")
+        if todo:
+            host.set_addresses(todo)
         if neighbors:
             self._tunnel_neighbors = {k for k in self._tunnel_neighbors if k[0] != name}
         if neighbors or check or result.changed:
@@ -418,11 +421,13 @@ class Core:
         # *force_addresses* (start-up): every address checked, in one call, and set where it
         # is missing; a new ex- port is a new kernel device: it needs its address (again).
         have = host.all_addresses() if host is not None and force_addresses else {}
-        for ifname, cidr in state.addresses.items():
-            if host is not None and (
-                    f"add port {ifname} to br-tun" in result.commands
-                    or (force_addresses and cidr not in have.get(ifname, ()))):
-                host.set_address(ifname, cidr)
+        todo = {}
+        for ifname, cidr in state.addresses.items() if host is not None else ():
+            if f"add port {ifname} to br-tun" in result.commands or (
+                    force_addresses and cidr not in have.get(ifname, ())):
+                todo[ifname] = cidr
+        if todo:
+            host.set_addresses(todo)          # one process for all of them
         if result.changed:
             self.metrics.ovsdb_transaction(name, result.seconds)
             LOG.info("%s: %d OVSDB changes in %.1f ms", name, len(result.commands),
@@ -495,8 +500,9 @@ class Core:
         itself, queueing the packet meanwhile."""
         node = state.node
         host = self.hosts.get(node)
-        if host is None or not hasattr(host, "set_tunnel_neighbor") or not state.userspace:
+        if host is None or not hasattr(host, "set_tunnel_neighbors") or not state.userspace:
             return
+        new = []
         for br in state.bridges.values():
             for port in br.ports.values():
                 if port.type != "gre":
@@ -506,9 +512,11 @@ class Core:
                 endpoint = naming.ex_port_name(net) if net else "br-tun"
                 mac = self.endpoint_macs.get(peer, {}).get(endpoint)
                 key = (node, port.options["remote_ip"], mac)
-                if mac and key not in self._tunnel_neighbors:
-                    host.set_tunnel_neighbor(port.options["remote_ip"], mac)
-                    self._tunnel_neighbors.add(key)
+                if mac and key not in self._tunnel_neighbors and key not in new:
+                    new.append(key)
+        if new:
+            host.set_tunnel_neighbors([(ip, mac) for _, ip, mac in new])
+            self._tunnel_neighbors.update(new)
 
     def _sync_bridge(self, node, bridge, bf, connect_timeout=15.0):
         """Sync one bridge's flows once it is connected. A switch that drops its connection

@@ -117,6 +117,25 @@ class ExecHost:
         self.executor.run(["ip", "addr", "replace", cidr, "dev", ifname])
         self.executor.run(["ip", "link", "set", ifname, "up"])
 
+    def set_addresses(self, addresses, timeout=5.0):
+        """set_address for every {interface: cidr} of *addresses*, in one `ip -batch`
+        process (tried again, whole, until *timeout* while an interface is not there yet:
+        `addr replace` and `link set up` are idempotent)."""
+        if not addresses:
+            return
+        script = "".join(f"addr replace {cidr} dev {ifname}\nlink set {ifname} up\n"
+                         for ifname, cidr in addresses.items())
+        deadline = time.time() + timeout
+        while True:
+            out = self.executor.run(["ip", "-batch", "-"], input=script, check=False)
+            if out.returncode == 0:
+                return
+            if time.time() >= deadline:
+                why = " ".join((out.stderr or "").split()) or f"exit status {out.returncode}"
+                raise BootstrapError(f"setting {len(addresses)} endpoint address(es) on "
+                                     f"{self.description} failed: {why}")
+            time.sleep(0.05)
+
     def del_address(self, ifname, cidr):
         self.executor.run(["ip", "addr", "del", cidr, "dev", ifname], check=False)
 
@@ -170,10 +189,29 @@ class NetnsNodeHost(ExecHost):
         only a second later. (The kernel datapath queues it instead, so this is a step of
         userspace-datapath nodes only.) False when the run directory is not known or the
         node's datapath is not userspace: nothing was done."""
+        return self.set_tunnel_neighbors([(ip, mac)], bridge)
+
+    def set_tunnel_neighbors(self, entries, bridge="br-tun"):
+        """set_tunnel_neighbor for every (ip, mac) of *entries*, over one connection to
+        ovs-vswitchd's control socket (what `ovs-appctl tnl/neigh/set` sends, without a
+        process per entry: a node with hundreds of tunnel endpoints is set in one go)."""
         if not self.rundir or self.datapath != USERSPACE_DATAPATH:
             return False
-        LocalExecutor().run(["ovs-appctl", f"--target={self.rundir}/ovs-vswitchd.ctl",
-                             "tnl/neigh/set", bridge, ip, mac])
+        from ovs.unixctl.client import UnixctlClient
+        target = f"{self.rundir}/ovs-vswitchd.ctl"
+        error, client = UnixctlClient.create(target)
+        if error:
+            raise TenantnetError(f"{self.netns}: cannot reach ovs-vswitchd at {target}: "
+                                 f"{os.strerror(error)}")
+        try:
+            for ip, mac in entries:
+                error, failed, answer = client.transact("tnl/neigh/set", [bridge, ip, mac])
+                if error or failed:
+                    why = os.strerror(error) if error else " ".join(str(failed).split())
+                    raise TenantnetError(f"{self.netns}: tnl/neigh/set {bridge} {ip} {mac} "
+                                         f"failed: {why}")
+        finally:
+            client.close()
         return True
 
 
