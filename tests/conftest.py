@@ -27,17 +27,25 @@ def config_path():
     return lambda name: os.path.join(CONFIGS, name)
 
 
+def nodes_yaml(n_compute=2):
+    """YAML text: a `nodes:` list of *n_compute* compute nodes (compute1 on 198.18.0.11,
+    ...) and the network node net1 (198.18.0.2)."""
+    lines = ["nodes:"]
+    for i in range(1, n_compute + 1):
+        lines.append(f"  - {{name: compute{i}, role: compute, management_ip: 198.18.0.{10 + i}, "
+                     f"transport_ip: 198.19.0.{10 + i}}}")
+    lines.append("  - {name: net1, role: network, management_ip: 198.18.0.2, "
+                 "transport_ip: 198.19.0.2}")
+    return "\n".join(lines) + "\n"
+
+
 def two_tenant_config(n_compute=2, vms=("web1@compute1",), header=""):
     """YAML text: *n_compute* compute nodes + net1, tenants acme/web and globex/app on the
     same VM CIDR, and VMs given as "name@node" (web* join acme/web, others globex/app).
     The `vms:` list comes last so that tests can append entries to it."""
     lines = [header] if header else []
-    lines.append("nodes:")
-    for i in range(1, n_compute + 1):
-        lines.append(f"  - {{name: compute{i}, role: compute, management_ip: 198.18.0.{10 + i}, "
-                     f"transport_ip: 198.19.0.{10 + i}}}")
+    lines.append(nodes_yaml(n_compute).rstrip("\n"))
     lines += [
-        "  - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}",
         "tenants:",
         "  - name: acme",
         "    networks:",

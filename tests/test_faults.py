@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import lab_up_and_down, wait_for_value, lab_prerequisites, run_cli
+from conftest import lab_prerequisites, lab_up_and_down, nodes_yaml, run_cli, wait_for_value
 from spanping import Pinger
 from tenantnet.errors import ApiError
 
@@ -27,10 +27,7 @@ mode: dnb
 controller:
   management_ip: 198.18.0.1
   api_token: provider-lab-token
-nodes:
-  - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-  - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-  - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
+""" + nodes_yaml() + """\
 tenants:
   - name: acme
     networks:

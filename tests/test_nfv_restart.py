@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import lab_prerequisites, lab_up_and_down, run_cli
+from conftest import lab_prerequisites, lab_up_and_down, nodes_yaml, run_cli
 from tenantnet.model import naming
 from tenantnet.model.chains import PRIO_CHAIN
 from test_chain_e2e import PINGS, delta, ip_of, ping
@@ -26,10 +26,7 @@ PREFIX = os.environ.get("TENANTNET_TEST_PREFIX_NFVR", "tnp")
 CONFIG = """
 mode: dnb
 controller: {management_ip: 198.18.0.1, api_token: provider-lab-token}
-nodes:
-  - {name: compute1, role: compute, management_ip: 198.18.0.11, transport_ip: 198.19.0.11}
-  - {name: compute2, role: compute, management_ip: 198.18.0.12, transport_ip: 198.19.0.12}
-  - {name: net1, role: network, management_ip: 198.18.0.2, transport_ip: 198.19.0.2}
+""" + nodes_yaml() + """\
 tenants:
   - name: acme
     token: acme-lab-token

@@ -36,6 +36,7 @@ import time
 import yaml
 
 from tenantnet.bench import dpflows
+from tenantnet.bench.labbench import BenchBuild, refuse_lab, remove_lab
 from tenantnet.errors import TenantnetError
 from tenantnet.experiment import baseline, iperf
 from tenantnet.lab import netns as ns
@@ -75,10 +76,11 @@ def check_args(seconds, repeat):
         raise TenantnetError(f"bench datapath: --repeat {repeat!r}: use 1 to 20")
 
 
-class Paths:
+class Paths(BenchBuild):
     """The four paths: `with Paths(say) as p:` builds them, the exit removes them (also
     after an error or Ctrl-C). p.ends[path] = ((netns, ip) of the client, (netns, ip) of
     the server); p.switches[path] = {where: OvsInstance} of the switches on the path."""
+    what = "bench datapath"
 
     def __init__(self, say, lab_prefixes=None, base_prefix=BASE_PREFIX):
         self.say = say
@@ -89,7 +91,7 @@ class Paths:
         self.ends, self.switches = {}, {}
         self.built, self.base_built = [], False
 
-    def _refuse_leftovers(self):
+    def check(self):
         n = baseline.names(self.base_prefix)
         left = [x for x in (*n["veth"], *n["ovs-flat"], n["ovs"]) if ns.exists(x)]
         if os.path.isdir(baseline.ovs_base_dir(self.base_prefix)):
@@ -99,27 +101,9 @@ class Paths:
                                  f"{', '.join(left)}; `python -m tenantnet.experiment.baseline "
                                  f"--cleanup {self.base_prefix}` removes them")
         for lab in self.labs.values():
-            if lab.is_up() or not lab.fabric.is_empty():
-                raise TenantnetError(f"bench datapath: a lab with prefix {lab.prefix!r} "
-                                     f"exists (another bench, or one that crashed); "
-                                     f"`tenantnet lab down --prefix {lab.prefix}` removes it")
+            refuse_lab(lab, self.what)
 
-    def __enter__(self):
-        self._refuse_leftovers()
-        try:
-            self._build()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        problems = self.down()
-        if problems and exc[0] is None:
-            raise TenantnetError("bench datapath: cleanup incomplete: " + "; ".join(problems))
-        return False
-
-    def _build(self):
+    def build(self):
         self.base_built = True
         self.say(f"veth pair {' <-> '.join(baseline.names(self.base_prefix)['veth'])}")
         self.ends["veth"] = baseline.build_veth(self.base_prefix, MTU, TX_OFFLOAD)
@@ -161,13 +145,7 @@ class Paths:
         """Remove the labs and the baselines (by their books, pidfiles and exact names)."""
         problems = []
         for mode in reversed(self.built):
-            lab = self.labs[mode]
-            self.say(f"removing lab {lab.prefix}")
-            try:
-                lab.down()
-            except (TenantnetError, OSError) as exc:
-                problems.append(f"lab {lab.prefix}: {exc} (run `tenantnet lab down "
-                                f"--prefix {lab.prefix}`)")
+            remove_lab(self.labs[mode], self.say, problems)
         self.built = []
         if self.base_built:
             self.say(f"removing baselines {self.base_prefix}")

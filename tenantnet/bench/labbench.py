@@ -83,7 +83,59 @@ def make_config(path, networks, nodes, tenant=TENANT, segment_base=100, transpor
     return path
 
 
-class BenchLab:
+def refuse_lab(lab, what="bench"):
+    """TenantnetError when a lab with *lab*'s prefix exists (another bench's, or one left
+    by a crash): a bench builds only under a prefix nobody uses."""
+    if lab.is_up() or not lab.fabric.is_empty():
+        raise TenantnetError(f"{what}: a lab with prefix {lab.prefix!r} exists (another "
+                             f"bench, or one that crashed); `tenantnet lab down --prefix "
+                             f"{lab.prefix}` removes it")
+
+
+def remove_lab(lab, say, problems):
+    """lab.down(); a failure is added to *problems*, with the command that finishes it."""
+    say(f"removing lab {lab.prefix}")
+    try:
+        lab.down()
+    except (TenantnetError, OSError) as exc:
+        problems.append(f"lab {lab.prefix}: {exc} (run `tenantnet lab down "
+                        f"--prefix {lab.prefix}`)")
+
+
+class BenchBuild:
+    """What a bench builds, as a context manager: `with X(...) as x:` runs check() (refuse
+    leftovers; builds nothing), then build(); a failed build and the exit run down(), which
+    returns its problems. After a clean run an incomplete cleanup is an error; after an
+    error or Ctrl-C the error goes on. *what* names the bench in messages."""
+    what = "bench"
+
+    def check(self):
+        """Refuse to start (TenantnetError) when leftovers are in the way."""
+
+    def build(self):
+        raise NotImplementedError
+
+    def down(self):
+        """Remove everything built (safe to repeat); returns a list of problems."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.check()
+        try:
+            self.build()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        problems = self.down()
+        if problems and exc[0] is None:
+            raise TenantnetError(f"{self.what}: cleanup incomplete: " + "; ".join(problems))
+        return False
+
+
+class BenchLab(BenchBuild):
     """The bench's lab: `with BenchLab("tnbr", networks, nodes) as bl:` builds it, and the
     exit removes it (also after an error or Ctrl-C; SIGTERM is turned into Ctrl-C by the
     CLI)."""
@@ -99,26 +151,14 @@ class BenchLab:
         self.keep_logs = keep_logs
 
     # -- up and down ---------------------------------------------------------------------
-    def __enter__(self):
-        if self.lab.is_up() or not self.lab.fabric.is_empty():
-            raise TenantnetError(f"bench: a lab with prefix {self.prefix!r} exists (another "
-                                 f"bench, or one that crashed); `tenantnet lab down --prefix "
-                                 f"{self.prefix}` removes it")
+    def check(self):
+        refuse_lab(self.lab)
+
+    def build(self):
         os.makedirs(self.workdir, exist_ok=True)
         make_config(self.config, self.networks, self.nodes)
         self.built = True
-        try:
-            self.lab.up(self.config, timeout=120, progress=self.say)
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        problems = self.down()
-        if problems and exc[0] is None:
-            raise TenantnetError("bench: cleanup incomplete: " + "; ".join(problems))
-        return False
+        self.lab.up(self.config, timeout=120, progress=self.say)
 
     def down(self):
         """Remove the lab (everything its books record) and the work directory."""
@@ -126,12 +166,7 @@ class BenchLab:
         if self.built and self.keep_logs:
             self.copy_logs(self.keep_logs)
         if self.built:
-            self.say(f"removing lab {self.prefix}")
-            try:
-                self.lab.down()
-            except (TenantnetError, OSError) as exc:
-                problems.append(f"lab {self.prefix}: {exc} (run `tenantnet lab down "
-                                f"--prefix {self.prefix}`)")
+            remove_lab(self.lab, self.say, problems)
             self.built = False
         shutil.rmtree(self.workdir, ignore_errors=True)
         return problems

@@ -14,21 +14,32 @@ def _interrupt_on_sigterm():
     return signal.signal(signal.SIGTERM, on_term)
 
 
-def cmd_bench_flows(args):
-    from tenantnet.bench import flows
+def run_bench(func, *args, **kwargs):
+    """func(*args, **kwargs) once check_can_run() passes (root, Open vSwitch's tools), with
+    SIGTERM turned into Ctrl-C meanwhile so that the bench's cleanup runs."""
     from tenantnet.bench.switch import check_can_run
     check_can_run()
     old = _interrupt_on_sigterm()
     try:
-        result = flows.run(args.flows, repeat=args.repeat,
-                           progress=None if args.json else progress)
+        return func(*args, **kwargs)
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def print_result(args, result, show):
+    """*result* as one JSON object with --json, else show() (the tables). Returns 0."""
     if args.json:
         print_json(result)
     else:
-        show_flows(result, args.repeat)
+        show()
     return 0
+
+
+def cmd_bench_flows(args):
+    from tenantnet.bench import flows
+    result = run_bench(flows.run, args.flows, repeat=args.repeat,
+                       progress=None if args.json else progress)
+    return print_result(args, result, lambda: show_flows(result, args.repeat))
 
 
 def show_flows(r, repeat):
@@ -63,26 +74,15 @@ def _levels(text):
 
 def cmd_bench_placement(args):
     from tenantnet.bench import placement
-    from tenantnet.bench.switch import check_can_run
-    check_can_run()
-    old = _interrupt_on_sigterm()
-    try:
-        result, details = placement.run(args.vms, existing=args.existing,
-                                        progress=None if args.json else progress,
-                                        profile_path=args.profile,
-                                        more_levels=args.levels or ())
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    result, details = run_bench(placement.run, args.vms, existing=args.existing,
+                                progress=None if args.json else progress,
+                                profile_path=args.profile, more_levels=args.levels or ())
     if args.plot:
         from tenantnet.bench import plot
         plot.placement_curve(details, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
-    if args.json:
-        print_json(result)
-    else:
-        show_placement(result, details)
-    return 0
+    return print_result(args, result, lambda: show_placement(result, details))
 
 
 def show_placement(r, d):

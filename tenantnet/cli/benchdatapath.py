@@ -2,34 +2,16 @@
 flat OVS bridge, and two lab nodes in CNB and in DNB, with each path's datapath flows
 (tenantnet.bench.datapath), registered under `tenantnet bench` by cli/bench."""
 
-import signal
-
-from tenantnet.cli.common import print_json, progress
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM ends the bench like Ctrl-C, so what it built is removed."""
-    def on_term(_signum, _frame):
-        raise KeyboardInterrupt
-    return signal.signal(signal.SIGTERM, on_term)
+from tenantnet.cli.bench import print_result, run_bench
+from tenantnet.cli.common import progress
 
 
 def cmd_bench_datapath(args):
     from tenantnet.bench import datapath
-    from tenantnet.bench.switch import check_can_run
     datapath.check_args(args.seconds, args.repeat)
-    check_can_run()
-    old = _sigterm_as_interrupt()
-    try:
-        result, details = datapath.run(args.seconds, repeat=args.repeat,
-                                       progress=None if args.json else progress)
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    if args.json:
-        print_json(result)
-    else:
-        show(result, details)
-    return 0
+    result, details = run_bench(datapath.run, args.seconds, repeat=args.repeat,
+                                progress=None if args.json else progress)
+    return print_result(args, result, lambda: show(result, details))
 
 
 def show(r, d):

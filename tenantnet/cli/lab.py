@@ -203,41 +203,64 @@ def api_target(args):
                          "(e.g. --api http://198.18.0.1:8080 or unix:/path/api.sock)")
 
 
-def cmd_vm_add(args):
+def on_target(args, method, *call_args, **kwargs):
+    """*method* ("add_vm", "del_function", ...) called on the lab when one is up (it makes
+    or removes the namespace too), else on the API."""
     lab, api = api_target(args)
-    if lab is not None:
-        rec = lab.add_vm(args.name, args.network, args.node, mac=args.mac, ip=args.ip)
-    else:
-        rec = api.add_vm(args.name, args.network, args.node, mac=args.mac, ip=args.ip)
+    return getattr(api if lab is None else lab, method)(*call_args, **kwargs)
+
+
+def print_record(args, rec, line):
+    """*rec* as JSON with --json, else the line line(rec). Returns 0 (the exit status)."""
     if args.json:
         print_json(rec)
     else:
-        t = rec.get("timings", {})
-        print(f"{rec['name']}: {rec['network']} on {rec['node']}, {rec['mac']} {rec['ip']} — "
-              f"realised in {t.get('total_ms', 0):.1f} ms (OVSDB {t.get('ovsdb_ms', 0):.1f}, "
-              f"OpenFlow {t.get('openflow_ms', 0):.1f}); "
-              f"{'new bridges' if rec.get('bridges_created') else 'existing bridges'}")
+        print(line(rec))
     return 0
 
 
+def print_records(args, method, line, after=None):
+    """The API's list *method* ("list_vms", ...) as JSON with --json, else one line(record)
+    per record, then after(api) when given. Returns 0 (the exit status)."""
+    _, api = api_target(args)
+    records = getattr(api, method)()
+    if args.json:
+        print_json(records)
+        return 0
+    for r in records:
+        print(line(r))
+    if after is not None:
+        after(api)
+    return 0
+
+
+def timing(rec):
+    """How long the controller took to realise *rec* (an API answer with `timings`)."""
+    t = rec.get("timings", {})
+    return (f"realised in {t.get('total_ms', 0):.1f} ms (OVSDB {t.get('ovsdb_ms', 0):.1f}, "
+            f"OpenFlow {t.get('openflow_ms', 0):.1f})")
+
+
+def cmd_vm_add(args):
+    rec = on_target(args, "add_vm", args.name, args.network, args.node, mac=args.mac,
+                    ip=args.ip)
+    return print_record(args, rec, lambda r: (
+        f"{r['name']}: {r['network']} on {r['node']}, {r['mac']} {r['ip']} — {timing(r)}; "
+        f"{'new bridges' if r.get('bridges_created') else 'existing bridges'}"))
+
+
 def cmd_vm_del(args):
-    lab, api = api_target(args)
-    rec = lab.del_vm(args.name) if lab is not None else api.del_vm(args.name)
+    rec = on_target(args, "del_vm", args.name)
     print(f"{rec['name']}: removed from {rec['node']} ({rec['network']})")
     return 0
 
 
 def cmd_vm_list(args):
-    _, api = api_target(args)
-    vms = api.list_vms()
-    if args.json:
-        print_json(vms)
-        return 0
-    for v in vms:
-        print(f"{v['name']:12} {v['network']:20} {v['node']:10} {v['mac']} {v['ip']:15} "
-              f"({v.get('source', '')})")
-    print_node_states(api.health().get("node_states", []))
-    return 0
+    return print_records(
+        args, "list_vms",
+        lambda v: f"{v['name']:12} {v['network']:20} {v['node']:10} {v['mac']} {v['ip']:15} "
+                  f"({v.get('source', '')})",
+        after=lambda api: print_node_states(api.health().get("node_states", [])))
 
 
 def print_node_states(states):

@@ -5,8 +5,8 @@ In a lab that is up, `function add` also makes the function's namespace and sets
 its kind says (forward, firewall, shaper), and `function del` removes it; elsewhere only the
 API is called. Chains are only flows: always the API."""
 
-from tenantnet.cli.common import print_json
-from tenantnet.cli.lab import add_target_options, api_target
+from tenantnet.cli.lab import (add_target_options, api_target, on_target, print_record,
+                               print_records, timing)
 from tenantnet.errors import TenantnetError
 
 
@@ -21,35 +21,21 @@ def _options(args):
     return out
 
 
-def _timing(rec):
-    t = rec.get("timings", {})
-    return (f"realised in {t.get('total_ms', 0):.1f} ms (OVSDB {t.get('ovsdb_ms', 0):.1f}, "
-            f"OpenFlow {t.get('openflow_ms', 0):.1f})")
-
-
 def _settings(options):
     return ", ".join(f"{k} {v}" for k, v in sorted(options.items())) or "no settings"
 
 
 # -- function ---------------------------------------------------------------------------------
 def cmd_function_add(args):
-    lab, api = api_target(args)
-    options = _options(args)
-    if lab is not None:
-        rec = lab.add_function(args.name, args.network, args.node, args.kind, **options)
-    else:
-        rec = api.add_function(args.name, args.network, args.node, args.kind, **options)
-    if args.json:
-        print_json(rec)
-        return 0
-    print(f"{rec['name']}: {rec['function']} ({_settings(rec.get('options', {}))}) on "
-          f"{rec['network']} at {rec['node']}, {rec['mac']} {rec['ip']} — {_timing(rec)}")
-    return 0
+    rec = on_target(args, "add_function", args.name, args.network, args.node, args.kind,
+                    **_options(args))
+    return print_record(args, rec, lambda r: (
+        f"{r['name']}: {r['function']} ({_settings(r.get('options', {}))}) on "
+        f"{r['network']} at {r['node']}, {r['mac']} {r['ip']} — {timing(r)}"))
 
 
 def cmd_function_del(args):
-    lab, api = api_target(args)
-    rec = lab.del_function(args.name) if lab is not None else api.del_function(args.name)
+    rec = on_target(args, "del_function", args.name)
     affected = rec.get("chains_affected") or []
     print(f"{rec['name']}: removed from {rec['node']} ({rec['network']})"
           + (f"; chains that named it now do without it: {', '.join(affected)}"
@@ -58,15 +44,9 @@ def cmd_function_del(args):
 
 
 def cmd_function_list(args):
-    _, api = api_target(args)
-    functions = api.list_functions()
-    if args.json:
-        print_json(functions)
-        return 0
-    for f in functions:
-        print(f"{f['name']:12} {f['function']:9} {f['network']:20} {f['node']:10} {f['mac']} "
-              f"{f['ip'] or '-':15} {_settings(f.get('options', {}))} ({f.get('source', '')})")
-    return 0
+    return print_records(args, "list_functions", lambda f: (
+        f"{f['name']:12} {f['function']:9} {f['network']:20} {f['node']:10} {f['mac']} "
+        f"{f['ip'] or '-':15} {_settings(f.get('options', {}))} ({f.get('source', '')})"))
 
 
 # -- chain ------------------------------------------------------------------------------------
@@ -88,11 +68,8 @@ def cmd_chain_add(args):
     _, api = api_target(args)
     rec = api.add_chain(args.name, args.network, args.src, args.dst, _through(args.through),
                         on_failure=args.on_failure)
-    if args.json:
-        print_json(rec)
-        return 0
-    print(f"{rec['name']}: {rec['network']} {_path(rec)} — {_timing(rec)}")
-    return 0
+    return print_record(args, rec,
+                        lambda r: f"{r['name']}: {r['network']} {_path(r)} — {timing(r)}")
 
 
 def cmd_chain_del(args):
@@ -104,14 +81,8 @@ def cmd_chain_del(args):
 
 
 def cmd_chain_list(args):
-    _, api = api_target(args)
-    chains = api.list_chains()
-    if args.json:
-        print_json(chains)
-        return 0
-    for c in chains:
-        print(f"{c['name']:14} {c['network']:20} {_path(c)} ({c.get('source', '')})")
-    return 0
+    return print_records(args, "list_chains", lambda c: (
+        f"{c['name']:14} {c['network']:20} {_path(c)} ({c.get('source', '')})"))
 
 
 def add_nfv_commands(sub):

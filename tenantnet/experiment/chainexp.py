@@ -28,16 +28,15 @@ rewritten after every run; meta.json has ``"experiment": "chains"``; then chainr
 writes the figures and report.md. Ctrl-C: the lab comes down, meta.json says interrupted.
 """
 
-import datetime
 import os
-import sys
 import time
 
 from tenantnet.experiment import iperf
 from tenantnet.experiment.labs import LabFactory
 from tenantnet.experiment.machine import machine_info
-from tenantnet.experiment.reachability import GUARD, ExperimentError
+from tenantnet.experiment.reachability import ExperimentError
 from tenantnet.experiment.results import ResultsDir
+from tenantnet.experiment.runframe import Reporter, now, recorded_run
 
 EXPERIMENT = "chains"
 SRC, DST = "csrc", "cdst"
@@ -50,10 +49,6 @@ CHAIN_COLUMNS = [
     "cpu_sender_pct", "cpu_receiver_pct", "node_changes", "nodes", "forwarded",
     "forwarded_min", "steered", "mtu", "error",
 ]
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def split_rules(total, parts):
@@ -221,7 +216,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
     rd = ResultsDir(out_dir)
     meta = {"name": spec.name, "experiment": EXPERIMENT, "status": "running", "modes": modes,
             "prefix": prefix, "spec": spec.to_dict(), "machine": machine_info(),
-            "nodes": runner.node_info(spec), "started": _now(),
+            "nodes": runner.node_info(spec), "started": now(),
             "started_epoch": time.time(), "finished": None, "phases": [], "warnings": [],
             "errors": [], "files": {"meta": "meta.json", "chains": "chains.csv",
                                     "lab_configs": "labs/"}}
@@ -236,15 +231,18 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
                                     f"n={row['n']} {row['traffic']}: a function saw no "
                                     f"packet ({row['forwarded']})")
 
-    reporter = runner.Reporter(progress)
-    GUARD.install()
-    reporter.start(len(modes) * spec.chains.points(), description=spec.name)
-    try:
+    def on_end():
+        if not rows:
+            rd.write_table("chains", [], columns=CHAIN_COLUMNS)
+
+    reporter = Reporter(progress)
+    with recorded_run(rd, meta, reporter, len(modes) * spec.chains.points(), spec.name,
+                             on_end):
         for mode in modes:
             factory = LabFactory(spec, mode, prefix=prefix, state_dir=state_dir,
                                  config_dir=rd.path(os.path.join("labs", "")),
                                  reporter=reporter)
-            phase = {"mode": mode, "part": "chains", "started": _now()}
+            phase = {"mode": mode, "part": "chains", "started": now()}
             meta["phases"].append(phase)
             t0 = time.perf_counter()
             reporter.describe(f"{spec.name}: chains {mode}")
@@ -255,27 +253,8 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
                 bench.run_lengths()
                 if spec.chains.firewall.enabled:
                     bench.run_firewall()
-            phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1))
+            phase.update(finished=now(), seconds=round(time.perf_counter() - t0, 1))
             rd.write_json("meta.json", meta)
-        meta["status"] = "complete"
-    except KeyboardInterrupt:
-        meta["status"] = "interrupted"
-        reporter.stop()
-        print(f"interrupted: the lab was torn down; partial results in {rd.root}",
-              file=sys.stderr)
-        raise
-    except BaseException as exc:
-        meta["status"] = "failed"
-        meta["errors"].append(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        reporter.stop()
-        GUARD.uninstall()
-        meta["finished"] = _now()
-        meta["seconds"] = round(time.time() - meta["started_epoch"], 1)
-        if not rows:
-            rd.write_table("chains", [], columns=CHAIN_COLUMNS)
-        rd.write_json("meta.json", meta)
     runner.render(rd, meta)
     rd.write_json("meta.json", meta)
     return rd

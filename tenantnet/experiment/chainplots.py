@@ -14,10 +14,10 @@ drawn comes from ``chainanalysis``.
 """
 
 import math
-import os
 
 from tenantnet.experiment import chainanalysis as ca
 from tenantnet.experiment.analysis import finite
+from tenantnet.experiment.figures import pyplot, render_figures, save
 from tenantnet.experiment.plots import label, rate_unit
 from tenantnet.experiment.results import ResultsDir
 
@@ -31,22 +31,6 @@ def load(results_dir):
     rd = results_dir if isinstance(results_dir, ResultsDir) else ResultsDir(results_dir,
                                                                             create=False)
     return rd, rd.read_csv("chains.csv", default=[])
-
-
-def pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 10,
-                         "axes.grid": True, "grid.alpha": 0.3, "axes.titlesize": 10})
-    return plt
-
-
-def save(plt, fig, path):
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def pct(v):
@@ -80,18 +64,33 @@ def _traffic_title(rows, traffic):
     return f"{traffic} ({what})"
 
 
+def _traffic_panels(plt, rows, keys, part):
+    """One panel per traffic of series *keys*: (fig, [(ax, traffic, its keys)], divisor,
+    unit), the throughput unit from the rows of *part*."""
+    traffics = list(dict.fromkeys(k[1] for k in keys))
+    fig, axes = _panels(plt, len(traffics))
+    top = max(finite(r.get(ca.BPS)) or 0 for r in rows if r.get("part") == part)
+    div, unit = rate_unit(top)
+    panels = [(ax, t, [k for k in keys if k[1] == t]) for ax, t in zip(axes, traffics)]
+    return fig, panels, div, unit
+
+
+def _finish_panel(ax, rows, traffic, unit):
+    ax.set_title(_traffic_title(rows, traffic))
+    ax.set_ylabel(f"throughput received ({unit})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+
+
 def fig_length(plt, rows, path):
     from matplotlib.ticker import MaxNLocator
     fits = ca.loss_fits(rows)
     keys = ca.series_keys(rows)
     if not keys:
         return "no length rows in chains.csv"
-    traffics = list(dict.fromkeys(k[1] for k in keys))
-    fig, axes = _panels(plt, len(traffics))
-    top = max(finite(r.get(ca.BPS)) or 0 for r in rows if r.get("part") == "length")
-    div, unit = rate_unit(top)
-    for ax, traffic in zip(axes, traffics):
-        for i, (mode, t, layout) in enumerate(k for k in keys if k[1] == traffic):
+    fig, panels, div, unit = _traffic_panels(plt, rows, keys, "length")
+    for ax, traffic, series in panels:
+        for i, (mode, t, layout) in enumerate(series):
             pts = ca.length_points(ca.length_rows(rows, mode, t, layout))
             if not pts:
                 continue
@@ -107,12 +106,9 @@ def fig_length(plt, rows, path):
             xs = [x / 10 for x in range(0, int(10 * fit["n_max"]) + 1)]
             ax.plot(xs, [fit["t_in"] * (1 - fit["loss"]) ** x / div for x in xs],
                     color=colour, ls="--", label=f"{name}: {fit_label(fit)}")
-        ax.set_title(_traffic_title(rows, traffic))
         ax.set_xlabel("chain length n (functions crossed)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"throughput received ({unit})")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
+        _finish_panel(ax, rows, traffic, unit)
     fig.suptitle("Throughput vs chain length\npoints: mean +- sample std; dashed: fitted "
                  "(1 - l)^n t_in, l [95% interval]", fontsize=10)
     return save(plt, fig, path)
@@ -122,12 +118,9 @@ def fig_rules(plt, rows, path):
     keys = ca.rule_keys(rows)
     if not keys:
         return "no firewall rows in chains.csv"
-    traffics = list(dict.fromkeys(k[1] for k in keys))
-    fig, axes = _panels(plt, len(traffics))
-    top = max(finite(r.get(ca.BPS)) or 0 for r in rows if r.get("part") == "rules")
-    div, unit = rate_unit(top)
-    for ax, traffic in zip(axes, traffics):
-        for i, (mode, t, layout, stateful) in enumerate(k for k in keys if k[1] == traffic):
+    fig, panels, div, unit = _traffic_panels(plt, rows, keys, "rules")
+    for ax, traffic, series in panels:
+        for i, (mode, t, layout, stateful) in enumerate(series):
             pts = ca.rule_points(rows, mode, t, layout, stateful)
             if not pts:
                 continue
@@ -140,11 +133,8 @@ def fig_rules(plt, rows, path):
                         label=f"{label(mode)}, {what}, "
                               f"{'stateful' if stateful else 'stateless'}")
         ax.set_xscale("symlog", linthresh=10)
-        ax.set_title(_traffic_title(rows, traffic))
         ax.set_xlabel("iptables rules in the chain (total; symlog scale)")
-        ax.set_ylabel(f"throughput received ({unit})")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7, loc="best", framealpha=0.8)
+        _finish_panel(ax, rows, traffic, unit)
     fig.suptitle("Throughput vs firewall rule count\n(mean +- sample std)", fontsize=10)
     return save(plt, fig, path)
 
@@ -156,25 +146,7 @@ def render(results_dir, progress=None):
     """Write every figure whose data is there; returns {"written": {name: path},
     "skipped": {name: reason}}, also saved as figures.json."""
     rd, rows = load(results_dir)
-    plt = pyplot()
-    written, skipped = {}, {}
-    for name, func in _FIG_FUNCS.items():
-        path = rd.path(name)
-        try:
-            result = func(plt, rows, path)
-        except Exception as exc:  # noqa: BLE001 -- one bad figure must not stop the other
-            plt.close("all")
-            result = f"could not be drawn: {type(exc).__name__}: {exc}"
-        if result == path and os.path.getsize(path) > 0:
-            written[name] = path
-        else:
-            skipped[name] = result
-            if os.path.exists(path):
-                os.remove(path)
-        if progress:
-            progress(f"{name}: {'written' if name in written else 'skipped: ' + skipped[name]}")
-    rd.write_json("figures.json", {"written": sorted(written), "skipped": skipped})
-    return {"written": written, "skipped": skipped}
+    return render_figures(rd, _FIG_FUNCS, rows, pyplot(titlesize=10), progress)
 
 
 def print_fits(results_dir, out=None):

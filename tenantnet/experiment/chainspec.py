@@ -109,7 +109,9 @@ def _int(sec, name, default, low, high):
     return value
 
 
-def _choices(sec, name, default, allowed, what):
+def _unique_list(sec, name, default, check, what):
+    """The list at key *name* of *sec* (a copy of *default* when absent): not empty, every
+    item accepted by check(key, item) (which raises ConfigError), no item twice."""
     value = sec.take(name, list, default=None)
     if value is None:
         return list(default)
@@ -117,32 +119,28 @@ def _choices(sec, name, default, allowed, what):
         raise ConfigError(sec.source, sec.key(name), "the list is empty")
     out = []
     for i, item in enumerate(value):
-        if item not in allowed:
-            raise ConfigError(sec.source, f"{sec.key(name)}[{i}]",
-                              f"unknown {what} {item!r} (known: "
-                              f"{', '.join(map(str, allowed))})")
+        key = f"{sec.key(name)}[{i}]"
+        check(key, item)
         if item in out:
-            raise ConfigError(sec.source, f"{sec.key(name)}[{i}]", f"duplicate {what} {item!r}")
+            raise ConfigError(sec.source, key, f"duplicate {what} {item!r}")
         out.append(item)
     return out
 
 
+def _choices(sec, name, default, allowed, what):
+    def check(key, item):
+        if item not in allowed:
+            raise ConfigError(sec.source, key, f"unknown {what} {item!r} (known: "
+                                               f"{', '.join(map(str, allowed))})")
+    return _unique_list(sec, name, default, check, what)
+
+
 def _ints(sec, name, default, low, high):
-    value = sec.take(name, list, default=None)
-    if value is None:
-        return list(default)
-    if not value:
-        raise ConfigError(sec.source, sec.key(name), "the list is empty")
-    out = []
-    for i, item in enumerate(value):
+    def check(key, item):
         if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
-            raise ConfigError(sec.source, f"{sec.key(name)}[{i}]",
-                              f"expected an integer from {low} to {high}, got "
-                              f"{typename(item)} {item!r}")
-        if item in out:
-            raise ConfigError(sec.source, f"{sec.key(name)}[{i}]", f"duplicate value {item}")
-        out.append(item)
-    return sorted(out)
+            raise ConfigError(sec.source, key, f"expected an integer from {low} to {high}, "
+                                               f"got {typename(item)} {item!r}")
+    return sorted(_unique_list(sec, name, default, check, "value"))   # defaults are sorted
 
 
 def _rate(source, key, value):

@@ -30,12 +30,12 @@ Every number drawn comes from ``analysis``; this module loads the tables and dra
 """
 
 import math
-import os
 import statistics
 
 from tenantnet.experiment.analysis import (BASELINE_MODES, COMBINED, DIRECTIONS,
                                            arrival_order, describe, measurements, mode_of,
                                            modes_in, numbers, reachability_series)
+from tenantnet.experiment.figures import pyplot, render_figures, save
 from tenantnet.experiment.results import ResultsDir
 
 FIGURES = ("fig4_dnb_reachability.png", "fig5_reachability_dnb_vs_cnb.png",
@@ -103,22 +103,6 @@ def colour(mode, i=0):
 
 
 # -- plotting ----------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 10,
-                         "axes.grid": True, "grid.alpha": 0.3, "axes.titlesize": 11})
-    return plt
-
-
-def _save(plt, fig, path):
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def fig4(plt, data, path):
     series = reachability_series(data["reachability"], "dnb")
     if not series:
@@ -135,7 +119,7 @@ def fig4(plt, data, path):
     ax.legend(title="series")
     ax.text(0.01, 0.98, "error bars: sample std over successful instances",
             transform=ax.transAxes, va="top", fontsize=8, color="0.35")
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 def fig5(plt, data, path):
@@ -166,7 +150,7 @@ def fig5(plt, data, path):
     for ax in list(axes.flat)[len(counts):]:
         ax.set_visible(False)
     fig.suptitle("Fig. 5 - mean reachability time, DNB vs CNB (error bars: sample std)")
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 def _mean_std(vals):
@@ -217,7 +201,7 @@ def fig6(plt, data, path):
         ceiling = ceiling or veth
     fig.suptitle("Fig. 6 - mean bandwidth probe <-> VM per mode (error bars: sample std); "
                  "hatched = same-run references")
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 def _baseline_lines(ax, rows, direction, div, unit, top):
@@ -331,7 +315,7 @@ def fig8(plt, data, path):
     ax.set_ylim(0, max(tops) * 1.15)
     ax.set_title("Fig. 8 - TCP bandwidth, DNB vs CNB (error bars: sample std)")
     ax.legend(loc="lower right")
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 def fig_first(plt, data, path):
@@ -376,7 +360,7 @@ def fig_first(plt, data, path):
     for ax in axes.flat:            # after all panels: sharey must see every panel's data
         ax.set_ylim(bottom=0)
     fig.suptitle("Per-instance reachability: do the first instances pay for bridge creation?")
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 _FIG_FUNCS = {"fig4_dnb_reachability.png": fig4, "fig5_reachability_dnb_vs_cnb.png": fig5,
@@ -388,22 +372,4 @@ def render(results_dir, progress=None):
     """Write every figure whose data is there. Returns {"written": {name: path},
     "skipped": {name: reason}}; also saved as figures.json in the directory."""
     rd, data = load(results_dir)
-    plt = _plt()
-    written, skipped = {}, {}
-    for name, func in _FIG_FUNCS.items():
-        path = rd.path(name)
-        try:
-            result = func(plt, data, path)
-        except Exception as exc:  # noqa: BLE001 -- one bad figure must not stop the others
-            plt.close("all")
-            result = f"could not be drawn: {type(exc).__name__}: {exc}"
-        if result == path and os.path.getsize(path) > 0:
-            written[name] = path
-        else:
-            skipped[name] = result
-            if os.path.exists(path) and result != path:
-                os.remove(path)          # never leave a stale figure from an older render
-        if progress:
-            progress(f"{name}: {'written' if name in written else 'skipped: ' + skipped[name]}")
-    rd.write_json("figures.json", {"written": sorted(written), "skipped": skipped})
-    return {"written": written, "skipped": skipped}
+    return render_figures(rd, _FIG_FUNCS, data, pyplot(), progress)

@@ -59,94 +59,14 @@ from tenantnet.errors import TenantnetError
 from tenantnet.experiment import analysis
 from tenantnet.experiment.labs import LabFactory, SharedLab
 from tenantnet.experiment.machine import machine_info
-from tenantnet.experiment.reachability import (GUARD, INSTANCE_FIELDS, ExperimentError,
+from tenantnet.experiment.reachability import (INSTANCE_FIELDS, ExperimentError,
                                                run_reachability)
 from tenantnet.experiment.results import ResultsDir
+from tenantnet.experiment.runframe import Reporter, now, recorded_run
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
 DEFAULT_PREFIX = "tnexp"
 RECORD_COLUMNS = analysis.RECORD_FIELDS + analysis.EXTRA_FIELDS
-
-
-# -- progress -------------------------------------------------------------------------
-class _Task:
-    def __init__(self, reporter, task_id):
-        self.reporter, self.id = reporter, task_id
-
-    def update(self, **kwargs):
-        if self.reporter.progress is not None and self.id is not None:
-            self.reporter.progress.update(self.id, **kwargs)
-
-    def advance(self, n=1):
-        if self.reporter.progress is not None and self.id is not None:
-            self.reporter.progress.advance(self.id, n)
-
-    def remove(self):
-        if self.reporter.progress is not None and self.id is not None:
-            self.reporter.progress.remove_task(self.id)
-            self.id = None
-
-
-class Reporter:
-    """Progress for the whole run: rich bars with an ETA when *enabled*, plain log lines on
-    stderr otherwise. Given to the bandwidth part as its ``progress`` argument:
-
-    - ``reporter(text)`` or ``reporter.log(text)``: one line of log;
-    - ``reporter.task(description, total)``: a bar of its own, returning a handle with
-      ``update(completed=, total=, description=)``, ``advance(n)`` and ``remove()``;
-    - ``reporter.progress``: the rich Progress (None when disabled);
-    - ``reporter.enabled``: whether bars are shown (``bool(reporter)`` is always True: it
-      always takes log lines)."""
-
-    def __init__(self, enabled=True):
-        self.enabled = bool(enabled)
-        self.progress = None
-        self._overall = None
-
-    def __bool__(self):
-        return True
-
-    def __call__(self, text):
-        self.log(text)
-
-    def start(self, total_steps, description="experiment"):
-        if not self.enabled:
-            return self
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-        self.progress.start()
-        self._overall = self.progress.add_task(description, total=total_steps)
-        return self
-
-    def stop(self):
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-    def log(self, text):
-        if self.progress is not None:
-            self.progress.console.log(text)
-        else:
-            print(f"  · {text}", file=sys.stderr, flush=True)
-
-    def task(self, description, total=None):
-        if self.progress is None:
-            return _Task(self, None)
-        return _Task(self, self.progress.add_task(description, total=total))
-
-    def step(self, n=1):
-        """Advance the overall bar (one sub-experiment, or one mode's bandwidth part)."""
-        if self.progress is not None and self._overall is not None:
-            self.progress.advance(self._overall, n)
-
-    def describe(self, text):
-        if self.progress is not None and self._overall is not None:
-            self.progress.update(self._overall, description=text)
 
 
 # -- labs (tenantnet.experiment.labs) ---------------------------------------------------
@@ -162,10 +82,6 @@ def node_info(spec):
                 "vm_memory_mb": spec.lab.vm_memory_mb}
     return {"kind": "emulated", "datapath": "netdev (userspace)",
             "virtualisation": "none: network namespaces on this host"}
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def lab_networks(spec):
@@ -232,7 +148,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
     meta = {"name": spec.name, "status": "running", "modes": modes, "prefix": prefix,
             "spec": spec.to_dict(), "tuning": tuning, "machine": machine_info(),
             "nodes": node_info(spec),
-            "started": _now(), "started_epoch": time.time(), "finished": None,
+            "started": now(), "started_epoch": time.time(), "finished": None,
             "phases": [], "warnings": [], "errors": [],
             "files": {"meta": "meta.json",
                       "reachability_instances": "reachability_instances.csv",
@@ -271,25 +187,32 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                           config_dir=config_dir, reporter=reporter, shared=shared,
                           on_vm_accel=lambda a: meta["nodes"].update(virtualisation=a))
 
-    GUARD.install()
-    reporter.start(total_steps, description=f"{spec.name}")
-    try:
+    def on_end():
+        if shared is not None:
+            shared.close()            # after an error or Ctrl-C (a no-op when done)
+        if not inst_rows and spec.reachability.enabled:
+            rd.write_table("reachability_instances", [], columns=INSTANCE_FIELDS)
+            rd.write_table("reachability", [], columns=RECORD_COLUMNS)
+        if spec.bandwidth.enabled and bandwidth is not None and not bw_rows:
+            rd.write_table("bandwidth", [])
+
+    with recorded_run(rd, meta, reporter, total_steps, f"{spec.name}", on_end):
         for w in meta["warnings"]:
             reporter.log("warning: " + w)
         for mode in modes:
             factory = factory_for(mode)
             if spec.reachability.enabled:
                 reporter.describe(f"{spec.name}: reachability {mode}")
-                phase = {"mode": mode, "part": "reachability", "started": _now()}
+                phase = {"mode": mode, "part": "reachability", "started": now()}
                 meta["phases"].append(phase)
                 t0 = time.perf_counter()
                 run_reachability(factory, spec, mode, progress=reporter,
                                  on_rows=save_reachability)
-                phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1))
+                phase.update(finished=now(), seconds=round(time.perf_counter() - t0, 1))
                 rd.write_json("meta.json", meta)
             if bandwidth is not None:
                 reporter.describe(f"{spec.name}: bandwidth {mode}")
-                phase = {"mode": mode, "part": "bandwidth", "started": _now()}
+                phase = {"mode": mode, "part": "bandwidth", "started": now()}
                 meta["phases"].append(phase)
                 t0 = time.perf_counter()
                 try:
@@ -302,7 +225,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                     row.setdefault("mode", mode)
                 bw_rows.extend(rows or [])
                 rd.write_table("bandwidth", bw_rows)
-                phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1),
+                phase.update(finished=now(), seconds=round(time.perf_counter() - t0, 1),
                              rows=len(rows or []))
                 rd.write_json("meta.json", meta)
                 reporter.step()
@@ -312,7 +235,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
             names = "VM to VM over the transport, flat OVS in a node VM" if kind == "vm" \
                 else "veth, flat OVS"
             reporter.describe(f"{spec.name}: baselines ({names})")
-            phase = {"mode": "baselines", "part": "bandwidth", "started": _now()}
+            phase = {"mode": "baselines", "part": "bandwidth", "started": now()}
             meta["phases"].append(phase)
             t0 = time.perf_counter()
             try:
@@ -340,37 +263,12 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                 rows = []
             bw_rows.extend(rows)
             rd.write_table("bandwidth", bw_rows)
-            phase.update(finished=_now(), seconds=round(time.perf_counter() - t0, 1),
+            phase.update(finished=now(), seconds=round(time.perf_counter() - t0, 1),
                          rows=len(rows))
             rd.write_json("meta.json", meta)
             reporter.step()
         if shared is not None:
             shared.close()
-        meta["status"] = "complete"
-    except KeyboardInterrupt:
-        meta["status"] = "interrupted"
-        reporter.stop()
-        print(f"interrupted: the lab was torn down; partial results in {rd.root}",
-              file=sys.stderr)
-        raise
-    except BaseException as exc:
-        meta["status"] = "failed"
-        meta["errors"].append(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        if shared is not None:
-            shared.close()            # after an error or Ctrl-C (a no-op when done)
-        reporter.stop()
-        GUARD.uninstall()
-        meta["finished"] = _now()
-        meta["seconds"] = round(time.time() - meta["started_epoch"], 1)
-        if not inst_rows and spec.reachability.enabled:
-            rd.write_table("reachability_instances", [], columns=INSTANCE_FIELDS)
-            rd.write_table("reachability", [], columns=RECORD_COLUMNS)
-        if spec.bandwidth.enabled and bandwidth is not None and not bw_rows:
-            rd.write_table("bandwidth", [])
-        rd.write_json("meta.json", meta)
-
     render(rd, meta)
     rd.write_json("meta.json", meta)
     return rd
