@@ -1,5 +1,6 @@
 """OVSDB reconcile against one real Open vSwitch (ovsdb-server + ovs-vswitchd in a netns)."""
 
+import os
 import time
 
 import pytest
@@ -199,3 +200,27 @@ def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(nod
         host.set_tunnel_neighbors([("198.19.100.9", "nonsense")])
     with pytest.raises(TenantnetError, match="cannot reach ovs-vswitchd"):
         NetnsNodeHost(NETNS, rundir=str(ovs.rundir) + "-gone").set_tunnel_neighbors(entries)
+
+
+def test_a_connection_made_when_socket_numbers_are_above_1023_works(node):
+    """A controller with 1,000 bridges connected has socket numbers above 1,023; an OVSDB
+    connection made then (a node coming back) must still be read (python-ovs's own wait,
+    select(), refuses such numbers)."""
+    import resource
+    ovs, _conn = node
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        late = NodeOvsdb("compute1", ovs.unix_remote).connect(retry_for=5)
+        try:
+            topo = config.load_text(CFG, "t.yaml")
+            result = late.reconcile(node_state(topo, "compute1"))
+            assert result.changed and naming.brint_name("acme/web") in late.snapshot()["bridges"]
+        finally:
+            late.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

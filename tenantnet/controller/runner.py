@@ -163,10 +163,13 @@ class SerializedTls:
         import select
         import ssl
         timeout = self._sock.gettimeout()
+        # poll, not select: a controller of 1,000 bridges has socket numbers above 1,023,
+        # which select() refuses
+        waiter = select.poll()
+        waiter.register(self._sock, select.POLLIN)
         while True:
             if not self._sock.pending():
-                ready, _, _ = select.select([self._sock], [], [], timeout)
-                if not ready:
+                if not waiter.poll(None if timeout is None else timeout * 1000):
                     raise socket.timeout("timed out")
             with self._lock:
                 self._sock.setblocking(False)

@@ -14,6 +14,7 @@ an existing bridge is never changed, and a mismatch is logged."""
 import errno
 import logging
 import os
+import select
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,11 @@ from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, OWNER, OWNER_KEY,
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
+# python-ovs waits with select() (an emulation of poll() kept for eventlet, which tenantnet
+# does not use): it refuses socket numbers above 1,023, and a controller with 1,000 bridges
+# connected has them, so an OVSDB connection made then could never be read. The system's
+# poll() has the same interface (events, milliseconds) and no such limit.
+ovs_poller.SelectPoll = select.poll
 # ovsdbapp logs every failed schema fetch at INFO; connect() retries and reports once.
 logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.WARNING)
 OF_PROTOCOLS = ["OpenFlow13"]  # the ONF bundle extension we use rides on OpenFlow 1.3
