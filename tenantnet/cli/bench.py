@@ -35,6 +35,17 @@ def print_result(args, result, show):
     return 0
 
 
+def right_table(title, first, *numbers):
+    """A rich Table titled *title*: the column *first*, then the right-aligned columns
+    *numbers*."""
+    from rich.table import Table
+    table = Table(title=title)
+    table.add_column(first)
+    for name in numbers:
+        table.add_column(name, justify="right")
+    return table
+
+
 def cmd_bench_flows(args):
     from tenantnet.bench import flows
     result = run_bench(flows.run, args.flows, repeat=args.repeat,
@@ -44,13 +55,9 @@ def cmd_bench_flows(args):
 
 def show_flows(r, repeat):
     from rich.console import Console
-    from rich.table import Table
     n = r["flows"]
-    table = Table(title=f"{n} flows on one userspace OVS bridge (median of {repeat})")
-    table.add_column("step")
-    table.add_column("tenantnet (s)", justify="right")
-    table.add_column("ovs-ofctl --bundle (s)", justify="right")
-    table.add_column("ofctl / tenantnet", justify="right")
+    table = right_table(f"{n} flows on one userspace OVS bridge (median of {repeat})", "step",
+                        "tenantnet (s)", "ovs-ofctl --bundle (s)", "ofctl / tenantnet")
     table.add_row("install into an empty table", f"{r['tenantnet_install_s']:.3f}",
                   f"{r['ofctl_install_s']:.3f}", f"{r['install_ratio']:.2f}")
     table.add_row("delete them", f"{r['tenantnet_delete_s']:.3f}", f"{r['ofctl_delete_s']:.3f}",
@@ -87,16 +94,10 @@ def cmd_bench_placement(args):
 
 def show_placement(r, d):
     from rich.console import Console
-    from rich.table import Table
     n, m = d["vms"], d["existing"]
-    table = Table(title=f"{n} VMs placed one at a time on one userspace OVS node (ms; "
-                        f"ratio = tenantnet p50 / raw p50)")
-    table.add_column("placement")
-    table.add_column("tenantnet p50", justify="right")
-    table.add_column("p95", justify="right")
-    table.add_column("raw p50", justify="right")
-    table.add_column("ratio", justify="right")
-    table.add_column("core: OVSDB / OpenFlow", justify="right")
+    table = right_table(f"{n} VMs placed one at a time on one userspace OVS node (ms; ratio = "
+                        f"tenantnet p50 / raw p50)", "placement", "tenantnet p50", "p95",
+                        "raw p50", "ratio", "core: OVSDB / OpenFlow")
     for level, info in sorted(d["levels"].items()):
         p50 = info["p50_ms"]
         core = info["core"]

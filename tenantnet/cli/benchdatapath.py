@@ -2,7 +2,7 @@
 flat OVS bridge, and two lab nodes in CNB and in DNB, with each path's datapath flows
 (tenantnet.bench.datapath), registered under `tenantnet bench` by cli/bench."""
 
-from tenantnet.cli.bench import print_result, run_bench
+from tenantnet.cli.bench import print_result, right_table, run_bench
 from tenantnet.cli.common import progress
 
 
@@ -16,17 +16,11 @@ def cmd_bench_datapath(args):
 
 def show(r, d):
     from rich.console import Console
-    from rich.table import Table
     from tenantnet.bench.datapath import PATHS, key_of
     console = Console()
-    table = Table(title=f"TCP, iperf3, {r['seconds']} s per run, median of {r['repeat']} "
-                        f"round(s), MTU {r['mtu']} (Gbit/s)")
-    table.add_column("path")
-    table.add_column("4 streams", justify="right")
-    table.add_column("1 stream", justify="right")
-    table.add_column("dp flows", justify="right")
-    table.add_column("recirc flows", justify="right")
-    table.add_column("passes / packet", justify="right")
+    table = right_table(f"TCP, iperf3, {r['seconds']} s per run, median of {r['repeat']} "
+                        f"round(s), MTU {r['mtu']} (Gbit/s)", "path", "4 streams", "1 stream",
+                        "dp flows", "recirc flows", "passes / packet")
     for path in PATHS:
         f = r["datapath_flows"].get(path, {})
         passes = ", ".join(f"{w} {s['passes_per_packet']}"

@@ -85,6 +85,19 @@ def cmd_chain_list(args):
         f"{c['name']:14} {c['network']:20} {_path(c)} ({c.get('source', '')})"))
 
 
+def _add_del_list(group, del_help, cmd_del, list_help, cmd_list):
+    """`del NAME` and `list [--json]` under the subparsers *group*, then the target options
+    on each of its commands (add, del, list)."""
+    c = group.add_parser("del", help=del_help)
+    c.add_argument("name")
+    c.set_defaults(func=cmd_del)
+    c = group.add_parser("list", help=list_help)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_list)
+    for c in group.choices.values():
+        add_target_options(c)
+
+
 def add_nfv_commands(sub):
     """`function add|del|list` and `chain add|del|list` under *sub*."""
     fn = sub.add_parser("function", help="place network functions at runtime") \
@@ -105,14 +118,8 @@ def add_nfv_commands(sub):
     c.add_argument("--rate", help="shaper: a tc rate, e.g. 100mbit (default 100mbit)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_function_add)
-    c = fn.add_parser("del", help="remove a function (chains stop using it first)")
-    c.add_argument("name")
-    c.set_defaults(func=cmd_function_del)
-    c = fn.add_parser("list", help="the network functions")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=cmd_function_list)
-    for c in fn.choices.values():
-        add_target_options(c)
+    _add_del_list(fn, "remove a function (chains stop using it first)", cmd_function_del,
+                  "the network functions", cmd_function_list)
 
     ch = sub.add_parser("chain", help="place service chains at runtime") \
         .add_subparsers(dest="chain_cmd", required=True)
@@ -128,11 +135,5 @@ def add_nfv_commands(sub):
                         "traffic dropped (closed)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_chain_add)
-    c = ch.add_parser("del", help="remove a chain: its traffic is forwarded directly again")
-    c.add_argument("name")
-    c.set_defaults(func=cmd_chain_del)
-    c = ch.add_parser("list", help="the service chains")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=cmd_chain_list)
-    for c in ch.choices.values():
-        add_target_options(c)
+    _add_del_list(ch, "remove a chain: its traffic is forwarded directly again", cmd_chain_del,
+                  "the service chains", cmd_chain_list)
