@@ -12,7 +12,7 @@ from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.errors import TenantnetError
 from tenantnet.node.bootstrap import NetnsNodeHost
-from tenantnet.southbound.ovsdb import NodeOvsdb
+from tenantnet.southbound.ovsdb import NodeOvsdb, SystemPoll
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(lab_prerequisites() is not None, reason=str(lab_prerequisites()))]
@@ -224,3 +224,22 @@ def test_a_connection_made_when_socket_numbers_are_above_1023_works(node):
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_poll_python_ovs_gets_adds_the_events_of_an_fd():
+    """python-ovs registers a connection's socket for output (when it has something to
+    send) and then for input: poll() alone would keep only the input, and a transaction
+    would wait to be sent until the node happens to send something (seconds)."""
+    import select
+    import socket
+    a, b = socket.socketpair()
+    try:
+        waiter = SystemPoll()
+        waiter.register(a, select.POLLOUT)
+        waiter.register(a.fileno(), select.POLLIN)
+        assert waiter.poll(0) == [(a.fileno(), select.POLLOUT)]     # writable, nothing to read
+        b.send(b"x")
+        assert waiter.poll(0) == [(a.fileno(), select.POLLIN | select.POLLOUT)]
+    finally:
+        a.close()
+        b.close()

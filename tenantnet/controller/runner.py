@@ -209,8 +209,10 @@ class SerializedTls:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise socket.timeout("timed out")
+            # at most 50 ms: the data an SSL_write wants to read may be taken by the
+            # receive thread meanwhile, and then this poll alone would never wake
             waiter.register(self._sock, want)
-            waiter.poll(None if left is None else left * 1000)
+            waiter.poll(50 if left is None else min(50, left * 1000))
 
     def __getattr__(self, name):      # shutdown, close, fileno, ...: the socket's own
         return getattr(self._sock, name)

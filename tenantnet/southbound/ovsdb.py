@@ -32,11 +32,30 @@ from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, OWNER, OWNER_KEY,
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
-# python-ovs waits with select() (an emulation of poll() kept for eventlet, which tenantnet
-# does not use): it refuses socket numbers above 1,023, and a controller with 1,000 bridges
-# connected has them, so an OVSDB connection made then could never be read. The system's
-# poll() has the same interface (events, milliseconds) and no such limit.
-ovs_poller.SelectPoll = select.poll
+
+
+class SystemPoll:
+    """What python-ovs's Poller expects of its poll object (register(fd, events), adding to
+    what the fd was registered for; poll(milliseconds)), on the system's poll().
+
+    python-ovs waits with select() (an emulation of poll() kept for eventlet, which tenantnet
+    does not use): select() refuses socket numbers above 1,023, and a controller with 1,000
+    bridges connected has them, so an OVSDB connection made then could never be read."""
+
+    def __init__(self):
+        self._poll = select.poll()
+        self._events = {}
+
+    def register(self, fd, events):
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        self._events[fd] = self._events.get(fd, 0) | events   # poll() would replace them
+        self._poll.register(fd, self._events[fd])
+
+    def poll(self, timeout):
+        return self._poll.poll(timeout)
+
+
+ovs_poller.SelectPoll = SystemPoll
 # ovsdbapp logs every failed schema fetch at INFO; connect() retries and reports once.
 logging.getLogger("ovsdbapp.backend.ovs_idl.idlutils").setLevel(logging.WARNING)
 OF_PROTOCOLS = ["OpenFlow13"]  # the ONF bundle extension we use rides on OpenFlow 1.3
