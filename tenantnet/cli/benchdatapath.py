@@ -2,7 +2,7 @@
 flat OVS bridge, and two lab nodes in CNB and in DNB, with each path's datapath flows
 (tenantnet.bench.datapath), registered under `tenantnet bench` by cli/bench."""
 
-from tenantnet.cli.bench import print_result, right_table, run_bench
+from tenantnet.cli.benchrun import print_result, right_table, run_bench
 from tenantnet.cli.common import progress
 
 

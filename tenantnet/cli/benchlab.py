@@ -2,28 +2,14 @@
 bulk [...] [--json]`: the benches that run on a lab of their own (tenantnet.bench.resync,
 tenantnet.bench.bulk), registered under `tenantnet bench` by cli/bench."""
 
-import signal
-
+from tenantnet.cli.benchrun import run_bench
 from tenantnet.cli.common import print_json, progress
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM ends the bench like Ctrl-C, so its lab is removed. Returns the old handler."""
-    def on_term(_signum, _frame):
-        raise KeyboardInterrupt
-    return signal.signal(signal.SIGTERM, on_term)
-
-
 def _run(func, args, **extra):
-    from tenantnet.bench.switch import check_can_run
-    check_can_run()
-    old = _sigterm_as_interrupt()
-    try:
-        return func(args.vms, networks=args.networks, nodes=args.nodes,
-                    progress=None if args.json else progress, keep_logs=args.keep_logs,
-                    **extra)
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    return run_bench(func, args.vms, networks=args.networks, nodes=args.nodes,
+                     progress=None if args.json else progress, keep_logs=args.keep_logs,
+                     **extra)
 
 
 def _deployment(r):

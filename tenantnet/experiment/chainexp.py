@@ -36,7 +36,7 @@ from tenantnet.experiment.labs import LabFactory
 from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.reachability import ExperimentError
 from tenantnet.experiment.results import ResultsDir
-from tenantnet.experiment.runframe import Reporter, now, recorded_run
+from tenantnet.experiment.runframe import Reporter, node_info, now, recorded_run, render
 
 EXPERIMENT = "chains"
 SRC, DST = "csrc", "cdst"
@@ -204,7 +204,6 @@ class ChainBench:
 def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None):
     """Run the chain experiment *spec* in *modes*; write chains.csv, meta.json, the
     figures and report.md to *out_dir*. Returns the ResultsDir."""
-    from tenantnet.experiment import runner
     from tenantnet.experiment.spec import check_mode
     from tenantnet.lab.fabric import LabFabric, check_host
     modes = list(modes or spec.modes)
@@ -216,7 +215,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
     rd = ResultsDir(out_dir)
     meta = {"name": spec.name, "experiment": EXPERIMENT, "status": "running", "modes": modes,
             "prefix": prefix, "spec": spec.to_dict(), "machine": machine_info(),
-            "nodes": runner.node_info(spec), "started": now(),
+            "nodes": node_info(spec), "started": now(),
             "started_epoch": time.time(), "finished": None, "phases": [], "warnings": [],
             "errors": [], "files": {"meta": "meta.json", "chains": "chains.csv",
                                     "lab_configs": "labs/"}}
@@ -255,7 +254,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
                     bench.run_firewall()
             phase.update(finished=now(), seconds=round(time.perf_counter() - t0, 1))
             rd.write_json("meta.json", meta)
-    runner.render(rd, meta)
+    render(rd, meta)
     rd.write_json("meta.json", meta)
     return rd
 

@@ -1,13 +1,17 @@
 """The frame of an experiment run (``runner.run``, ``chainexp.run``): its progress on the
 terminal (``Reporter``) and its record in meta.json (``recorded_run``: status, errors,
-start and end), with the interrupt guard (reachability.GUARD) installed around it."""
+start and end), with the interrupt guard (reachability.GUARD) installed around it; what
+the nodes are (``node_info``) and the rendering of a results directory (``render``: plots
+and report, or the chain report)."""
 
 import contextlib
 import datetime
+import importlib
+import importlib.util
 import sys
 import time
 
-from tenantnet.experiment.reachability import GUARD
+from tenantnet.experiment.reachability import GUARD, ExperimentError
 
 
 def now():
@@ -126,3 +130,54 @@ def recorded_run(rd, meta, reporter, total_steps, description, on_end=None):
         meta["finished"] = now()
         meta["seconds"] = round(time.time() - meta["started_epoch"], 1)
         rd.write_json("meta.json", meta)
+
+
+def node_info(spec):
+    """What the lab's nodes are: their kind, datapath and virtualisation (the latter filled
+    in from the first lab that comes up with node VMs: 'kvm' or 'tcg')."""
+    if spec.lab.nodes == "vm":
+        return {"kind": "vm", "datapath": "system (kernel)", "virtualisation": None,
+                "vm_memory_mb": spec.lab.vm_memory_mb}
+    return {"kind": "emulated", "datapath": "netdev (userspace)",
+            "virtualisation": "none: network namespaces on this host"}
+
+
+def optional_module(name):
+    """tenantnet.experiment.<name>, or None when that module does not exist (yet)."""
+    full = f"tenantnet.experiment.{name}"
+    if importlib.util.find_spec(full) is None:
+        return None
+    try:
+        return importlib.import_module(full)
+    except ImportError as exc:
+        raise ExperimentError(f"{full} cannot be imported: {exc}") from None
+
+
+def render(rd, meta=None):
+    """plots.render(out_dir) and report.write_report(out_dir), when those modules exist
+    (chainreport.write_report for a chain experiment's results).
+    Problems are warnings (the measurements are already saved). Returns the warnings."""
+    warnings = []
+    parts = (("plots", "render"), ("report", "write_report"))
+    if ((meta if meta is not None else rd.read_json("meta.json", default=None)) or {}) \
+            .get("experiment") == "chains":
+        parts = (("chainreport", "write_report"),)      # it draws its figures too
+    for modname, func in parts:
+        try:
+            mod = optional_module(modname)
+        except ExperimentError as exc:
+            warnings.append(str(exc))
+            continue
+        if mod is None:
+            warnings.append(f"{modname}: tenantnet.experiment.{modname} is not available; "
+                            "skipped")
+            continue
+        try:
+            getattr(mod, func)(rd.root)
+        except Exception as exc:  # noqa: BLE001 -- another part's bug must not lose results
+            warnings.append(f"{modname}.{func} failed: {type(exc).__name__}: {exc}")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if meta is not None:
+        meta["warnings"].extend(warnings)
+    return warnings

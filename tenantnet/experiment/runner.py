@@ -47,11 +47,8 @@ start when a lab with that prefix is up, and never tears down a lab it did not b
 """
 
 import datetime
-import importlib
-import importlib.util
 import inspect
 import os
-import sys
 import time
 
 from tenantnet.model import config as config_mod
@@ -62,7 +59,8 @@ from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.reachability import (INSTANCE_FIELDS, ExperimentError,
                                                run_reachability)
 from tenantnet.experiment.results import ResultsDir
-from tenantnet.experiment.runframe import Reporter, now, recorded_run
+from tenantnet.experiment.runframe import (Reporter, node_info, now, optional_module,
+                                            recorded_run, render)
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
 DEFAULT_PREFIX = "tnexp"
@@ -74,16 +72,6 @@ RECORD_COLUMNS = analysis.RECORD_FIELDS + analysis.EXTRA_FIELDS
 
 
 # -- machine and nodes ------------------------------------------------------------
-def node_info(spec):
-    """What the lab's nodes are: their kind, datapath and virtualisation (the latter filled
-    in from the first lab that comes up with node VMs: 'kvm' or 'tcg')."""
-    if spec.lab.nodes == "vm":
-        return {"kind": "vm", "datapath": "system (kernel)", "virtualisation": None,
-                "vm_memory_mb": spec.lab.vm_memory_mb}
-    return {"kind": "emulated", "datapath": "netdev (userspace)",
-            "virtualisation": "none: network namespaces on this host"}
-
-
 def lab_networks(spec):
     """How many networks a lab shared by the whole run needs: the grid's largest count (a
     network without VMs has nothing on any node), at least 1 for the bandwidth part."""
@@ -96,17 +84,6 @@ def default_out_dir(spec):
 
 
 # -- optional parts (bandwidth, plots, report) ----------------------------------------
-def optional_module(name):
-    """tenantnet.experiment.<name>, or None when that module does not exist (yet)."""
-    full = f"tenantnet.experiment.{name}"
-    if importlib.util.find_spec(full) is None:
-        return None
-    try:
-        return importlib.import_module(full)
-    except ImportError as exc:
-        raise ExperimentError(f"{full} cannot be imported: {exc}") from None
-
-
 def call_bandwidth(module, factory, spec, mode, out_dir, reporter):
     """module.run_bandwidth, in either of its two shapes:
 
@@ -274,31 +251,3 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
     return rd
 
 
-def render(rd, meta=None):
-    """plots.render(out_dir) and report.write_report(out_dir), when those modules exist
-    (chainreport.write_report for a chain experiment's results).
-    Problems are warnings (the measurements are already saved). Returns the warnings."""
-    warnings = []
-    parts = (("plots", "render"), ("report", "write_report"))
-    if ((meta if meta is not None else rd.read_json("meta.json", default=None)) or {}) \
-            .get("experiment") == "chains":
-        parts = (("chainreport", "write_report"),)      # it draws its figures too
-    for modname, func in parts:
-        try:
-            mod = optional_module(modname)
-        except ExperimentError as exc:
-            warnings.append(str(exc))
-            continue
-        if mod is None:
-            warnings.append(f"{modname}: tenantnet.experiment.{modname} is not available; "
-                            "skipped")
-            continue
-        try:
-            getattr(mod, func)(rd.root)
-        except Exception as exc:  # noqa: BLE001 -- another part's bug must not lose results
-            warnings.append(f"{modname}.{func} failed: {type(exc).__name__}: {exc}")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if meta is not None:
-        meta["warnings"].extend(warnings)
-    return warnings
