@@ -152,8 +152,8 @@ class SerializedTls:
     OpenSSL's connection object must not be used by two threads at once, and Python's ssl
     module does not serialise SSL_read against SSL_write: with the native-thread hub the
     two threads would each drive the session, and under load a switch sees a corrupt record
-    and drops the connection. Reads and writes wait outside the lock (poll), then read or
-    write without blocking inside it."""
+    and drops the connection. Reads wait for data outside the lock (poll), then read
+    without blocking inside it; sends hold the lock."""
 
     def __init__(self, sock):
         self._sock = sock
@@ -181,38 +181,8 @@ class SerializedTls:
                     self._sock.settimeout(timeout)
 
     def sendall(self, data):
-        """Send all of *data*. Writes are tried without blocking inside the lock; a write
-        that would block waits outside it, so that the receive thread keeps reading: a
-        switch that stops reading until its replies to us are read must not deadlock with
-        a sender that holds the session."""
-        import select
-        import ssl
-        import time
-        timeout = self._sock.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        view = memoryview(data).cast("B")
-        waiter = select.poll()
-        while len(view):
-            want = None
-            with self._lock:
-                self._sock.setblocking(False)
-                try:
-                    view = view[self._sock.send(view):]
-                except ssl.SSLWantReadError:
-                    want = select.POLLIN
-                except (ssl.SSLWantWriteError, BlockingIOError):
-                    want = select.POLLOUT
-                finally:
-                    self._sock.settimeout(timeout)
-            if want is None:
-                continue
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise socket.timeout("timed out")
-            # at most 50 ms: the data an SSL_write wants to read may be taken by the
-            # receive thread meanwhile, and then this poll alone would never wake
-            waiter.register(self._sock, want)
-            waiter.poll(50 if left is None else min(50, left * 1000))
+        with self._lock:
+            return self._sock.sendall(data)
 
     def __getattr__(self, name):      # shutdown, close, fileno, ...: the socket's own
         return getattr(self._sock, name)
