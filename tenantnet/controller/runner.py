@@ -152,8 +152,10 @@ class SerializedTls:
     OpenSSL's connection object must not be used by two threads at once, and Python's ssl
     module does not serialise SSL_read against SSL_write: with the native-thread hub the
     two threads would each drive the session, and under load a switch sees a corrupt record
-    and drops the connection. Reads wait for data outside the lock (poll), then read
-    without blocking inside it; sends hold the lock."""
+    and drops the connection. Reads wait for data outside the lock (select), then read
+    without blocking inside it; sends hold the lock. (select() refuses socket numbers
+    above 1,023: waiting with poll() instead made a refused TLS handshake end without its
+    alert reaching the peer, tests/test_tls.py, and was taken back; see performance.md.)"""
 
     def __init__(self, sock):
         self._sock = sock
@@ -163,13 +165,10 @@ class SerializedTls:
         import select
         import ssl
         timeout = self._sock.gettimeout()
-        # poll, not select: a controller of 1,000 bridges has socket numbers above 1,023,
-        # which select() refuses
-        waiter = select.poll()
-        waiter.register(self._sock, select.POLLIN)
         while True:
             if not self._sock.pending():
-                if not waiter.poll(None if timeout is None else timeout * 1000):
+                ready, _, _ = select.select([self._sock], [], [], timeout)
+                if not ready:
                     raise socket.timeout("timed out")
             with self._lock:
                 self._sock.setblocking(False)
