@@ -459,3 +459,26 @@ def test_killed_switch_detected_quickly(lab):
     down = lab.core.wait_event("down", n, 10)
     assert down is not None and down - t0 < 1.0, down and down - t0
     # last test of the module: the fixture's teardown cleans up the remaining ovsdb-server
+
+
+def test_the_runtime_raises_its_open_files_limit_to_the_hard_one():
+    """A controller of hundreds of bridges needs more than the common 1,024 descriptors:
+    starting from a soft limit of 256 (a child, so this process keeps its own), the
+    runtime's raise ends at the hard limit, and the sockets past the old soft limit open."""
+    script = ("import resource, socket; from tenantnet.controller import runner; "
+              "resource.setrlimit(resource.RLIMIT_NOFILE, "
+              "(256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+              "got = runner.raise_open_files_limit(); "
+              "socks = [socket.socket() for _ in range(300)]; "
+              "print(got, resource.getrlimit(resource.RLIMIT_NOFILE)[1], "
+              "max(s.fileno() for s in socks))")
+    import resource
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    got, hard, top = (int(x) for x in out.stdout.split())
+    if hard < 400:
+        pytest.skip(f"the hard limit here is {hard}")
+    assert got == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert top > 256

@@ -73,6 +73,26 @@ def configure(listen_host=None, listen_port=None, echo_interval=None,
     return conf
 
 
+def raise_open_files_limit():
+    """Raise this process's soft limit of open files to its hard limit, and return it.
+
+    Every bridge is one OpenFlow connection and every node one OVSDB connection: a
+    controller of a few hundred tenant bridges passes the common soft limit of 1,024, and
+    then an accept() fails with EMFILE (OVS, which backs off, would retry forever). The
+    hard limit is the administrator's bound and stays as it is."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            LOG.warning("could not raise the open files limit from %d to %d: %s",
+                        soft, want, exc)
+    return soft
+
+
 def enter_netns(name):
     """Move the *calling thread* into network namespace /run/netns/<name>.
 
@@ -132,7 +152,8 @@ def _datapath_class():
 
 def _refusing_bad_handshakes(handle):
     """*handle* for an accepted socket, where a failed TLS handshake (no certificate, one
-    from another CA, not TLS at all) is one log line and a closed socket, not a traceback."""
+    from another CA, not TLS at all) or a connection that breaks before it starts is one
+    log line and a closed socket, not a traceback."""
     import ssl
 
     def guarded(sock, addr):
@@ -146,16 +167,54 @@ def _refusing_bad_handshakes(handle):
     return guarded
 
 
+def _handshake_first(handle, timeout=10.0):
+    """*handle* for a TLS socket wrapped without its handshake: do the handshake here (at
+    most *timeout* seconds), and on failure close so that the peer reads why."""
+    import ssl
+
+    def handshaken(sock, addr):
+        try:
+            sock.settimeout(timeout)
+            sock.do_handshake()
+            sock.settimeout(None)
+        except (ssl.SSLError, OSError) as exc:
+            LOG.warning("OpenFlow connection from %s refused: %s", addr[0] if addr else "?",
+                        exc)
+            _close_after_alert(sock)
+            return
+        handle(sock, addr)
+    return handshaken
+
+
+def _close_after_alert(sock, linger=1.0):
+    """Close a socket whose TLS handshake we refused so that the peer reads our alert.
+
+    With TLS 1.3 a client finishes its side of the handshake before we have checked its
+    certificate, and its first message (a switch's HELLO) may already be here when we
+    refuse it. A plain close() with unread input sends an RST, and the peer's stack may
+    throw our alert ("unknown ca", "certificate required") away with it: the switch would
+    log a bare reset. So: send FIN after the alert, read what is left until the peer
+    closes (at most *linger* seconds), then close."""
+    import time
+    deadline = time.monotonic() + linger
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(4096):
+                break
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
 class SerializedTls:
     """A TLS socket shared by os-ken's receive and send threads, one at a time.
 
     OpenSSL's connection object must not be used by two threads at once, and Python's ssl
     module does not serialise SSL_read against SSL_write: with the native-thread hub the
     two threads would each drive the session, and under load a switch sees a corrupt record
-    and drops the connection. Reads wait for data outside the lock (select), then read
-    without blocking inside it; sends hold the lock. (select() refuses socket numbers
-    above 1,023: waiting with poll() instead made a refused TLS handshake end without its
-    alert reaching the peer, tests/test_tls.py, and was taken back; see performance.md.)"""
+    and drops the connection. Reads wait for data outside the lock (poll), then read
+    without blocking inside it; sends hold the lock."""
 
     def __init__(self, sock):
         self._sock = sock
@@ -165,10 +224,13 @@ class SerializedTls:
         import select
         import ssl
         timeout = self._sock.gettimeout()
+        # poll, not select: a controller of 1,000 bridges has socket numbers above 1,023,
+        # which select() refuses
+        waiter = select.poll()
+        waiter.register(self._sock, select.POLLIN)
         while True:
             if not self._sock.pending():
-                ready, _, _ = select.select([self._sock], [], [], timeout)
-                if not ready:
+                if not waiter.poll(None if timeout is None else timeout * 1000):
                     raise socket.timeout("timed out")
             with self._lock:
                 self._sock.setblocking(False)
@@ -202,6 +264,9 @@ def _install_stream_server():
             runtime = _ACTIVE
             if runtime is not None:
                 handle = runtime._handle_connection
+            if kwargs:                # TLS: hub wraps each socket; we do the handshake
+                kwargs["do_handshake_on_connect"] = False
+                handle = _handshake_first(handle)
             try:
                 # with TLS arguments hub's server wraps each accepted socket, then calls
                 # *handle*: ours, so that the runtime keeps the connection
@@ -293,6 +358,7 @@ class ControllerRuntime:
             _ACTIVE = self
         configure(self.listen_host, self.listen_port, self.echo_interval,
                   self.echo_max_unreplied)
+        raise_open_files_limit()
         _install_stream_server()
 
     def run(self):
