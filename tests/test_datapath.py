@@ -85,7 +85,7 @@ def _existing(datapath_type):
 @pytest.mark.parametrize("node_dp", ["system", "netdev"])
 def test_plan_creates_tenant_bridges_with_the_nodes_datapath_and_never_sets_it(node_dp):
     conn = _planner()
-    cmds, notes = conn.plan(node_state(topo(), "compute1", node_dp), _existing(node_dp))
+    cmds, notes, _, _ = conn.plan(node_state(topo(), "compute1", node_dp), _existing(node_dp))
     add_br = {c[1][0]: c[2] for c in cmds if c[0] == "add_br"}
     assert set(add_br) == TENANT_BRIDGES
     assert all(kw["datapath_type"] == node_dp for kw in add_br.values())
@@ -100,7 +100,7 @@ def test_plan_leaves_a_mismatching_existing_bridge_alone_and_says_so(caplog):
     conn = _planner()
     desired = node_state(topo(CNB_CFG), "compute1", "system")
     with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsdb"):
-        cmds, notes = conn.plan(desired, _existing("netdev"))
+        cmds, notes, _, _ = conn.plan(desired, _existing("netdev"))
         conn.plan(desired, _existing("netdev"))          # reported once, not every time
     assert not any(c[0] == "add_br" for c in cmds)          # CNB: common bridges only
     assert not any("datapath_type" in n for n in notes)
@@ -115,7 +115,7 @@ def test_plan_without_a_known_datapath_refuses_to_create_a_bridge():
                                               r"tenantnet node bootstrap"):
         conn.plan(node_state(topo(), "compute1", None), _existing("netdev"))
     # NodeOvsdb's own reading stands in when the desired state does not say
-    cmds, _ = _planner("netdev").plan(node_state(topo(), "compute1"), _existing("netdev"))
+    cmds = _planner("netdev").plan(node_state(topo(), "compute1"), _existing("netdev")).commands
     assert {c[2]["datapath_type"] for c in cmds if c[0] == "add_br"} == {"netdev"}
 
 
@@ -138,15 +138,15 @@ def test_core_carries_each_nodes_datapath_and_sets_neighbours_on_userspace_nodes
     core.nodes["compute1"].datapath = "system"
     core.nodes["compute2"].datapath = "netdev"
     core.nodes["net1"].datapath = "netdev"
-    s1, s2 = core._node_state(t, "compute1"), core._node_state(t, "compute2")
+    s1, s2 = core.node_state(t, "compute1"), core.node_state(t, "compute2")
     assert s1.datapath == "system" and s2.datapath == "netdev"
     assert s1.bridges[naming.brint_name("acme/web")].datapath_type == "system"
     ex = naming.ex_port_name("acme/web")
     core.endpoint_macs = {"compute1": {ex: "02:00:00:00:00:01"},
                           "compute2": {ex: "02:00:00:00:00:02"},
                           "net1": {ex: "02:00:00:00:00:03"}}
-    core._resolve_tunnels(s1)
-    core._resolve_tunnels(s2)
+    core.resolve_tunnels(s1)
+    core.resolve_tunnels(s2)
     assert hosts["compute1"].neighbors == []                  # kernel datapath: none
     assert ("198.19.100.11", "02:00:00:00:00:01") in hosts["compute2"].neighbors
 
@@ -232,7 +232,7 @@ def test_a_system_node_gets_system_bridges_and_keeps_its_br_tun(nodes):
             with pytest.raises(SouthboundError, match="without an OpenFlow port number"):
                 conn.reconcile(desired, wait_ofport=0.5)
             snap = conn.snapshot()
-            assert conn.plan(desired, snap)[0] == []          # nothing left to do
+            assert conn.plan(desired, snap).commands == []          # nothing left to do
             assert _dp(kern, "br-tun") == "system" and _dp(kern, "br-int") == "system"
             assert snap["bridges"]["br-tun"]["fail_mode"] == "secure"   # taken over
             if text is CFG:
@@ -264,7 +264,7 @@ def test_a_netdev_node_still_gets_netdev_and_a_mismatch_is_only_logged(nodes, ca
         # says so
         user.vsctl("set", "Bridge", "br-int", "datapath_type=system")
         with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsdb"):
-            assert conn.plan(desired, conn.snapshot())[0] == []
+            assert conn.plan(desired, conn.snapshot()).commands == []
         assert _dp(user, "br-int") == "system"
         assert any("bridge br-int has datapath_type system" in r.getMessage()
                    for r in caplog.records)

@@ -177,13 +177,37 @@ def test_a_bridge_found_in_order_is_diffed_again_after_a_change_by_hand(node):
     conn.reconcile(desired)
     assert conn.reconcile(desired).commands == []
     web = naming.brint_name("acme/web")
-    assert web not in _settled(lambda: (conn.reconcile(desired), conn.planned)[1],
-                               lambda planned: web not in planned)
+    assert web not in _settled(lambda: conn.reconcile(desired).diffed,
+                               lambda diffed: web not in diffed)
     vm = naming.vm_port_name("web1")
     ovs.vsctl("del-port", vm)
     result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
     assert f"add port {vm} to {web}" in result.commands
     assert vm in ovs.vsctl("list-ports", web).stdout.split()
+
+
+def test_a_bridge_in_order_is_diffed_again_after_its_port_or_interface_changes(node):
+    """A change to a row below the bridge, found through the view's owner map (interface ->
+    port -> bridge): a port's tag or a tunnel interface's remote, set by hand, makes the
+    next reconcile diff that bridge, and only it, and put the value back."""
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    desired = node_state(topo, "compute1")
+    conn.reconcile(desired)
+    brtun, brint = naming.brtun_name("acme/web"), naming.brint_name("acme/web")
+    _settled(lambda: conn.reconcile(desired).diffed, lambda diffed: not diffed)
+    gre = naming.gre_port_name("acme/web", "compute2")
+    want_remote = ovs.vsctl("get", "Interface", gre, "options:remote_ip").stdout.strip()
+    ovs.vsctl("set", "Interface", gre, "options:remote_ip=198.19.100.99")
+    result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
+    assert brtun in result.diffed and brint not in result.diffed, result.diffed
+    assert ovs.vsctl("get", "Interface", gre, "options:remote_ip").stdout.strip() == want_remote
+    vm = naming.vm_port_name("web1")
+    want_tag = ovs.vsctl("get", "Port", vm, "tag").stdout.strip()
+    ovs.vsctl("set", "Port", vm, "tag=99")
+    result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
+    assert brint in result.diffed and brtun not in result.diffed, result.diffed
+    assert ovs.vsctl("get", "Port", vm, "tag").stdout.strip() == want_tag
 
 
 def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(node):

@@ -17,6 +17,7 @@ import os
 import select
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ovs import jsonrpc
 from ovs import poller as ovs_poller
@@ -107,10 +108,20 @@ class ReconcileResult:
     seconds: float = 0.0
     portmaps: dict = field(default_factory=dict)   # bridge -> {port name: ofport}
     macs: dict = field(default_factory=dict)       # interface -> MAC in use (tunnel endpoints)
+    diffed: list = field(default_factory=list)     # the bridges compared (the rest: in order)
 
     @property
     def changed(self):
         return bool(self.commands)
+
+
+class Plan(NamedTuple):
+    """What NodeOvsdb.plan found: the ovsdbapp commands and a description of each, the
+    bridges it diffed, and {bridge: (BridgeSpec, changed_at)} of those it found in order."""
+    commands: list
+    notes: list
+    diffed: list
+    in_order: dict
 
 
 class NodeOvsdb:
@@ -133,8 +144,6 @@ class NodeOvsdb:
         self._session_seqno = None    # the session's seqno when we connected
         self._view = None             # the connection's ovsview.LiveView
         self._clean = {}              # bridge -> (BridgeSpec, changed_at) found in order
-        self.planned = []             # the bridges the last plan() diffed
-        self.in_order = {}            # those of them it found in order (see plan)
 
     def connect(self, retry_for=30.0, attempt_timeout=5.0):
         """Connect (SouthboundError, one line, when the node cannot be reached or was never
@@ -260,17 +269,18 @@ class NodeOvsdb:
 
     # -- reconcile -----------------------------------------------------------------
     def plan(self, desired, snap):
-        """(list of ovsdbapp commands, list of descriptions) turning *snap* into *desired*.
+        """The Plan (ovsdbapp commands and their descriptions) turning *snap* into *desired*.
 
         A bridge that reconcile() found in order (nothing to change, every port with its
         ofport) is remembered with its desired spec and the snapshot's `changed_at` of it:
         while neither changes (the same BridgeSpec object, no row event on the bridge, its
-        ports or their interfaces) it is not diffed again. self.planned lists the bridges
-        diffed, self.in_order those of them that needed no change."""
+        ports or their interfaces) it is not diffed again. The Plan lists the bridges
+        diffed, and those of them that needed no change; reconcile() remembers the latter
+        once their ports are ready."""
         api = self.api
         cmds, notes = [], []
         changed_at = snap.get("changed_at", {})
-        self.planned, self.in_order = [], {}
+        diffed, in_order = [], {}
 
         def add(cmd, note):
             cmds.append(cmd)
@@ -282,17 +292,17 @@ class NodeOvsdb:
             if seen is not None and seen[0] is br and seen[1] == changed_at.get(br.name) \
                     and br.name in actual_br:
                 continue
-            self.planned.append(br.name)
+            diffed.append(br.name)
             before = len(cmds)
             self._plan_bridge_all(br, br.datapath_type or desired.datapath or self.datapath,
                                   snap, add)
             self._clean.pop(br.name, None)
             if len(cmds) == before and br.name in changed_at:
-                self.in_order[br.name] = (br, changed_at[br.name])
+                in_order[br.name] = (br, changed_at[br.name])
         for name, have in actual_br.items():
             if have["external_ids"].get(OWNER_KEY) == OWNER and name not in desired.bridges:
                 add(api.del_br(name, if_exists=True), f"delete bridge {name}")
-        return cmds, notes
+        return Plan(cmds, notes, diffed, in_order)
 
     def _plan_bridge_all(self, br, want_dp, snap, add):
         """Plan bridge *br* (to have datapath *want_dp* when it is made): the bridge, its
@@ -413,7 +423,8 @@ class NodeOvsdb:
             raise SouthboundError(f"node {self.node}: not connected to its OVSDB "
                                   f"({self.remote})")
         snap = self.snapshot()
-        cmds, notes = self.plan(desired, snap)
+        plan = self.plan(desired, snap)
+        cmds = plan.commands
         if cmds:
             try:
                 with self.api.transaction(check_error=True) as txn:
@@ -421,11 +432,10 @@ class NodeOvsdb:
                         txn.add(cmd)
             except Exception as exc:
                 raise SouthboundError(f"node {self.node}: OVSDB transaction failed: {exc}") from exc
-        result = ReconcileResult(node=self.node, commands=notes)
-        in_order = self.in_order
+        result = ReconcileResult(node=self.node, commands=plan.notes, diffed=plan.diffed)
         result.portmaps, result.macs = self._wait_ports(
-            desired, self.planned, wait_ofport if cmds else 0.0)
-        self._clean.update(in_order)
+            desired, plan.diffed, wait_ofport if cmds else 0.0)
+        self._clean.update(plan.in_order)
         result.seconds = time.perf_counter() - start
         return result
 
