@@ -482,3 +482,15 @@ def test_the_runtime_raises_its_open_files_limit_to_the_hard_one():
         pytest.skip(f"the hard limit here is {hard}")
     assert got == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert top > 256
+
+
+def test_the_echo_interval_grows_past_the_controllers_echo_budget():
+    """At most ECHO_BUDGET echo requests a second in all: the configured interval up to
+    ECHO_BUDGET * interval connections, then connections / budget."""
+    budget = ofrunner.ECHO_BUDGET
+    assert ofrunner.echo_interval(1, 1) == 1.0
+    assert ofrunner.echo_interval(1, int(budget)) == 1.0
+    assert ofrunner.echo_interval(1, int(budget) * 5) == 5.0
+    assert ofrunner.echo_interval(10, int(budget) * 5) == 10.0
+    for n in (1, 50, 500, 5000):
+        assert n / ofrunner.echo_interval(1, n) <= budget

@@ -255,9 +255,16 @@ class BenchLab(BenchBuild):
                     self.retried.append(f"{vm}: {exc}")
                     time.sleep(0.5)
             return vm, time.perf_counter() - start
-        with concurrent.futures.ThreadPoolExecutor(max(1, min(threads, len(placements)))) \
-                as pool:
-            return list(pool.map(one, placements))
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, min(threads, len(placements))))
+        try:
+            out = list(pool.map(one, placements))
+        except BaseException:
+            # the first failure or Ctrl-C: the placements not yet sent are not sent (those
+            # under way end with their requests)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return out
 
     # -- the lab's own endpoints: a VM and a probe that carry traffic -------------------------
     def real_pair(self, vm, net, node):

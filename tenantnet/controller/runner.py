@@ -109,6 +109,20 @@ def enter_netns(name):
 
 _DATAPATH_CLASS = None
 
+# Echo requests per second, at most, over all of the controller's switch connections. Each
+# one is a message each way through TLS and os-ken's event loop: at a 1 s interval, 1,000
+# bridges made 2,000 messages a second, more than the controller's one interpreter thread
+# could keep up with beside its real work on this 2-core machine (bench resync at 1,000
+# VMs): echo replies came late, the controller and the switches each declared the other
+# dead, and the reconnections made it worse.
+ECHO_BUDGET = 200.0
+
+
+def echo_interval(configured, connections, budget=ECHO_BUDGET):
+    """The interval between one connection's echo requests: *configured*, or longer when
+    *connections* at that interval would exceed *budget* requests a second."""
+    return max(float(configured), connections / budget)
+
 
 def _datapath_class():
     """os-ken's Datapath whose send thread is woken when the connection ends."""
@@ -117,6 +131,7 @@ def _datapath_class():
         return _DATAPATH_CLASS
     from os_ken.controller import controller
     from os_ken.controller.handler import DEAD_DISPATCHER
+    from os_ken.lib import hub
 
     class TenantnetDatapath(controller.Datapath):
         def __init__(self, sock, address):
@@ -124,6 +139,22 @@ def _datapath_class():
             import ssl
             if isinstance(self.socket, ssl.SSLSocket):
                 self.socket = SerializedTls(self.socket)
+
+        def _echo_request_loop(self):
+            """os-ken's loop (an echo request every interval; more than the allowed number
+            unanswered closes the connection), with the interval stretched so that the
+            controller as a whole sends at most ECHO_BUDGET requests per second."""
+            if not self.max_unreplied_echo_requests:
+                return
+            while (self.send_q and
+                   len(self.unreplied_echo_requests) <= self.max_unreplied_echo_requests):
+                echo_req = self.ofproto_parser.OFPEchoRequest(self)
+                self.unreplied_echo_requests.append(self.set_xid(echo_req))
+                self.send_msg(echo_req)
+                runtime = _ACTIVE
+                hub.sleep(echo_interval(self.echo_request_interval,
+                                        runtime.connections() if runtime else 1))
+            self.close()
 
         def _wake_send_loop(self):
             q = self.send_q
@@ -486,13 +517,49 @@ def fail(error):
     runtime.request_stop()
 
 
+def dump_threads_on(signum, path=None):
+    """`kill -USR1 <pid>` appends every thread's Python stack to *path* (default
+    $TENANTNET_THREAD_DUMP, else /tmp/tenantnet-threads-<pid>.txt), identical stacks once
+    with their count, without stopping the controller: what a controller of thousands of
+    connection threads is doing. (faulthandler stops at 100 threads.)"""
+    path = path or os.environ.get("TENANTNET_THREAD_DUMP") or \
+        f"/tmp/tenantnet-threads-{os.getpid()}.txt"
+
+    def on_signal(_signum, _frame):
+        threading.Thread(target=write_thread_dump, args=(path,), name="tenantnet-dump",
+                         daemon=True).start()
+    signal.signal(signum, on_signal)
+    LOG.info("thread dumps: kill -%s %d appends them to %s",
+             signal.Signals(signum).name[3:], os.getpid(), path)
+    return path
+
+
+def write_thread_dump(path):
+    """Append the stacks of every thread to *path*, the most common first."""
+    import collections
+    import sys
+    import time
+    import traceback
+    stacks = collections.Counter("".join(traceback.format_stack(frame))
+                                 for frame in sys._current_frames().values())
+    try:
+        with open(path, "a") as out:
+            out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                      f"{sum(stacks.values())} threads, {len(stacks)} distinct stacks\n")
+            for stack, count in stacks.most_common():
+                out.write(f"--- {count} thread(s):\n{stack}")
+    except OSError as exc:
+        LOG.warning("thread dump to %s failed: %s", path, exc)
+
+
 def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
     """Run the os-ken apps in the foreground; return after SIGTERM or SIGINT.
 
     *options* are ControllerRuntime's listen and echo options. A switch that stops
     answering echo requests is declared dead after
     echo_interval * (echo_max_unreplied + 1) to echo_interval * (echo_max_unreplied + 2)
-    seconds; a closed TCP connection is seen at once."""
+    seconds; a closed TCP connection is seen at once. Above ECHO_BUDGET * echo_interval
+    connections (200 at 1 s) the interval grows with their number (echo_interval())."""
     runtime = ControllerRuntime(app_modules, contexts=contexts, **options)
 
     def on_signal(signum, _frame):
@@ -500,6 +567,7 @@ def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
         runtime.request_stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    dump_threads_on(signal.SIGUSR1)
     try:
         runtime.run()
     finally:
