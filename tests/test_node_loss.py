@@ -107,7 +107,7 @@ def test_node_loss_restart_refusal_recovery_and_audit(lab):
     assert not lab.fabric.ovs(LOST).running()
     lab.fabric.stop_process("controller")
     started = time.monotonic()
-    lab._start_controller(topo, config_path,
+    lab.start_controller(topo, config_path,
                           ["--tenantnet-audit-interval", str(AUDIT)])
 
     def answers():

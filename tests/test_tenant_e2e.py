@@ -117,8 +117,8 @@ def test_provider_down_tenant_traffic_flows_and_tenant_controller_keeps_working(
         assert wait_for(lambda: cookies(lab, "compute1", bridge) == before, 30)
         assert lab.ping("web1", vms_cached(topo, "web2"))
     finally:
-        lab._start_controller(topo, lab.meta()["config"])
-        lab._wait_api(60)
+        lab.start_controller(topo, lab.meta()["config"])
+        lab.wait_api(60)
 
 
 def vms_cached(topo, name):

@@ -32,7 +32,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from tenantnet.errors import ConfigError
-from tenantnet.model.config import Section, typename
+from tenantnet.model.section import Section, typename
 
 MAX_LENGTH = 16
 LAYOUTS = ("same", "spread")

@@ -43,7 +43,7 @@ import yaml
 
 from tenantnet.model import config as config_mod
 from tenantnet.model.topology import NODE_KINDS
-from tenantnet.model.config import Section, typename
+from tenantnet.model.section import Section, typename
 from tenantnet.errors import ConfigError
 
 KNOWN_MODES = ("dnb", "cnb")

@@ -94,7 +94,7 @@ class RemoteLab(Lab):
                                      tls=topo.controller.tls)
             self.check_hosts(progress)
             _say(progress, f"controller API at {endpoint}")
-            self._wait_api(timeout)
+            self.wait_api(timeout)
             for vm in topo.vms().values():
                 fabric.add_endpoint(vm.name, vm.node, vm.port, kind="vm")
             for key in topo.active_networks():
@@ -104,7 +104,7 @@ class RemoteLab(Lab):
             for key in topo_now.active_networks():
                 for att in topo_now.attachments(key):
                     if fabric.has_endpoint(att.name):
-                        self._configure(topo_now, att)
+                        self.configure_attachment(topo_now, att)
             result = {"reachable_after_s": {}}
             if topo.vms():
                 _say(progress, "waiting until every VM answers its probe")

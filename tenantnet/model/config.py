@@ -3,7 +3,12 @@
 Every problem is reported as ConfigError(source, key, problem), e.g.
   configs/lab/x.yaml: vms[2].node: unknown node 'compute9' (known: compute1, compute2)
 and a config with a problem changes nothing. The same checks serve runtime placement
-requests (source "API request"), so the API and the file speak the same language."""
+requests (source "API request"), so the API and the file speak the same language.
+
+This module owns the file and its top level: reading and parsing it, the controller,
+security, tuning and lab settings, the nodes and the tenants with their networks. One
+mapping is read with model.section; VMs, network functions and chains are validated by
+model.placements (the same functions the API uses), re-exported here."""
 
 import ipaddress
 import re
@@ -12,102 +17,23 @@ import yaml
 
 from tenantnet.model import naming
 from tenantnet.errors import ConfigError
-from tenantnet.model.topology import (NODE_KINDS, SECURITY_MODES, Attachment, Chain,
-                                      ControllerSettings, Function, LabSettings, Network,
-                                      Node, Topology, Tuning, ex_ip, reserved_probe_ips)
+from tenantnet.model.placements import (CHAIN_ANY, CHAIN_FAILURE, FUNCTION_KINDS,
+                                        chain_from_spec, function_from_spec, vm_from_spec)
+from tenantnet.model.section import Section, parse_cidr, parse_ip, parse_name, typename
+from tenantnet.model.topology import (NODE_KINDS, SECURITY_MODES, ControllerSettings,
+                                      LabSettings, Network, Node, Topology, Tuning, ex_ip)
+
+# config.vm_from_spec and friends stay this module's face (the API, the controller and the
+# tests call them); model.placements owns them.
+__all__ = ["MODES", "ROLES", "MAX_SEGMENTATION_ID", "IFNAME_RE", "read_text", "parse_yaml",
+           "load_file", "load_text", "build", "parse_tuning", "check_names_unique",
+           "vm_from_spec", "function_from_spec", "chain_from_spec", "FUNCTION_KINDS",
+           "CHAIN_FAILURE", "CHAIN_ANY", "Section", "typename"]
 
 MODES = ("dnb", "cnb")
 ROLES = ("compute", "network")
 MAX_SEGMENTATION_ID = 2 ** 32 - 1  # GRE keys are 32 bits
 IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
-
-
-class Section:
-    """A mapping being read: remembers which keys were taken so unknown ones are refused."""
-
-    def __init__(self, source, path, data):
-        if not isinstance(data, dict):
-            raise ConfigError(source, path or "(top level)",
-                              f"expected a mapping, got {typename(data)}")
-        self.source, self.path, self.data, self.taken = source, path, data, set()
-
-    def key(self, name):
-        return f"{self.path}.{name}" if self.path else name
-
-    def take(self, name, kind, required=False, default=None):
-        self.taken.add(name)
-        if name not in self.data or self.data[name] is None:
-            if required:
-                raise ConfigError(self.source, self.key(name), "missing required key")
-            return default
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is a subclass of int in Python; YAML's "yes" must not pass for a port number.
-        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
-        if not ok:
-            raise ConfigError(self.source, self.key(name),
-                              f"expected {_kindname(kinds)}, got {typename(value)} {value!r}")
-        return value
-
-    def done(self):
-        unknown = sorted(set(map(str, self.data)) - self.taken)
-        if unknown:
-            raise ConfigError(self.source, self.key(unknown[0]),
-                              f"unknown key (allowed: {', '.join(sorted(self.taken))})")
-
-
-def typename(value):
-    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
-            bool: "a boolean", float: "a number", type(None): "nothing"}.get(type(value),
-                                                                              type(value).__name__)
-
-
-def _kindname(kinds):
-    return " or ".join(typename(k()) if k is not type(None) else "nothing" for k in kinds)
-
-
-def _name(source, key, value, what):
-    if not isinstance(value, str) or not naming.NAME_RE.match(value):
-        raise ConfigError(source, key, f"{what} name {value!r} must start with a lowercase letter "
-                                       "and contain only a-z, 0-9, '_' and '-'")
-    if len(value) > naming.MAX_NAME:
-        raise ConfigError(source, key, f"{what} name {value!r} is too long "
-                                       f"({len(value)} > {naming.MAX_NAME} characters)")
-    return value
-
-
-def _ip(source, key, value):
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except (ipaddress.AddressValueError, ValueError):
-        raise ConfigError(source, key, f"{value!r} is not an IPv4 address") from None
-
-
-def _cidr(source, key, value):
-    try:
-        return ipaddress.IPv4Network(value, strict=True)
-    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError) as exc:
-        raise ConfigError(source, key, f"{value!r} is not an IPv4 network in CIDR form ({exc})") \
-            from None
-
-
-def _mac(source, key, value):
-    text = str(value).lower()
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p)
-                                  for p in parts):
-        raise ConfigError(source, key, f"{value!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
-    # Only a unicast address other than all-zero can be assigned to an interface.
-    if text == "ff:ff:ff:ff:ff:ff":
-        raise ConfigError(source, key, f"{value!r} is the broadcast MAC; a VM needs a unicast "
-                                       "one, e.g. 02:00:00:00:00:01")
-    if int(parts[0], 16) & 1:
-        raise ConfigError(source, key, f"{value!r} is a multicast MAC; a VM needs a unicast one, "
-                                       "e.g. 02:00:00:00:00:01")
-    if text == "00:00:00:00:00:00":
-        raise ConfigError(source, key, f"{value!r} is the all-zero MAC, which no interface can "
-                                       "have; a VM needs a unicast one, e.g. 02:00:00:00:00:01")
-    return text
 
 
 def read_text(path):
@@ -173,7 +99,7 @@ def build(data, source):
 def _controller(source, raw):
     sec = Section(source, "controller", raw)
     c = ControllerSettings()
-    c.management_ip = _ip(source, sec.key("management_ip"),
+    c.management_ip = parse_ip(source, sec.key("management_ip"),
                           sec.take("management_ip", str, default=c.management_ip))
     for port in ("openflow_port", "ovsdb_port", "api_port"):
         value = sec.take(port, int, default=getattr(c, port))
@@ -209,7 +135,7 @@ def _openflow_target(source, key, value):
     if len(parts) != 3 or parts[0] not in ("tcp", "ssl"):
         raise ConfigError(source, key, f"{value!r} is not an OpenFlow controller target "
                                        "(expected tcp:IP:PORT or ssl:IP:PORT)")
-    _ip(source, key, parts[1])
+    parse_ip(source, key, parts[1])
     if not parts[2].isdigit() or not 1 <= int(parts[2]) <= 65535:
         raise ConfigError(source, key, f"{value!r}: port must be 1..65535")
     return str(value)
@@ -238,7 +164,7 @@ def _lab(source, raw):
     lab = LabSettings()
     for key in ("management_cidr", "transport_cidr"):
         value = sec.take(key, str, default=getattr(lab, key))
-        setattr(lab, key, str(_cidr(source, sec.key(key), value)))
+        setattr(lab, key, str(parse_cidr(source, sec.key(key), value)))
     lab.nodes = sec.take("nodes", str, default=lab.nodes)
     if lab.nodes not in NODE_KINDS:
         raise ConfigError(source, sec.key("nodes"), f"{lab.nodes!r}: expected one of "
@@ -260,13 +186,15 @@ def _nodes(source, topo, raw_nodes):
     for i, raw in enumerate(raw_nodes):
         path = f"nodes[{i}]"
         sec = Section(source, path, raw)
-        name = _name(source, sec.key("name"), sec.take("name", str, required=True), "node")
+        name = parse_name(source, sec.key("name"), sec.take("name", str, required=True), "node")
         role = sec.take("role", str, required=True)
         if role not in ROLES:
             raise ConfigError(source, sec.key("role"),
                               f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
-        mgmt = _ip(source, sec.key("management_ip"), sec.take("management_ip", str, required=True))
-        trans = _ip(source, sec.key("transport_ip"), sec.take("transport_ip", str, required=True))
+        mgmt = parse_ip(source, sec.key("management_ip"),
+                        sec.take("management_ip", str, required=True))
+        trans = parse_ip(source, sec.key("transport_ip"),
+                         sec.take("transport_ip", str, required=True))
         uplink = sec.take("transport_interface", str, default="eth1")
         if not IFNAME_RE.match(uplink):
             raise ConfigError(source, sec.key("transport_interface"),
@@ -298,7 +226,7 @@ def _tenants(source, topo, raw_tenants, mode):
     tenant_names = set()
     for i, raw in enumerate(raw_tenants):
         sec = Section(source, f"tenants[{i}]", raw)
-        tname = _name(source, sec.key("name"), sec.take("name", str, required=True), "tenant")
+        tname = parse_name(source, sec.key("name"), sec.take("name", str, required=True), "tenant")
         if tname in tenant_names:
             raise ConfigError(source, sec.key("name"), f"duplicate tenant {tname!r}")
         tenant_names.add(tname)
@@ -312,7 +240,7 @@ def _tenants(source, topo, raw_tenants, mode):
         net_names = set()
         for j, rawnet in enumerate(nets):
             nsec = Section(source, f"tenants[{i}].networks[{j}]", rawnet)
-            nname = _name(source, nsec.key("name"), nsec.take("name", str, required=True),
+            nname = parse_name(source, nsec.key("name"), nsec.take("name", str, required=True),
                           "network")
             if nname in net_names:
                 raise ConfigError(source, nsec.key("name"),
@@ -325,7 +253,7 @@ def _tenants(source, topo, raw_tenants, mode):
             if seg in segs:
                 raise ConfigError(source, nsec.key("segmentation_id"),
                                   f"segmentation id {seg} is already used by {segs[seg]}")
-            cidr = _cidr(source, nsec.key("cidr"), nsec.take("cidr", str, required=True))
+            cidr = parse_cidr(source, nsec.key("cidr"), nsec.take("cidr", str, required=True))
             if cidr.num_addresses < 8:
                 raise ConfigError(source, nsec.key("cidr"), f"{cidr} is too small (at least /29)")
             net_mode = nsec.take("mode", str, default=mode)
@@ -353,7 +281,8 @@ def _tenants(source, topo, raw_tenants, mode):
                                       f"{own} is tenant {owners[own]}'s controller; two "
                                       "tenants never share one")
                 owners[own] = tname
-            tcidr = _cidr(source, nsec.key("transport_cidr"), raw_tcidr) if raw_tcidr else None
+            tcidr = (parse_cidr(source, nsec.key("transport_cidr"), raw_tcidr) if raw_tcidr
+                     else None)
             nsec.done()
             # Every ex- endpoint of every network lives in the same kernel routing table of
             # a node, so transport networks must not overlap each other or the node fabric.
@@ -389,114 +318,6 @@ def _check_ex_ips(topo, net, source, key):
         seen[addr] = node.name
 
 
-# -- lookups shared by VMs, network functions and chains -------------------------------------
-def _network_of(topo, source, key, net_key):
-    net = topo.network(net_key)
-    if net is None:
-        known = ", ".join(sorted(topo.networks())) or "none"
-        raise ConfigError(source, key,
-                          f"unknown network {net_key!r} (expected tenant/network; known: {known})")
-    return net
-
-
-def _compute_node(topo, source, key, node_name, what):
-    """The compute node *node_name*, for a *what* ("VM") to run on."""
-    node = topo.node(node_name)
-    if node is None:
-        known = ", ".join(sorted(n.name for n in topo.compute_nodes()))
-        raise ConfigError(source, key, f"unknown node {node_name!r} (known: {known})")
-    if node.role != "compute":
-        raise ConfigError(source, key, f"node {node_name!r} is a {node.role} node, not a "
-                                       f"compute node; {what}s run on compute nodes")
-    return node
-
-
-def _new_name(topo, source, key, name, what):
-    """*name* for a new *what* ("VM" or "network function"): no VM or function has it."""
-    holder = ("VM" if topo.vm(name) is not None else
-              "network function" if topo.function(name) is not None else None)
-    if holder == what:
-        raise ConfigError(source, key, f"duplicate {what} name {name!r}")
-    if holder is not None:
-        raise ConfigError(source, key, f"duplicate name {name!r}: a {holder} has it")
-
-
-def _member(topo, source, key, name, net_key, what, missing_ok=False):
-    """The VM or network function (*what*) *name*, which must be of network *net_key*;
-    *missing_ok*: None when there is none."""
-    found = topo.vm(name) if what == "VM" else topo.function(name)
-    if (found is None and not missing_ok) or (found is not None and found.network != net_key):
-        raise ConfigError(source, key, f"{name!r} is not a {what} of {net_key}")
-    return found
-
-
-def _attachment_keys(sec, what):
-    """(name, network, node, mac, ip) of a VM or network function (*what*) being read."""
-    name = _name(sec.source, sec.key("name"), sec.take("name", str, required=True), what)
-    return (name, sec.take("network", str, required=True), sec.take("node", str, required=True),
-            sec.take("mac", str, default=None), sec.take("ip", str, default=None))
-
-
-def _place(topo, sec, what, kind, name, net_key, node_name, mac, ip, port):
-    """(MAC, IP) of a new *what* ("VM" or "network function"; *kind* "vm" or "function" for
-    its generated MAC) *name* on network *net_key* and compute node *node_name*, neither
-    of which *topo* holds: *mac* and *ip* checked when given, else the first free ones;
-    its *port* name must be free."""
-    source = sec.source
-    _new_name(topo, source, sec.key("name"), name, what)
-    net = _network_of(topo, source, sec.key("network"), net_key)
-    _compute_node(topo, source, sec.key("node"), node_name, what)
-    attached = [a for k in topo.networks() for a in topo.attachments(k)]
-    used_macs = {a.mac: a.name for a in attached}
-    if mac is not None:
-        mac = _mac(source, sec.key("mac"), mac)
-        if mac in used_macs:
-            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by {used_macs[mac]}")
-    else:
-        salt = 0
-        mac = naming.mac_for(kind, name)
-        while mac in used_macs:
-            salt += 1
-            mac = naming.mac_for(kind, name, salt=salt)
-    cidr = ipaddress.ip_network(net.cidr)
-    reserved = reserved_probe_ips(net, len(topo.network_nodes()))
-    used_ips = {a.ip: a.name for a in topo.vms_of(net_key) + topo.functions_of(net_key)}
-    if ip is not None:
-        addr = _ip(source, sec.key("ip"), ip)
-        if ipaddress.ip_address(addr) not in cidr:
-            raise ConfigError(source, sec.key("ip"), f"{addr} is outside {net_key}'s CIDR {cidr}")
-        if ipaddress.ip_address(addr) in (cidr.network_address, cidr.broadcast_address):
-            raise ConfigError(source, sec.key("ip"), f"{addr} is not a host address of {cidr}")
-        if addr in reserved:
-            raise ConfigError(source, sec.key("ip"),
-                              f"{addr} is reserved for {net_key}'s probe on the network node")
-        if addr in used_ips:
-            raise ConfigError(source, sec.key("ip"), f"{addr} is already used by {used_ips[addr]} "
-                                                     f"on {net_key}")
-        ip = addr
-    else:
-        ip = next((str(h) for h in cidr.hosts() if str(h) not in reserved and str(h) not in used_ips),
-                  None)
-        if ip is None:
-            raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
-    clash = next((a.name for a in attached if a.port == port), None)
-    if clash:
-        raise ConfigError(source, sec.key("name"), f"{name!r} and {clash!r} map to the same "
-                                                   f"port name {port!r}; rename one")
-    return mac, ip
-
-
-def vm_from_spec(topo, raw, source, path, vm_source="config"):
-    """Validate one VM declaration against *topo* (which must not yet hold it)."""
-    sec = Section(source, path, raw)
-    name, net_key, node_name, mac, ip = _attachment_keys(sec, "VM")
-    sec.done()
-    port = naming.vm_port_name(name)
-    mac, ip = _place(topo, sec, "VM", "vm", name, net_key, node_name, mac, ip, port)
-    return Attachment(name=name, kind="vm", network=net_key, node=node_name, mac=mac, ip=ip,
-                      port=port, source=vm_source)
-
-
 def check_names_unique(topo, source):
     """Shortened names must not collide: interface names within an OVS instance (checked
     across all of them at once), probe names within the lab (they name its endpoints)."""
@@ -522,88 +343,3 @@ def check_names_unique(topo, source):
     unique([(naming.probe_name(key, node.name), f"the probe of {key} on {node.name}", "tenants")
             for key in topo.networks() for node in topo.network_nodes()], "probe name")
 
-
-# -- network functions and chains -----------------------------------------------------------
-# Each kind's own keys: name -> (type, default, check(value) -> problem or None). The lab
-# builds a kind with the class of the same name (tenantnet.lab.functions).
-def _rate_problem(value):
-    if not re.match(r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$", value):
-        return f"{value!r} is not a tc rate (e.g. 100mbit, 1gbit, 500kbit)"
-    return None
-
-
-FUNCTION_KINDS = {
-    "forward": {},
-    "firewall": {"rules": (int, 0, lambda v: None if 0 <= v <= 100000 else
-                           f"{v} rules: expected 0..100000"),
-                 "stateful": (bool, True, lambda v: None)},
-    "shaper": {"rate": (str, "100mbit", _rate_problem)},
-}
-CHAIN_FAILURE = ("open", "closed")
-CHAIN_ANY = "any"
-
-
-def function_from_spec(topo, raw, source, path, fn_source="config"):
-    """Validate one network function declaration against *topo* (which must not yet hold
-    it): {name, network, node, kind, mac?, ip?, and the kind's own keys}."""
-    sec = Section(source, path, raw)
-    name, net_key, node_name, mac, ip = _attachment_keys(sec, "function")
-    kind = sec.take("kind", str, required=True)
-    if kind not in FUNCTION_KINDS:
-        raise ConfigError(source, sec.key("kind"), f"unknown function kind {kind!r} "
-                          f"(known: {', '.join(sorted(FUNCTION_KINDS))})")
-    options = {}
-    for opt, (typ, default, check) in FUNCTION_KINDS[kind].items():
-        value = sec.take(opt, typ, default=default)
-        problem = check(value)
-        if problem:
-            raise ConfigError(source, sec.key(opt), problem)
-        options[opt] = value
-    sec.done()
-    port = naming.function_port_name(name)
-    mac, ip = _place(topo, sec, "network function", "function", name, net_key, node_name,
-                     mac, ip, port)
-    return Function(name=name, network=net_key, node=node_name, mac=mac, ip=ip, port=port,
-                    nf=kind, options=tuple(sorted(options.items())), source=fn_source)
-
-
-def chain_from_spec(topo, raw, source, path, chain_source="config", recovered=False):
-    """Validate one chain {name, network, from, to, through, on_failure?} against *topo*:
-    it names only VMs and functions of its own network (so of its own tenant).
-    *recovered*: a chain relearned from a node's records (controller.recovery) may name VMs
-    and functions that are gone, since a chain outlives them (model.chains skips or drops
-    them); a name that exists must still be of the chain's network."""
-    sec = Section(source, path, raw)
-    name = _name(source, sec.key("name"), sec.take("name", str, required=True), "chain")
-    net_key = sec.take("network", str, required=True)
-    src = sec.take("from", str, required=True)
-    dst = sec.take("to", str, required=True)
-    through = sec.take("through", list, required=True)
-    failure = sec.take("on_failure", str, default="open")
-    sec.done()
-    if topo.chain(name) is not None:
-        raise ConfigError(source, sec.key("name"), f"duplicate chain name {name!r}")
-    _network_of(topo, source, sec.key("network"), net_key)
-    if failure not in CHAIN_FAILURE:
-        raise ConfigError(source, sec.key("on_failure"), f"{failure!r}: expected one of "
-                          f"{', '.join(CHAIN_FAILURE)}")
-    _member(topo, source, sec.key("from"), src, net_key, "VM", recovered)
-    if dst != CHAIN_ANY:
-        _member(topo, source, sec.key("to"), dst, net_key, "VM", recovered)
-        if dst == src:
-            raise ConfigError(source, sec.key("to"), f"a chain from {src!r} to itself")
-    if not through:
-        raise ConfigError(source, sec.key("through"), "at least one function is needed")
-    for i, fn_name in enumerate(through):
-        key = f"{sec.key('through')}[{i}]"
-        if not isinstance(fn_name, str):
-            raise ConfigError(source, key, f"expected a function name, got {typename(fn_name)}")
-        _member(topo, source, key, fn_name, net_key, "network function", recovered)
-        if fn_name in through[:i]:
-            raise ConfigError(source, key, f"function {fn_name!r} appears twice")
-    for other in topo.chains_of(net_key):
-        if (other.src, other.dst) == (src, dst):
-            raise ConfigError(source, sec.key("to"), f"chain {other.name!r} already steers "
-                                                     f"{src} -> {dst}")
-    return Chain(name=name, network=net_key, src=src, dst=dst, through=tuple(through),
-                 on_failure=failure, source=chain_source)
