@@ -39,7 +39,7 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         self.pusher = FlowPusher()
         factory = settings.core_factory
         if factory is None:
-            from tenantnet.controller.core import build_core
+            from tenantnet.controller.provider import build_core
             factory = build_core
         self.core = factory(self.pusher, self, settings)
 

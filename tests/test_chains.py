@@ -225,7 +225,7 @@ def api(tmp_path):
     topo = chain_topo()
     core = Core(topo, pusher=None)
     core.started = True
-    core._realise = lambda *a, **k: {}          # no switches here: realising is a no-op
+    core.realise = lambda *a, **k: {}          # no switches here: realising is a no-op
     for name in core.nodes:
         core.states.set(name, UP, "test")
     server = ApiServer(core, tcp=("127.0.0.1", 0), unix_path=str(tmp_path / "api.sock"),

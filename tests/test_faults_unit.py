@@ -7,7 +7,7 @@ import types
 import pytest
 
 from test_node_health import FakeNode, fake_core
-from tenantnet.controller import core as core_mod
+from tenantnet.controller import nodewatch
 from tenantnet.controller.nodestate import DOWN, UP
 from tenantnet.errors import LabError
 from tenantnet.lab import faults
@@ -39,20 +39,20 @@ def test_watcher_marks_a_node_down_while_its_transport_link_is_down(monkeypatch)
             core._stopping.set()
         return core._stopping.is_set()
     core._stopping.wait = wait
-    core._watch("compute2")
+    core.nodewatch.watch("compute2")
     assert [s[1] for s in seen] == [UP, DOWN, DOWN, UP]
     assert seen[1][2] == "transport unreachable: uplink eth1 link down"
-    assert all(s[0] == core_mod.CHECK_INTERVAL for s in seen)
+    assert all(s[0] == nodewatch.CHECK_INTERVAL for s in seen)
     assert node.closed == 0                       # OVSDB held all along
     assert resynced == [["compute2"]]             # reconciled in full when it came back
 
 
 def test_a_node_without_link_state_is_never_marked_down_for_its_transport(monkeypatch):
     core, _ = fake_core(monkeypatch)              # FakeNode has no link_state at all
-    assert core._transport_lost("compute1") is None
+    assert core.nodewatch.transport_lost("compute1") is None
     core.nodes["compute1"] = LinkNode("compute1")
     core.nodes["compute1"].links = {}             # no uplink in its OVSDB
-    assert core._transport_lost("compute1") is None
+    assert core.nodewatch.transport_lost("compute1") is None
 
 
 def test_fault_targets_and_link_kinds_fail_in_one_line():

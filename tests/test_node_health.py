@@ -8,7 +8,7 @@ import types
 import pytest
 
 from conftest import two_tenant_config
-from tenantnet.controller import core as core_mod
+from tenantnet.controller import nodewatch
 from tenantnet.controller import tenant as tenant_mod
 from tenantnet.controller.core import Core
 from tenantnet.controller.placement import VmPlacement
@@ -139,8 +139,8 @@ def fake_core(monkeypatch, failures=None, retry_max=8.0):
             core.states.set(n, UP, why)
         resynced.append(list(names))
         return list(names)
-    monkeypatch.setattr(core, "_resync", resync)
-    monkeypatch.setattr(core, "_forget", lambda name: None)
+    monkeypatch.setattr(core.nodewatch, "resync", resync)
+    monkeypatch.setattr(core, "forget", lambda name: None)
     return core, resynced
 
 
@@ -155,7 +155,7 @@ def run_watcher(core, name, rounds):
             core._stopping.set()
         return core._stopping.is_set()
     core._stopping.wait = wait
-    core._watch(name)
+    core.nodewatch.watch(name)
     return waits
 
 
@@ -166,7 +166,7 @@ def test_watcher_retries_a_down_node_with_a_capped_backoff_then_reconciles_it(mo
     assert waits[:7] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
     assert resynced == [["compute2"]]
     assert core.states.state("compute2") == UP
-    assert waits[7:] == [core_mod.CHECK_INTERVAL] * 2
+    assert waits[7:] == [nodewatch.CHECK_INTERVAL] * 2
 
 
 def test_watcher_sees_a_broken_connection_and_reconnects_at_once(monkeypatch):
@@ -184,10 +184,10 @@ def test_watcher_sees_a_broken_connection_and_reconnects_at_once(monkeypatch):
             core._stopping.set()
         return core._stopping.is_set()
     core._stopping.wait = wait
-    core._watch("net1")
+    core.nodewatch.watch("net1")
     assert node.closed == 1                    # the broken connection was closed
     assert resynced == [["net1"]]              # and the node reconciled in full again
-    assert waits == [core_mod.CHECK_INTERVAL] * 3   # no back-off before the first attempt
+    assert waits == [nodewatch.CHECK_INTERVAL] * 3   # no back-off before the first attempt
     assert core.states.state("net1") == UP
 
 
@@ -198,7 +198,7 @@ def test_placement_touching_a_down_node_is_refused_with_503_and_changes_nothing(
         core.states.set(n, UP, "test")
     core.states.set("compute2", DOWN, "cannot reach OVSDB at tcp:198.18.0.12:6640")
     realised = []
-    monkeypatch.setattr(core, "_realise", lambda topo, nodes, **kw: realised.append(
+    monkeypatch.setattr(core, "realise", lambda topo, nodes, **kw: realised.append(
         sorted(nodes)) or {"ovsdb_ms": 0, "openflow_ms": 0})
     before = sorted(core.topo.vms())
     # acme/web is on compute2 (web2): any placement in it touches compute2
@@ -227,12 +227,12 @@ def test_a_refused_placement_does_not_sink_others_in_the_same_group(monkeypatch)
     core, _ = fake_core(monkeypatch)
     core.states.set("compute1", UP, "test")
     core.states.set("net1", UP, "test")
-    monkeypatch.setattr(core, "_realise", lambda topo, nodes, **kw: {})
+    monkeypatch.setattr(core, "realise", lambda topo, nodes, **kw: {})
     reqs = [VmPlacement("add", spec={"name": "web9", "network": "acme/web",
                                      "node": "compute1"}),
             VmPlacement("add", spec={"name": "app9", "network": "globex/app",
                                      "node": "compute1"})]
-    core._apply(reqs)
+    core.service.apply(reqs)
     assert reqs[0].error is not None and reqs[0].error.status == 503
     assert reqs[1].error is None and reqs[1].result["name"] == "app9"
     assert "web9" not in core.topo.vms() and "app9" in core.topo.vms()

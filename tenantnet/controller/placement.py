@@ -1,7 +1,7 @@
 """Placement jobs: one request (add or delete a VM, a network function or a chain) on its
-way through Core._submit.
+way through PlacementService.submit (controller.service).
 
-Core._submit collects the requests that arrive while another group is being realised and
+It collects the requests that arrive while another group is being realised and
 realises them together. For each it calls `prepare(topo)` on the group's model copy
 (validate with model.config, then apply), `undo(topo)` when the request is refused after
 all (a node it touches is down), `reset()` before retrying it alone, and finally `fail(exc)`

@@ -1,4 +1,4 @@
-"""Relearning API placements from the nodes (Core._recover, at start-up and when a node
+"""Relearning API placements from the nodes (NodeWatch.recover, at start-up and when a node
 comes back).
 
 The config file holds what it declares; what was placed through the API is held by the

@@ -125,7 +125,7 @@ class Settings:
     audit_interval: float = 30.0      # seconds between drift audits; 0: none
     node_retry_max: float = 8.0       # cap of the back-off between reconnect attempts
     pki_dir: str = "/etc/tenantnet/pki"   # tenantnet.pki layout; its provider/ is ours
-    # callable(pusher, app, settings) -> core; None: tenantnet.controller.core.build_core
+    # callable(pusher, app, settings) -> core; None: tenantnet.controller.provider.build_core
     core_factory: Optional[Callable] = None
 
     @property

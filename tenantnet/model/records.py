@@ -4,7 +4,7 @@ Every bridge and port the controller makes carries `tenantnet-owner=tenantnet` (
 ever removed) and `tenantnet-kind`. Some also carry a *record*: what a restarted controller
 needs to relearn a placement made through the API, which no config file holds. The records
 are part of the desired state (model.desired writes them with this module), so reconcile
-keeps them in step with the model; Core._recover reads them back (controller.recovery).
+keeps them in step with the model; NodeWatch.recover reads them back (controller.recovery).
 
   VM        on its port        tenantnet-vm (name), -network, -mac, -ip, -source
   function  on its port        tenantnet-function (name), -network, -mac, -ip, -nf (its
