@@ -67,6 +67,11 @@ class StubCore:
         self.stopped = True
 
     def switch_connected(self, dpid):
+        # called in the app's event thread, which delivers the replies a sync waits for:
+        # the sync runs in a thread of its own (controller.ofapp)
+        threading.Thread(target=self._connected, args=(dpid,), daemon=True).start()
+
+    def _connected(self, dpid):
         result = None
         if self.desired is not None:
             try:

@@ -13,6 +13,7 @@ switches, and composes the rest, each holding a reference to it:
   service.PlacementService   the placement queue and the placement API (add, del, list, get)
   nodewatch.NodeWatch        node health: start-up reach, watchers, full reconcile, audit
   flowsync.FlowSync          one bridge's flows in sync, and what was installed on it
+  switchsync.SwitchSync      switches that (re)connect, synced in batches per node
 Node loss is normal: each node is up, down or reconciling (controller.nodestate); a
 placement that would touch a node that is not up is refused with 503 before anything is
 changed (see nodewatch and service). `provider.build_core` builds the provider's core from
@@ -28,10 +29,9 @@ from tenantnet.controller.flowsync import FlowSync
 from tenantnet.controller.nodestate import DOWN, RECONCILING, NodeStates
 from tenantnet.controller.nodewatch import CONNECT_TIMEOUT, RETRY_INITIAL, NodeWatch
 from tenantnet.controller.service import PlacementService
+from tenantnet.controller.switchsync import SwitchSync
 from tenantnet.controller.tenancy import PROVIDER, TenantView
-from tenantnet.errors import TenantnetError
 from tenantnet.model import desired, flows, naming
-from tenantnet.model.desired import TRANSPORT_BRIDGE
 from tenantnet.southbound.ovsdb import NodeOvsdb
 
 LOG = logging.getLogger("tenantnet.controller.core")
@@ -81,6 +81,7 @@ class Core:
         self.flowsync = FlowSync(self)
         self.nodewatch = NodeWatch(self, self._stopping)
         self.service = PlacementService(self)
+        self.switchsync = SwitchSync(self, self._stopping)
         self.metrics = metrics_mod.for_core(self)   # GET /metrics (controller.metrics)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -253,7 +254,7 @@ class Core:
             host.set_tunnel_neighbors([(ip, mac) for _, ip, mac in new])
             self._tunnel_neighbors.update(new)
 
-    def _locate(self, dpid):
+    def locate(self, dpid):
         """(node, bridge, BridgeFlows) of *dpid* in the current model, or None."""
         topo = self.topo
         node_bridge = naming.dpid_owner(topo, dpid)
@@ -262,44 +263,14 @@ class Core:
         node, bridge = node_bridge
         return node, bridge, self.node_flows(topo, node)[bridge]
 
-    # -- OpenFlow events (called by tenantnet.app) --------------------------------
+    # -- OpenFlow events (called in tenantnet.app's event thread: they return at once) --
     def switch_connected(self, dpid):
-        # A switch may connect before start() has reached the nodes' OVSDB; start() skips
-        # unconnected bridges, so either path ends with the bridge in sync.
-        if not self.ready.wait(120):
-            LOG.error("switch %s connected but the controller never became ready",
-                      naming.dpid_str(dpid))
-            return
-        with self.lock:
-            found = self._locate(dpid)
-            if found is None:
-                LOG.warning("switch %s is not one of ours; ignoring it", naming.dpid_str(dpid))
-                return
-            node, bridge, bf = found
-            if node not in self.nodes:
-                LOG.warning("switch %s is %s/%s, a node this controller does not program; "
-                            "ignoring it", naming.dpid_str(dpid), node, bridge)
-                return
-            if not self.states.is_up(node):
-                # Reconciling the node syncs every bridge of it that is connected by then.
-                LOG.info("%s/%s connected while node %s is %s: it is synced when the node "
-                         "is reconciled", node, bridge, node, self.states.state(node))
-                return
-            # A reconnect is a break: the node's OVSDB and this bridge's flow table are
-            # checked in full (a restarted ovs-vswitchd also lost its tunnel neighbours).
-            self.flowsync.forget(dpid)
-            try:
-                repairs, synced = self.nodewatch.repair_node(
-                    node, bridges={bridge}, neighbors=bridge == TRANSPORT_BRIDGE)
-                self.count("switch_resyncs")
-                res = synced.get(bridge, {"added": 0, "removed": 0})
-                others = [r for r in repairs if not r.startswith(f"{node}/{bridge}:")]
-                LOG.info("%s/%s connected: +%d -%d flows%s", node, bridge, res["added"],
-                         res["removed"], f"; repaired {'; '.join(others)}" if others else "")
-            except TenantnetError as exc:
-                LOG.error("%s/%s: sync after connect failed: %s", node, bridge, exc)
+        """Switch *dpid* connected: synced soon, with the others that connect meanwhile
+        (controller.switchsync)."""
+        self.switchsync.connected(dpid)
 
     def switch_disconnected(self, dpid):
+        self.switchsync.disconnected(dpid)
         self.flowsync.forget(dpid)
         LOG.info("switch %s disconnected", naming.dpid_str(dpid))
 

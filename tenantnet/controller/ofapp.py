@@ -5,6 +5,10 @@ FlowPusher, the core told of switches that come and go.
 serves os-ken (tenantnet.app, and ryu_apps under tenantnet's ryu-manager) and a real
 Ryu (ryu_apps under its own ryu-manager). A subclass sets `self.pusher` (a FlowPusher)
 and `self.core` (switch_connected(dpid) / switch_disconnected(dpid)) in its constructor.
+The core's two calls run in the app's event thread and must return at once (queue the
+work): every switch's receive loop waits when that thread's queue is full, echo replies
+included, so a core that blocks there makes the switches look dead. (A thread per event
+was no answer: with 1,000 bridges reconnecting, starting one took seconds.)
 
 os-ken (native hub) pitfall handled here: an exception escaping an event handler ends the
 app's event loop thread *silently* (hub.TaskExit is `Exception` there), and exceptions in
@@ -49,7 +53,7 @@ def pusher_app_base(app_manager, ofp_event, handler, hub, ofproto_v1_3):
         def _switch_features(self, ev):
             dpid = ev.msg.datapath_id          # dp.id may not be set yet
             self.pusher.register(ev.msg.datapath, dpid)
-            self.spawn(self.core.switch_connected, dpid)
+            self.core.switch_connected(dpid)
 
         @handler.set_ev_cls(ofp_event.EventOFPStateChange,
                             [handler.MAIN_DISPATCHER, handler.DEAD_DISPATCHER])
@@ -59,7 +63,7 @@ def pusher_app_base(app_manager, ofp_event, handler, hub, ofproto_v1_3):
                 return
             dpid = self.pusher.unregister(ev.datapath)
             if dpid is not None:           # not a stale connection replaced by a newer one
-                self.spawn(self.core.switch_disconnected, dpid)
+                self.core.switch_disconnected(dpid)
 
         @handler.set_ev_cls(replies, live)
         @guarded

@@ -19,6 +19,7 @@ import threading
 from tenantnet.model import naming
 from tenantnet.controller import wire
 from tenantnet.controller.client import ApiClient
+from tenantnet.controller.ofapp import guarded
 from tenantnet.errors import TenantnetError
 from tenantnet.model.flows import node_flows
 from tenantnet.model.topology import Attachment, Network, Node, Topology
@@ -195,6 +196,11 @@ class TenantCore:
 
     # -- OpenFlow events -----------------------------------------------------------
     def switch_connected(self, dpid):
+        """Called in the app's event thread: the sync runs in a thread of its own."""
+        threading.Thread(target=guarded(self._connected), args=(dpid,), daemon=True,
+                         name=f"tenantnet-connect-{dpid:x}").start()
+
+    def _connected(self, dpid):
         if not self.ready.wait(60):
             return
         with self.lock:
