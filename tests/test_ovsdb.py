@@ -7,7 +7,7 @@ import pytest
 
 from conftest import lab_prerequisites, two_tenant_config
 from tenantnet.model import config, naming
-from tenantnet.model.desired import node_state
+from tenantnet.model.desired import CONTROLLER_PROBE_MS, node_state
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.errors import TenantnetError
@@ -202,12 +202,34 @@ def test_a_bridge_in_order_is_diffed_again_after_its_port_or_interface_changes(n
     result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
     assert brtun in result.diffed and brint not in result.diffed, result.diffed
     assert ovs.vsctl("get", "Interface", gre, "options:remote_ip").stdout.strip() == want_remote
+    # a bridge just repaired is diffed once more, then found in order and left alone
+    assert _settled(lambda: conn.reconcile(desired).diffed, lambda diffed: not diffed) == []
     vm = naming.vm_port_name("web1")
     want_tag = ovs.vsctl("get", "Port", vm, "tag").stdout.strip()
     ovs.vsctl("set", "Port", vm, "tag=99")
     result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
     assert brint in result.diffed and brtun not in result.diffed, result.diffed
     assert ovs.vsctl("get", "Port", vm, "tag").stdout.strip() == want_tag
+
+
+def test_every_controller_gets_the_inactivity_probe_and_keeps_it(node):
+    """Each programmed bridge's Controller row has inactivity_probe CONTROLLER_PROBE_MS (the
+    switch does not echo a healthy controller); a change by hand is put back."""
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    desired = node_state(topo, "compute1")
+    conn.reconcile(desired)
+    want = str(CONTROLLER_PROBE_MS)
+    programmed = [b.name for b in desired.bridges.values() if b.controller]
+    assert naming.brint_name("acme/web") in programmed
+    for br in programmed:
+        assert ovs.vsctl("get", "Controller", br, "inactivity_probe").stdout.strip() == want
+    web = naming.brint_name("acme/web")
+    ovs.vsctl("set", "Controller", web, "inactivity_probe=5000")
+    result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
+    assert any("inactivity probe" in c for c in result.commands), result.commands
+    assert ovs.vsctl("get", "Controller", web, "inactivity_probe").stdout.strip() == want
+    assert _settled(lambda: conn.reconcile(desired).commands, lambda c: not c) == []
 
 
 def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(node):

@@ -28,8 +28,8 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
 from tenantnet.southbound import ovsview
-from tenantnet.model.desired import (DATAPATH_KEY, DATAPATHS, OWNER, OWNER_KEY,
-                                     TRANSPORT_BRIDGE)
+from tenantnet.model.desired import (CONTROLLER_PROBE_MS, DATAPATH_KEY, DATAPATHS, OWNER,
+                                     OWNER_KEY, TRANSPORT_BRIDGE)
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ class NodeOvsdb:
             add(api.add_br(br.name, may_exist=True, datapath_type=want_dp),
                 f"add bridge {br.name} (datapath {want_dp})")
             have = {"external_ids": {}, "fail_mode": None, "protocols": [],
-                    "other_config": {}, "controller": [], "ports": [],
+                    "other_config": {}, "controller": [], "controller_probe": [], "ports": [],
                     "datapath_type": want_dp}
         elif want_dp is not None:
             self._check_datapath(br.name, have, want_dp)
@@ -357,6 +357,11 @@ class NodeOvsdb:
         want_ctl = [br.controller] if br.controller else []
         if have["controller"] != want_ctl:
             add(api.set_controller(br.name, want_ctl), f"set controller of {br.name} to {want_ctl}")
+        if want_ctl and (have["controller"] != want_ctl
+                         or have.get("controller_probe") != [CONTROLLER_PROBE_MS]):
+            # (found through the bridge: ovsdbapp looks a Controller up by its Bridge)
+            add(api.db_set("Controller", br.name, ("inactivity_probe", CONTROLLER_PROBE_MS)),
+                f"set inactivity probe of {br.name}'s controller to {CONTROLLER_PROBE_MS} ms")
 
     def _check_datapath(self, bridge, have, want):
         """Log (once per bridge and pair of types) an existing bridge whose datapath type is

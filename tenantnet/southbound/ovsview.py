@@ -180,12 +180,14 @@ class LiveView:
         self._put("Port", uuid, plain, self.result["ports"])
 
     def _put_controller(self, idl, uuid):
-        """Returns whether an existing controller's target changed."""
+        """Returns whether an existing controller's target or inactivity probe changed."""
         row = idl.tables["Controller"].rows.get(uuid)
-        before = self._names["Controller"].get(uuid) if uuid in self._rows["Controller"] else None
-        plain = None if row is None else {"name": _col(row, "target")}
+        before = self._rows["Controller"].get(uuid)
+        plain = None if row is None else {
+            "name": _col(row, "target"),
+            "inactivity_probe": _plain(_col(row, "inactivity_probe"))}
         self._put("Controller", uuid, plain, None)
-        return plain is not None and before is not None and before != plain["name"]
+        return plain is not None and before is not None and before != plain
 
     def _put_bridge(self, idl, uuid):
         row = idl.tables["Bridge"].rows.get(uuid)
@@ -201,7 +203,8 @@ class LiveView:
             plain["ports"] = sorted(self._names["Port"][p] for p in plain["_ports"]
                                     if p in self._rows["Port"])
             self._owner.update((p, uuid) for p in plain["_ports"])
-            plain["controller"] = sorted(self._names["Controller"][c]
-                                         for c in plain["_controller"]
-                                         if c in self._rows["Controller"])
+            ctls = sorted((self._rows["Controller"][c] for c in plain["_controller"]
+                           if c in self._rows["Controller"]), key=lambda c: c["name"])
+            plain["controller"] = [c["name"] for c in ctls]
+            plain["controller_probe"] = [c["inactivity_probe"] for c in ctls]
         self._put("Bridge", uuid, plain, self.result["bridges"])
