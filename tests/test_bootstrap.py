@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, lab_prerequisites
 from tenantnet.node.bootstrap import (ARP_SYSCTLS, BootstrapError, ExecHost, apply_endpoint_addresses,
                                  bootstrap_node)
+from tenantnet.node import tls
 from tenantnet.node.hostexec import NetnsExecutor
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
@@ -85,6 +86,8 @@ def test_bootstrap_creates_everything_then_changes_nothing(node):
     assert _get(ovs, "Open_vSwitch", ".", "external_ids:tenantnet-transport-ip") == TRANSPORT
     # OVSDB open to the controller, through the manager (ovsdb-server serves manager_options)
     assert ovs.vsctl("get-manager").stdout.split() == [f"ptcp:6640:{MGMT_IP}"]
+    assert _get(ovs, "Manager", f"ptcp:6640:{MGMT_IP}", "inactivity_probe") == \
+        str(tls.MANAGER_PROBE_MS)
     res = ns.run(["ovs-vsctl", f"--db=tcp:{MGMT_IP}:6640", "--timeout=10", "list-br"],
                  netns=NETNS, check=False)
     assert res.returncode == 0 and "br-tun" in res.stdout.split(), res.stderr

@@ -65,10 +65,8 @@ class SwitchSync:
             # A switch may connect before start() has reached the nodes' OVSDB; start()
             # skips unconnected bridges, so either path ends with the bridge in sync.
             if not self.core.ready.wait(READY_TIMEOUT):
-                with self._cond:
-                    batch, self._pending = self._pending, set()
-                LOG.error("%d switch(es) connected but the controller never became ready: "
-                          "%s", len(batch), ", ".join(map(naming.dpid_str, sorted(batch))))
+                LOG.warning("%d switch(es) connected and still wait for the controller's "
+                            "start-up to end", self.pending())
                 continue
             with self._cond:
                 batch, self._pending = self._pending, set()

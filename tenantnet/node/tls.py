@@ -33,6 +33,13 @@ class TlsError(TenantnetError):
     pass
 
 
+# ovsdb-server echoes an idle client after this long and drops it when that is not
+# answered within as long again (its default is 5 s). The controller's connection is busy
+# or answered by its own thread, but a controller of 1,000 bridges could stall for more
+# than 10 s when they all reconnected at once, and then lost every node at once.
+MANAGER_PROBE_MS = 30000
+
+
 def _vsctl_out(vsctl, *args):
     proc = vsctl(*args)
     return (getattr(proc, "stdout", proc) or "").strip()
@@ -152,4 +159,9 @@ def open_ovsdb(vsctl, host, ovsdb_port, mgmt, tls_dir=None, pidfile=DEFAULT_PIDF
         vsctl("set-manager", target)
     out.append(("OVSDB manager", current != [target], target + (
         f" (replaced {', '.join(current)})" if current and current != [target] else "")))
+    probe = _vsctl_out(vsctl, "get", "Manager", target, "inactivity_probe")
+    if probe != str(MANAGER_PROBE_MS):
+        vsctl("set", "Manager", target, f"inactivity_probe={MANAGER_PROBE_MS}")
+    out.append(("OVSDB manager probe", probe != str(MANAGER_PROBE_MS),
+                f"inactivity_probe {MANAGER_PROBE_MS} ms"))
     return out
