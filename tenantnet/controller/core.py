@@ -254,15 +254,6 @@ class Core:
             host.set_tunnel_neighbors([(ip, mac) for _, ip, mac in new])
             self._tunnel_neighbors.update(new)
 
-    def locate(self, dpid):
-        """(node, bridge, BridgeFlows) of *dpid* in the current model, or None."""
-        topo = self.topo
-        node_bridge = naming.dpid_owner(topo, dpid)
-        if node_bridge is None:
-            return None
-        node, bridge = node_bridge
-        return node, bridge, self.node_flows(topo, node)[bridge]
-
     # -- OpenFlow events (called in tenantnet.app's event thread: they return at once) --
     def switch_connected(self, dpid):
         """Switch *dpid* connected: synced soon, with the others that connect meanwhile

@@ -34,6 +34,7 @@ import signal
 import socket
 import threading
 
+from tenantnet.controller import ofconn
 from tenantnet.errors import TenantnetError
 
 LOG = logging.getLogger("tenantnet.controller.runner")
@@ -107,187 +108,10 @@ def enter_netns(name):
         os.close(fd)
 
 
-_DATAPATH_CLASS = None
-
-# Echo requests per second, at most, over all of the controller's switch connections. Each
-# one is a message each way through TLS and os-ken's event loop: at a 1 s interval, 1,000
-# bridges made 2,000 messages a second, more than the controller's one interpreter thread
-# could keep up with beside its real work on this 2-core machine (bench resync at 1,000
-# VMs): echo replies came late, the controller and the switches each declared the other
-# dead, and the reconnections made it worse.
-ECHO_BUDGET = 200.0
-
-
-def echo_interval(configured, connections, budget=ECHO_BUDGET):
-    """The interval between one connection's echo requests: *configured*, or longer when
-    *connections* at that interval would exceed *budget* requests a second."""
-    return max(float(configured), connections / budget)
-
-
-def _datapath_class():
-    """os-ken's Datapath whose send thread is woken when the connection ends."""
-    global _DATAPATH_CLASS
-    if _DATAPATH_CLASS is not None:
-        return _DATAPATH_CLASS
-    from os_ken.controller import controller
-    from os_ken.controller.handler import DEAD_DISPATCHER
-    from os_ken.lib import hub
-
-    class TenantnetDatapath(controller.Datapath):
-        def __init__(self, sock, address):
-            super().__init__(sock, address)
-            import ssl
-            if isinstance(self.socket, ssl.SSLSocket):
-                self.socket = SerializedTls(self.socket)
-
-        def _echo_request_loop(self):
-            """os-ken's loop (an echo request every interval; more than the allowed number
-            unanswered closes the connection), with the interval stretched so that the
-            controller as a whole sends at most ECHO_BUDGET requests per second."""
-            if not self.max_unreplied_echo_requests:
-                return
-            while (self.send_q and
-                   len(self.unreplied_echo_requests) <= self.max_unreplied_echo_requests):
-                echo_req = self.ofproto_parser.OFPEchoRequest(self)
-                self.unreplied_echo_requests.append(self.set_xid(echo_req))
-                self.send_msg(echo_req)
-                runtime = _ACTIVE
-                hub.sleep(echo_interval(self.echo_request_interval,
-                                        runtime.connections() if runtime else 1))
-            self.close()
-
-        def _wake_send_loop(self):
-            q = self.send_q
-            # take a queue slot like send() does, but never block for it: if the queue
-            # is full the send thread is awake anyway and will see DEAD / the error.
-            if q is not None and self._send_q_sem.acquire(blocking=False):
-                q.put((b"", True))
-
-        def _recv_loop(self):
-            try:
-                super()._recv_loop()
-            finally:
-                # the peer is gone: say so now (stock os-ken only does after joining the
-                # send and echo threads, i.e. up to an echo interval later, or never)
-                self.set_state(DEAD_DISPATCHER)
-                self._wake_send_loop()
-
-        def set_state(self, state):
-            super().set_state(state)
-            if state == DEAD_DISPATCHER:
-                self._wake_send_loop()
-
-    _DATAPATH_CLASS = TenantnetDatapath
-    return TenantnetDatapath
-
-
-def _refusing_bad_handshakes(handle):
-    """*handle* for an accepted socket, where a failed TLS handshake (no certificate, one
-    from another CA, not TLS at all) or a connection that breaks before it starts is one
-    log line and a closed socket, not a traceback."""
-    import ssl
-
-    def guarded(sock, addr):
-        try:
-            handle(sock, addr)
-        except (ssl.SSLError, ConnectionError, OSError) as exc:
-            LOG.warning("OpenFlow connection from %s refused: %s", addr[0] if addr else "?",
-                        exc)
-            with contextlib.suppress(OSError):
-                sock.close()
-    return guarded
-
-
-# TLS handshakes done at once, at most. After a controller restart every bridge connects
-# within a second or two (1,200 at 1,000 VMs); a thread each made them all compete for the
-# interpreter with the start-up's own work, and most timed out on the switches' side (1 s
-# for a first attempt), again and again. A few workers finish the handshakes one after
-# another; a switch that gives up meanwhile costs nothing but an EOF, and it retries.
-HANDSHAKE_WORKERS = 4
-
-
-def _handshake_first(handle, timeout=10.0):
-    """*handle* for a TLS socket wrapped without its handshake: do the handshake here (at
-    most *timeout* seconds), and on failure close so that the peer reads why. On success
-    *handle* runs in a thread of its own: this one returns to take the next handshake."""
-    import ssl
-
-    def handshaken(sock, addr):
-        try:
-            sock.settimeout(timeout)
-            sock.do_handshake()
-            sock.settimeout(None)
-        except (ssl.SSLError, OSError) as exc:
-            LOG.warning("OpenFlow connection from %s refused: %s", addr[0] if addr else "?",
-                        exc)
-            _close_after_alert(sock)
-            return
-        from os_ken.lib import hub
-        hub.spawn(handle, sock, addr)      # the connection's own thread, for its life
-    return handshaken
-
-
-def _close_after_alert(sock, linger=1.0):
-    """Close a socket whose TLS handshake we refused so that the peer reads our alert.
-
-    With TLS 1.3 a client finishes its side of the handshake before we have checked its
-    certificate, and its first message (a switch's HELLO) may already be here when we
-    refuse it. A plain close() with unread input sends an RST, and the peer's stack may
-    throw our alert ("unknown ca", "certificate required") away with it: the switch would
-    log a bare reset. So: send FIN after the alert, read what is left until the peer
-    closes (at most *linger* seconds), then close."""
-    import time
-    deadline = time.monotonic() + linger
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            if not sock.recv(4096):
-                break
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
-class SerializedTls:
-    """A TLS socket shared by os-ken's receive and send threads, one at a time.
-
-    OpenSSL's connection object must not be used by two threads at once, and Python's ssl
-    module does not serialise SSL_read against SSL_write: with the native-thread hub the
-    two threads would each drive the session, and under load a switch sees a corrupt record
-    and drops the connection. Reads wait for data outside the lock (poll), then read
-    without blocking inside it; sends hold the lock."""
-
-    def __init__(self, sock):
-        self._sock = sock
-        self._lock = threading.Lock()
-
-    def recv(self, n):
-        import select
-        import ssl
-        timeout = self._sock.gettimeout()
-        # poll, not select: a controller of 1,000 bridges has socket numbers above 1,023,
-        # which select() refuses
-        waiter = select.poll()
-        waiter.register(self._sock, select.POLLIN)
-        while True:
-            if not self._sock.pending():
-                if not waiter.poll(None if timeout is None else timeout * 1000):
-                    raise socket.timeout("timed out")
-            with self._lock:
-                self._sock.setblocking(False)
-                try:
-                    return self._sock.recv(n)
-                except (ssl.SSLWantReadError, BlockingIOError):
-                    continue          # a partial record: wait for the rest outside the lock
-                finally:
-                    self._sock.settimeout(timeout)
-
-    def sendall(self, data):
-        with self._lock:
-            return self._sock.sendall(data)
-
-    def __getattr__(self, name):      # shutdown, close, fileno, ...: the socket's own
-        return getattr(self._sock, name)
+def _connections():
+    """The running runtime's number of switch connections (1 without one)."""
+    runtime = _ACTIVE
+    return runtime.connections() if runtime is not None else 1
 
 
 def _install_stream_server():
@@ -307,7 +131,7 @@ def _install_stream_server():
                 handle = runtime._handle_connection
             if kwargs:                # TLS: hub wraps each socket; we do the handshake
                 kwargs["do_handshake_on_connect"] = False
-                handle = _handshake_first(handle)
+                handle = ofconn.handshake_first(handle)
             try:
                 # with TLS arguments hub's server wraps each accepted socket, then calls
                 # *handle*: ours, so that the runtime keeps the connection
@@ -317,12 +141,12 @@ def _install_stream_server():
                     runtime._listen_failed(listen_info, exc)
                 raise
             self.runtime = runtime
-            self.handle = _refusing_bad_handshakes(self.handle)
+            self.handle = ofconn.refusing_bad_handshakes(self.handle)
             self.handshakes = None
             if kwargs:
                 import concurrent.futures
                 self.handshakes = concurrent.futures.ThreadPoolExecutor(
-                    HANDSHAKE_WORKERS, thread_name_prefix="tenantnet-tls")
+                    ofconn.HANDSHAKE_WORKERS, thread_name_prefix="tenantnet-tls")
             if runtime is not None:
                 runtime._listening_on(self)
 
@@ -390,7 +214,7 @@ class ControllerRuntime:
 
     def _handle_connection(self, sock, address):
         # os_ken.controller.controller.datapath_connection_factory, keeping the Datapath.
-        dp = _datapath_class()(sock, address)
+        dp = ofconn.datapath_class(_connections)(sock, address)
         with self._lock:
             self._datapaths.add(dp)
         try:
@@ -581,7 +405,7 @@ def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
     answering echo requests is declared dead after
     echo_interval * (echo_max_unreplied + 1) to echo_interval * (echo_max_unreplied + 2)
     seconds; a closed TCP connection is seen at once. Above ECHO_BUDGET * echo_interval
-    connections (200 at 1 s) the interval grows with their number (echo_interval())."""
+    connections (200 at 1 s) the interval grows with their number (ofconn.echo_interval)."""
     runtime = ControllerRuntime(app_modules, contexts=contexts, **options)
 
     def on_signal(signum, _frame):

@@ -82,13 +82,14 @@ class SwitchSync:
         done = {}
         with core.lock:
             by_node = {}
+            owners = naming.dpid_index(core.topo)      # one pass for the whole batch
             for dpid in sorted(dpids):
-                found = core.locate(dpid)
+                found = owners.get(dpid)
                 if found is None:
                     LOG.warning("switch %s is not one of ours; ignoring it",
                                 naming.dpid_str(dpid))
                     continue
-                node, bridge, _ = found
+                node, bridge = found
                 if node not in core.nodes:
                     LOG.warning("switch %s is %s/%s, a node this controller does not "
                                 "program; ignoring it", naming.dpid_str(dpid), node, bridge)

@@ -86,7 +86,7 @@ _ids = records.ids
 # A switch with nothing from its controller for this long sends an echo request, and drops
 # the connection when that is not answered within as long again (Controller
 # inactivity_probe; Open vSwitch's default is 5 s). The controller's own echo requests
-# (controller.runner.echo_interval: 1 s, longer above 200 connections) keep a switch from
+# (controller.ofconn.echo_interval: 1 s, longer above 200 connections) keep a switch from
 # being idle, so at this value the switches do not probe a healthy controller: with 1,000
 # bridges, 5 s made 200 more echo exchanges a second for the controller to answer.
 CONTROLLER_PROBE_MS = 30000

@@ -161,23 +161,30 @@ def datapath_id(node, bridge):
     return value or 1
 
 
-def dpid_owner(topo, dpid, tenant=None):
-    """(node, bridge) with datapath id *dpid* among the bridges the caller programs, or None.
+def dpid_index(topo, tenant=None):
+    """{datapath id: (node, bridge)} of the bridges the caller programs: for many switches
+    at once (a batch that connected), one pass over the model instead of one each.
 
     tenant=None: the provider's (common bridges and tenant bridges without a controller of
     their own); tenant=NAME: that tenant's bridges with its own controller."""
     def mine(key):
         own = topo.own_controller(key)
         return (not own) if tenant is None else (own and topo.network(key).tenant == tenant)
+    index = {}
     for node in topo.nodes():
         names = [b for key in topo.dnb_networks_on(node.name) if mine(key)
                  for b in (brint_name(key), brtun_name(key))]
         if tenant is None:
             names += ["br-int", "br-tun"]
         for bridge in names:
-            if datapath_id(node.name, bridge) == dpid:
-                return node.name, bridge
-    return None
+            index[datapath_id(node.name, bridge)] = (node.name, bridge)
+    return index
+
+
+def dpid_owner(topo, dpid, tenant=None):
+    """(node, bridge) with datapath id *dpid* among the bridges the caller programs, or None
+    (see dpid_index)."""
+    return dpid_index(topo, tenant).get(dpid)
 
 
 def dpid_str(dpid):
