@@ -128,6 +128,14 @@ def handshake_first(handle, timeout=10.0):
             sock.settimeout(timeout)
             sock.do_handshake()
             sock.settimeout(None)
+        except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
+            # the switch gave up (its first attempt waits 1 s) and will try again: not a
+            # refusal, and after a restart there are hundreds
+            LOG.debug("OpenFlow connection from %s closed during the TLS handshake: %s",
+                      addr[0] if addr else "?", exc)
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
         except (ssl.SSLError, OSError) as exc:
             LOG.warning("OpenFlow connection from %s refused: %s", addr[0] if addr else "?",
                         exc)
