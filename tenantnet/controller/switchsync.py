@@ -11,7 +11,8 @@ app's event queue filled up behind them (bench resync at 1,000 VMs).
 
 A reconnect is a break: the node's OVSDB and each bridge's flow table are checked in full
 (a restarted ovs-vswitchd also lost its tunnel neighbours, set again when br-tun is among
-the bridges). A switch that connects before the core is ready waits for it; one that is
+the bridges), unless that was done after the switch connected (a controller's start-up
+reconciles every node in full, with the flows of every bridge connected by then). A switch that connects before the core is ready waits for it; one that is
 not ours, or on a node this controller does not program, is logged and left alone; one
 on a node that is not up is synced when that node is reconciled."""
 
@@ -37,7 +38,9 @@ class SwitchSync:
         self._thread = None
 
     def connected(self, dpid):
-        """Switch *dpid* connected: sync it soon (returns at once)."""
+        """Switch *dpid* connected: sync it soon (returns at once). Nothing synced on its
+        earlier connection is trusted any more."""
+        self.core.flowsync.forget(dpid)
         with self._cond:
             self._pending.add(dpid)
             if self._thread is None:
@@ -99,7 +102,14 @@ class SwitchSync:
                     LOG.info("%s/%s connected while node %s is %s: it is synced when the "
                              "node is reconciled", node, bridge, node, core.states.state(node))
                     continue
-                core.flowsync.forget(dpid)
+                if dpid in core.flowsync.in_sync:
+                    # synced in full since it connected (the start-up's or a node's full
+                    # reconcile, which also set the tunnel neighbours): nothing to redo
+                    core.count("switch_resyncs")
+                    done.setdefault(node, []).append(bridge)
+                    LOG.info("%s/%s connected: in sync (synced since it connected)", node,
+                             bridge)
+                    continue
                 by_node.setdefault(node, set()).add(bridge)
             for node, bridges in sorted(by_node.items()):
                 try:
@@ -110,7 +120,7 @@ class SwitchSync:
                               ", ".join(sorted(bridges)), reason(exc, node))
                     continue
                 core.count("switch_resyncs", len(bridges))
-                done[node] = sorted(bridges)
+                done[node] = sorted(done.get(node, []) + sorted(bridges))
                 for bridge in sorted(bridges):
                     res = synced.get(bridge, {"added": 0, "removed": 0})
                     LOG.info("%s/%s connected: +%d -%d flows", node, bridge, res["added"],
