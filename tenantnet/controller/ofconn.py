@@ -40,32 +40,35 @@ def datapath_class(connections):
     session is used by one thread at a time, and whose echo interval keeps the controller
     within ECHO_BUDGET (*connections*: a callable, the number of connections now)."""
     global _CLASS
-    if _CLASS is not None:
-        return _CLASS
+    if _CLASS is None:
+        _CLASS = _make_datapath_class()
+    _CLASS.connections = staticmethod(connections)
+    return _CLASS
+
+
+def _make_datapath_class():
     from os_ken.controller import controller
     from os_ken.controller.handler import DEAD_DISPATCHER
-    from os_ken.lib import hub
 
     class TenantnetDatapath(controller.Datapath):
+        connections = staticmethod(lambda: 1)
+
         def __init__(self, sock, address):
             super().__init__(sock, address)
             import ssl
             if isinstance(self.socket, ssl.SSLSocket):
                 self.socket = SerializedTls(self.socket)
 
-        def _echo_request_loop(self):
-            """os-ken's loop (an echo request every interval; more than the allowed number
-            unanswered closes the connection), with the interval stretched so that the
-            controller as a whole sends at most ECHO_BUDGET requests per second."""
-            if not self.max_unreplied_echo_requests:
-                return
-            while (self.send_q and
-                   len(self.unreplied_echo_requests) <= self.max_unreplied_echo_requests):
-                echo_req = self.ofproto_parser.OFPEchoRequest(self)
-                self.unreplied_echo_requests.append(self.set_xid(echo_req))
-                self.send_msg(echo_req)
-                hub.sleep(echo_interval(self.echo_request_interval, connections()))
-            self.close()
+        # os-ken's echo loop sleeps this long between requests, reading it every time:
+        # the configured interval, stretched so that the controller as a whole sends at
+        # most ECHO_BUDGET requests a second
+        @property
+        def echo_request_interval(self):
+            return echo_interval(self._echo_configured, self.connections())
+
+        @echo_request_interval.setter
+        def echo_request_interval(self, value):
+            self._echo_configured = value
 
         def _wake_send_loop(self):
             q = self.send_q
@@ -88,7 +91,6 @@ def datapath_class(connections):
             if state == DEAD_DISPATCHER:
                 self._wake_send_loop()
 
-    _CLASS = TenantnetDatapath
     return TenantnetDatapath
 
 
