@@ -42,6 +42,8 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
             from tenantnet.controller.provider import build_core
             factory = build_core
         self.core = factory(self.pusher, self, settings)
+        # The OpenFlow port opens once the core is ready (see _start_core).
+        self._open_listener = runner.hold_listening()
 
     def start(self):
         thread = super().start()
@@ -49,14 +51,17 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         return thread
 
     def _start_core(self):
-        # The core creates bridges that connect to us at once: if the OpenFlow port did not
-        # listen yet, Open vSwitch would back off for a second before trying again.
-        runner.wait_listening(10.0)
+        # Switches connect only once the core has reached and reconciled the nodes: after a
+        # restart every bridge reconnects at once, and 1,000 TLS handshakes would compete
+        # with the start-up (controller.oflisten). Each bridge is synced when it connects
+        # (controller.switchsync); it keeps its flows meanwhile (fail_mode=secure).
         try:
             self.core.start()
         except Exception as exc:  # noqa: BLE001 -- any start-up failure ends the controller
             LOG.error("controller start failed: %s", exc)
             runner.fail(f"start-up failed: {exc}")
+        finally:
+            self._open_listener()
 
     def stop(self):
         try:

@@ -5,7 +5,7 @@ computes by reusing the current one against the state computed in full. Pure."""
 import dataclasses
 import random
 
-from tenantnet.model import config
+from tenantnet.model import config, naming
 from tenantnet.model.desired import node_state
 from tenantnet.model.topology import Attachment, Function
 
@@ -31,8 +31,29 @@ def from_index(topo):
 
 
 def vm(name, net, node):
-    return Attachment(name=name, kind="vm", network=net, node=node, mac="02:00:00:00:00:01",
-                      ip="10.0.0.9", port=f"tap-{name}", source="api")
+    return Attachment(name=name, kind="vm", network=net, node=node,
+                      mac=naming.mac_for("vm", name), ip="10.0.0.9", port=f"tap-{name}",
+                      source="api")
+
+
+def ids_from_graph(topo):
+    """{(field, value): name} of every attachment (listed, as placements did before the
+    index), and None for every probe MAC and port of every configured network that no
+    attachment has (an inactive network's probe) and for values nobody has."""
+    want = {}
+    for key in topo.networks():
+        for n in topo.network_nodes():
+            want[("mac", naming.mac_for("probe", key, n.name))] = None
+            want[("port", naming.probe_port_name(key))] = None
+    want[("mac", "02:ff:ff:ff:ff:ff")] = want[("port", "tap-nobody")] = None
+    for key in topo.networks():
+        for a in topo.attachments(key):
+            want[("mac", a.mac)] = want[("port", a.port)] = a.name
+    return want
+
+
+def ids_from_index(topo, keys):
+    return {(field, value): topo.attachment_named(field, value) for field, value in keys}
 
 
 def test_indexes_agree_with_the_graph_after_random_changes():
@@ -56,6 +77,8 @@ def test_indexes_agree_with_the_graph_after_random_changes():
         if isinstance(fn, Function) and rng.random() < 0.2:
             topo.add_function(dataclasses.replace(fn, draining=not fn.draining))   # replaced
         assert from_index(topo) == from_graph(topo), step
+        ids = ids_from_graph(topo)
+        assert ids_from_index(topo, ids) == ids, step
     for name in placed:
         topo.remove_vm(name)
     for fn in list(topo.functions()):
@@ -63,6 +86,8 @@ def test_indexes_agree_with_the_graph_after_random_changes():
             topo.remove_chain(chain.name)
         topo.remove_function(fn)
     assert from_index(topo) == from_graph(topo)
+    ids = ids_from_graph(topo)
+    assert ids_from_index(topo, ids) == ids
 
 
 def test_a_placement_state_reusing_the_current_one_equals_the_full_one():

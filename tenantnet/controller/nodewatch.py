@@ -97,8 +97,14 @@ class NodeWatch:
             core.states.set(name, UP, why)
             core.count("resyncs")
         self._refresh_neighbors()
-        jobs = [(n, br, bf) for n in ok for br, bf in core.node_flows(core.topo, n).items()
-                if core.pusher.connected(bf.dpid)]
+        jobs = []
+        for n in ok:
+            # a bridge not connected is synced when it connects (controller.switchsync): at
+            # start-up none is (the OpenFlow port opens after it), so no flows are computed
+            if any(br.dpid is not None and core.pusher.connected(br.dpid)
+                   for br in states[n].bridges.values()):
+                jobs += [(n, br, bf) for br, bf in core.node_flows(core.topo, n).items()
+                         if core.pusher.connected(bf.dpid)]
         for (n, br, _), res in zip(jobs, settled(lambda j: core.flowsync.sync(*j), jobs)):
             if isinstance(res, Exception):
                 LOG.error("%s/%s: flow sync failed: %s", n, br, reason(res))

@@ -117,17 +117,23 @@ def refusing_bad_handshakes(handle):
 # for a first attempt), again and again. A few workers finish the handshakes one after
 # another; a switch that gives up meanwhile costs nothing but an EOF, and it retries.
 HANDSHAKE_WORKERS = 4
+# A switch's whole TLS handshake, at most (seconds). Open vSwitch gives up on an attempt
+# after its back-off (1 s at first, at most the Controller's max_backoff: 2 s as tenantnet
+# sets it), so a handshake still going after that is a peer that stalls: with a longer
+# bound, HANDSHAKE_WORKERS such peers would hold up every other switch's handshake.
+HANDSHAKE_TIMEOUT = 3.0
 
 
-def handshake_first(handle, timeout=10.0):
+def handshake_first(handle, timeout=HANDSHAKE_TIMEOUT):
     """*handle* for a TLS socket wrapped without its handshake: do the handshake here (at
-    most *timeout* seconds), and on failure close so that the peer reads why. On success
-    *handle* runs in a thread of its own: this one returns to take the next handshake."""
+    most *timeout* seconds in all), and on failure close so that the peer reads why. On
+    success *handle* runs in a thread of its own: this one returns to take the next
+    handshake."""
     import ssl
 
     def handshaken(sock, addr):
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(timeout)      # for the whole handshake, however it is paced
             sock.do_handshake()
             sock.settimeout(None)
         except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as exc:
@@ -135,6 +141,12 @@ def handshake_first(handle, timeout=10.0):
             # refusal, and after a restart there are hundreds
             LOG.debug("OpenFlow connection from %s closed during the TLS handshake: %s",
                       addr[0] if addr else "?", exc)
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        except socket.timeout as exc:     # a peer that stalls: nothing to tell it
+            LOG.warning("OpenFlow connection from %s closed: %s", addr[0] if addr else "?",
+                        exc)
             with contextlib.suppress(OSError):
                 sock.close()
             return

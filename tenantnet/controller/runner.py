@@ -11,9 +11,10 @@ os-ken pitfalls handled here (native hub):
     or silently drops off is never declared DEAD. We always enable echo.
   * The listening socket is private to OpenFlowController.server_loop and its accept
     loop never ends; hub threads are non-daemon and hub.kill() is a no-op, so a plain
-    run_apps() can neither be stopped nor let the process exit. We install a tracked
-    StreamServer (os_ken.controller.controller.StreamServer) whose accept loop stops
-    when asked, and keep the Datapath objects so their sockets can be shut down.
+    run_apps() can neither be stopped nor let the process exit. We install our own
+    StreamServer (controller.oflisten) whose accept loop stops when asked, which binds
+    only when the runtime's listen gate is open (hold_listening), and we keep the
+    Datapath objects so their sockets can be shut down.
   * A connection's send thread sleeps in send_q.get() and is only woken by a message
     to send: when the switch closes the TCP connection, serve() waits for that thread
     forever before declaring DEAD (no DEAD event at all with echo off; with echo on, up
@@ -34,7 +35,7 @@ import signal
 import socket
 import threading
 
-from tenantnet.controller import ofconn
+from tenantnet.controller import ofconn, oflisten, threaddump
 from tenantnet.errors import TenantnetError
 
 LOG = logging.getLogger("tenantnet.controller.runner")
@@ -114,62 +115,6 @@ def _connections():
     return runtime.connections() if runtime is not None else 1
 
 
-def _install_stream_server():
-    from os_ken.controller import controller
-    from os_ken.lib import hub
-
-    if getattr(controller.StreamServer, "_tenantnet", False):
-        return
-
-    class TrackedStreamServer(hub.StreamServer):
-        """StreamServer whose accept loop the active ControllerRuntime can stop."""
-        _tenantnet = True
-
-        def __init__(self, listen_info, handle=None, *args, **kwargs):
-            runtime = _ACTIVE
-            if runtime is not None:
-                handle = runtime._handle_connection
-            if kwargs:                # TLS: hub wraps each socket; we do the handshake
-                kwargs["do_handshake_on_connect"] = False
-                handle = ofconn.handshake_first(handle)
-            try:
-                # with TLS arguments hub's server wraps each accepted socket, then calls
-                # *handle*: ours, so that the runtime keeps the connection
-                super().__init__(listen_info, handle, *args, **kwargs)
-            except Exception as exc:  # hub swallows it: keep it for the runtime to report
-                if runtime is not None:
-                    runtime._listen_failed(listen_info, exc)
-                raise
-            self.runtime = runtime
-            self.handle = ofconn.refusing_bad_handshakes(self.handle)
-            self.handshakes = None
-            if kwargs:
-                import concurrent.futures
-                self.handshakes = concurrent.futures.ThreadPoolExecutor(
-                    ofconn.HANDSHAKE_WORKERS, thread_name_prefix="tenantnet-tls")
-            if runtime is not None:
-                runtime._listening_on(self)
-
-        def serve_forever(self):
-            try:
-                while not (self.runtime and self.runtime.stopping):
-                    try:
-                        sock, addr = self.server.accept()
-                    except OSError:
-                        if self.runtime and self.runtime.stopping:
-                            return
-                        raise
-                    if self.handshakes is not None:
-                        self.handshakes.submit(self.handle, sock, addr)
-                    else:
-                        hub.spawn(self.handle, sock, addr)
-            finally:
-                if self.handshakes is not None:
-                    self.handshakes.shutdown(wait=False, cancel_futures=True)
-
-    controller.StreamServer = TrackedStreamServer
-
-
 class ControllerRuntime:
     """os-ken AppManager.run_apps(app_modules) with start/stop.
 
@@ -191,6 +136,7 @@ class ControllerRuntime:
         self.echo_max_unreplied = echo_max_unreplied
         self.netns = netns
         self.stopping = False
+        self.listen_gate = oflisten.ListenGate()   # see hold_listening()
         self._lock = threading.Lock()
         self._servers = []
         self._datapaths = set()
@@ -200,7 +146,7 @@ class ControllerRuntime:
         self._thread = None
 
     # -- hooks called from the tracked server -------------------------------------------
-    def _listening_on(self, server):
+    def listening_on(self, server):
         with self._lock:
             self._servers.append(server)
             stop_now = self.stopping
@@ -208,11 +154,11 @@ class ControllerRuntime:
         if stop_now:
             self._shutdown_servers()
 
-    def _listen_failed(self, listen_info, exc):
+    def listen_failed(self, listen_info, exc):
         self._error = f"cannot listen on {listen_info[0]}:{listen_info[1]}: {exc}"
         LOG.error("%s", self._error)
 
-    def _handle_connection(self, sock, address):
+    def handle_connection(self, sock, address):
         # os_ken.controller.controller.datapath_connection_factory, keeping the Datapath.
         dp = ofconn.datapath_class(_connections)(sock, address)
         with self._lock:
@@ -236,7 +182,7 @@ class ControllerRuntime:
         configure(self.listen_host, self.listen_port, self.echo_interval,
                   self.echo_max_unreplied)
         raise_open_files_limit()
-        _install_stream_server()
+        oflisten.install(lambda: _ACTIVE)
 
     def run(self):
         """Run the apps in this thread until request_stop()/stop()."""
@@ -281,8 +227,10 @@ class ControllerRuntime:
             hub.joinall(services)
             gc.collect()
 
-    def start(self, timeout=10):
-        """Run in a background thread; return once listening (RuntimeError if it fails)."""
+    def start(self, timeout=30):
+        """Run in a background thread; return once the OpenFlow port listens (RuntimeError
+        if it fails). An app that holds the listen gate (tenantnet.app, until its core
+        reached and reconciled the nodes) makes that later."""
         self._prepare()
         self._thread = threading.Thread(target=self._run_quietly, name="tenantnet-of",
                                         daemon=True)
@@ -304,6 +252,7 @@ class ControllerRuntime:
     def request_stop(self):
         """Ask the controller to stop (non-blocking; safe from a signal handler)."""
         self.stopping = True
+        self.listen_gate.force_open()     # a server waiting to bind goes on, and stops
         self._shutdown_servers()
 
     def _shutdown_servers(self):
@@ -345,13 +294,15 @@ class ControllerRuntime:
             return len(self._datapaths)
 
 
-def wait_listening(timeout=10.0):
-    """Block until the OpenFlow port of the running controller listens (True), or return
-    False after *timeout*. Without our runtime (another manager loaded the app): True."""
+def hold_listening():
+    """Keep the running controller's OpenFlow port closed until the returned function is
+    called (controller.oflisten.ListenGate): an app that must be ready before switches
+    connect holds it from its constructor. Without our runtime (another manager loaded the
+    app): a no-op."""
     runtime = _ACTIVE
     if runtime is None:
-        return True
-    return runtime._listening.wait(timeout) and not runtime._finished.is_set()
+        return lambda: None
+    return runtime.listen_gate.hold()
 
 
 def fail(error):
@@ -361,41 +312,6 @@ def fail(error):
         return
     runtime._error = runtime._error or error
     runtime.request_stop()
-
-
-def dump_threads_on(signum, path=None):
-    """`kill -USR1 <pid>` appends every thread's Python stack to *path* (default
-    $TENANTNET_THREAD_DUMP, else /tmp/tenantnet-threads-<pid>.txt), identical stacks once
-    with their count, without stopping the controller: what a controller of thousands of
-    connection threads is doing. (faulthandler stops at 100 threads.)"""
-    path = path or os.environ.get("TENANTNET_THREAD_DUMP") or \
-        f"/tmp/tenantnet-threads-{os.getpid()}.txt"
-
-    def on_signal(_signum, _frame):
-        threading.Thread(target=write_thread_dump, args=(path,), name="tenantnet-dump",
-                         daemon=True).start()
-    signal.signal(signum, on_signal)
-    LOG.info("thread dumps: kill -%s %d appends them to %s",
-             signal.Signals(signum).name[3:], os.getpid(), path)
-    return path
-
-
-def write_thread_dump(path):
-    """Append the stacks of every thread to *path*, the most common first."""
-    import collections
-    import sys
-    import time
-    import traceback
-    stacks = collections.Counter("".join(traceback.format_stack(frame))
-                                 for frame in sys._current_frames().values())
-    try:
-        with open(path, "a") as out:
-            out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                      f"{sum(stacks.values())} threads, {len(stacks)} distinct stacks\n")
-            for stack, count in stacks.most_common():
-                out.write(f"--- {count} thread(s):\n{stack}")
-    except OSError as exc:
-        LOG.warning("thread dump to %s failed: %s", path, exc)
 
 
 def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
@@ -413,7 +329,7 @@ def run_controller(app_modules=DEFAULT_APPS, contexts=None, **options):
         runtime.request_stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    dump_threads_on(signal.SIGUSR1)
+    threaddump.dump_threads_on(signal.SIGUSR1)
     try:
         runtime.run()
     finally:

@@ -91,6 +91,17 @@ _ids = records.ids
 # bridges, 5 s made 200 more echo exchanges a second for the controller to answer.
 CONTROLLER_PROBE_MS = 30000
 
+# The longest a switch waits between attempts to reach its controller (Controller
+# max_backoff; Open vSwitch's default is 8 s, its minimum 1 s). A restarted controller
+# opens its OpenFlow port only once it is ready (controller.oflisten), and the switches it
+# refused meanwhile come back within this: at 8 s, a bridge's flows were checked up to
+# 8 s after the controller was ready. A refused attempt costs both sides almost nothing.
+CONTROLLER_BACKOFF_MS = 2000
+
+# The Controller row's columns the controller sets on every programmed bridge (diffed).
+CONTROLLER_OPTIONS = {"inactivity_probe": CONTROLLER_PROBE_MS,
+                      "max_backoff": CONTROLLER_BACKOFF_MS}
+
 # Common bridges the controller programs over OpenFlow. br-tun carries the transport
 # underlay (uplink, LOCAL, ex- endpoints) in both modes and the CNB tunnels; br-int the CNB
 # VM ports. br-ex is left to the node.

@@ -71,16 +71,15 @@ def _place(topo, sec, what, kind, name, net_key, node_name, mac, ip, port):
     _new_name(topo, source, sec.key("name"), name, what)
     net = _network_of(topo, source, sec.key("network"), net_key)
     _compute_node(topo, source, sec.key("node"), node_name, what)
-    attached = [a for k in topo.networks() for a in topo.attachments(k)]
-    used_macs = {a.mac: a.name for a in attached}
     if mac is not None:
         mac = parse_mac(source, sec.key("mac"), mac)
-        if mac in used_macs:
-            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by {used_macs[mac]}")
+        owner = topo.attachment_named("mac", mac)
+        if owner is not None:
+            raise ConfigError(source, sec.key("mac"), f"MAC {mac} is already used by {owner}")
     else:
         salt = 0
         mac = naming.mac_for(kind, name)
-        while mac in used_macs:
+        while topo.attachment_named("mac", mac) is not None:
             salt += 1
             mac = naming.mac_for(kind, name, salt=salt)
     cidr = ipaddress.ip_network(net.cidr)
@@ -104,7 +103,7 @@ def _place(topo, sec, what, kind, name, net_key, node_name, mac, ip, port):
                   None)
         if ip is None:
             raise ConfigError(source, sec.key("network"), f"{net_key}'s CIDR {cidr} is full")
-    clash = next((a.name for a in attached if a.port == port), None)
+    clash = topo.attachment_named("port", port)
     if clash:
         raise ConfigError(source, sec.key("name"), f"{name!r} and {clash!r} map to the same "
                                                    f"port name {port!r}; rename one")

@@ -179,6 +179,9 @@ class Topology:
         self._kinds = {kind: {} for kind in KINDS}
         self.version = 0               # counts the changes: (object, version) names a state
         self._placed = {}              # network -> {node: number of its VMs and functions}
+        # "mac"/"port" -> {value: name} of every VM and function (attachment_named)
+        self._member_ids = {"mac": {}, "port": {}}
+        self._probe_ids = None         # the same for every configured network's probes
 
     # -- building ------------------------------------------------------------------
     def _count(self, kind, obj, step):
@@ -187,6 +190,12 @@ class Topology:
             on[obj.node] = on.get(obj.node, 0) + step
             if not on[obj.node]:
                 del on[obj.node]
+            for field, index in self._member_ids.items():
+                value = getattr(obj, field)
+                if step > 0:
+                    index[value] = obj.name
+                elif index.get(value) == obj.name:
+                    del index[value]
 
     def _add(self, kind, name, obj, *links):
         """Add (or replace) vertex (kind, name) carrying *obj*, with edges to *links*."""
@@ -205,8 +214,10 @@ class Topology:
 
     def add_node(self, node):
         self._add("node", node.name, node)
+        self._probe_ids = None
 
     def add_network(self, net):
+        self._probe_ids = None
         self.g.add_node(("tenant", net.tenant))
         self._kinds["tenant"][net.tenant] = None
         self._add("net", net.key, net, ("tenant", net.tenant))
@@ -240,6 +251,8 @@ class Topology:
         other.g = self.g.copy()
         other._kinds = {kind: dict(objs) for kind, objs in self._kinds.items()}
         other._placed = {key: dict(on) for key, on in self._placed.items()}
+        other._member_ids = {f: dict(index) for f, index in self._member_ids.items()}
+        other._probe_ids = self._probe_ids      # never changed in place: rebuilt
         other.version = self.version
         return other
 
@@ -336,6 +349,25 @@ class Topology:
     def attachments(self, net_key):
         """Everything with a MAC on the network: VMs, network functions and probes."""
         return self.vms_of(net_key) + self.functions_of(net_key) + self.probes(net_key)
+
+    def attachment_named(self, field, value):
+        """The name of the attachment (of any network: VM, network function, or probe of
+        an active network) whose *field* ("mac" or "port") is *value*, or None. Indexed:
+        a placement checks its MAC and port without listing every attachment."""
+        name = self._member_ids[field].get(value)
+        if name is not None:
+            return name
+        if self._probe_ids is None:
+            self._probe_ids = {"mac": {}, "port": {}}
+            for key in self._kinds["net"]:
+                for n in self.network_nodes():
+                    ids = {"mac": naming.mac_for("probe", key, n.name),
+                           "port": naming.probe_port_name(key)}
+                    for f, v in ids.items():
+                        self._probe_ids[f].setdefault(v, []).append(
+                            (key, probe_name(key, n.name)))
+        return next((name for key, name in self._probe_ids[field].get(value, ())
+                     if self._placed.get(key)), None)
 
     def ex_ip(self, net_key, node_name):
         return ex_ip(self.network(net_key), self.node(node_name))

@@ -28,7 +28,7 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
 from tenantnet.southbound import ovsview
-from tenantnet.model.desired import (CONTROLLER_PROBE_MS, DATAPATH_KEY, DATAPATHS, OWNER,
+from tenantnet.model.desired import (CONTROLLER_OPTIONS, DATAPATH_KEY, DATAPATHS, OWNER,
                                      OWNER_KEY, TRANSPORT_BRIDGE)
 from tenantnet.errors import SouthboundError
 
@@ -358,10 +358,11 @@ class NodeOvsdb:
         if have["controller"] != want_ctl:
             add(api.set_controller(br.name, want_ctl), f"set controller of {br.name} to {want_ctl}")
         if want_ctl and (have["controller"] != want_ctl
-                         or have.get("controller_probe") != [CONTROLLER_PROBE_MS]):
+                         or have.get("controller_options") != [CONTROLLER_OPTIONS]):
             # (found through the bridge: ovsdbapp looks a Controller up by its Bridge)
-            add(api.db_set("Controller", br.name, ("inactivity_probe", CONTROLLER_PROBE_MS)),
-                f"set inactivity probe of {br.name}'s controller to {CONTROLLER_PROBE_MS} ms")
+            add(api.db_set("Controller", br.name, *CONTROLLER_OPTIONS.items()),
+                f"set {br.name}'s controller's " + ", ".join(
+                    f"{c} to {v} ms" for c, v in CONTROLLER_OPTIONS.items()))
 
     def _check_datapath(self, bridge, have, want):
         """Log (once per bridge and pair of types) an existing bridge whose datapath type is

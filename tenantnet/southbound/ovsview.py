@@ -16,22 +16,47 @@ sequence number and rebuilds the view in full.
 
 The view is shared, not copied: callers must not change what `read` returns.
 
-Columns that change all the time and that tenantnet never reads (the `statistics` of every
-interface, refreshed every few seconds) are not monitored at all (`monitored_columns`):
-they cost the IDL's thread a parse of every interface and a view update per refresh."""
+Columns that tenantnet never reads or writes (the `statistics` of every interface, refreshed
+every few seconds; every status column ovs-vswitchd keeps) are not monitored at all
+(`monitored_columns`): they cost the IDL's thread a parse of every row and a view update per
+refresh."""
 
 from ovsdbapp.backend.ovs_idl import connection
+
+from tenantnet.model.desired import CONTROLLER_OPTIONS
 
 # Tables and columns read into the view (`Open_vSwitch` only for its external_ids).
 TABLES = ("Interface", "Port", "Bridge", "Controller", "Open_vSwitch")
 UNMONITORED = {"statistics"}      # in every table that has such a column
+# The tables tenantnet reads and writes are monitored for the columns it uses only: what
+# the view reads (below), what NodeOvsdb's diff sets, and what ovsdbapp's commands that it
+# runs touch (add_br and del_br: Open_vSwitch bridges, Bridge name, ports, datapath_type;
+# add_port and del_port: Port name, interfaces, Interface name, type; set_controller:
+# Bridge controller, Controller target; a commit waits for Open_vSwitch cur_cfg to reach
+# next_cfg). The rest (an interface's status, link speed, LACP, CFM and BFD state, a
+# bridge's STP and RSTP status, a controller's connection state, ...) is ovs-vswitchd's
+# own, changes all the time, and made the initial contents of a node of 1,100 interfaces
+# about twice as long to parse: six of them took 11 s after a restart at 1,000 VMs.
+MONITORED_ONLY = {
+    "Open_vSwitch": {"bridges", "cur_cfg", "next_cfg", "external_ids"},
+    "Bridge": {"name", "ports", "controller", "datapath_type", "fail_mode", "protocols",
+               "other_config", "external_ids"},
+    "Controller": {"target", "inactivity_probe", "max_backoff"},
+    "Port": {"name", "interfaces", "tag", "external_ids"},
+    "Interface": {"name", "type", "options", "external_ids", "ofport", "error", "mac_in_use",
+                  "link_state"},
+}
 
 
 def monitored_columns(schema_json):
-    """{table: [column, ...]} of *schema_json* (the server's schema): every column of every
-    table but those in UNMONITORED."""
-    return {table: sorted(c for c in spec["columns"] if c not in UNMONITORED)
-            for table, spec in schema_json["tables"].items()}
+    """{table: [column, ...]} of *schema_json* (the server's schema): MONITORED_ONLY's
+    columns of its tables, every column but those in UNMONITORED of the others."""
+    out = {}
+    for table, spec in schema_json["tables"].items():
+        only = MONITORED_ONLY.get(table)
+        out[table] = sorted(c for c in spec["columns"]
+                            if (c in only if only is not None else c not in UNMONITORED))
+    return out
 
 
 class TrackingIdl(connection.OvsdbIdl):
@@ -44,6 +69,14 @@ class TrackingIdl(connection.OvsdbIdl):
     def notify(self, event, row, updates=None):
         self.changed_rows.add((row._table.name, row.uuid))
         super().notify(event, row, updates)
+
+    def cooperative_yield(self):
+        """No yield per row: python-ovs's own default. ovsdbapp's sleep(0), for eventlet,
+        gives up the interpreter on every row of an update, and with other threads busy
+        (six nodes' initial contents at once, or a controller's connection threads) each
+        costs a thread switch: reaching six nodes of 1,100 interfaces each took 11 s after
+        a restart at 1,000 VMs (docs/performance.md). The controller runs native threads;
+        the interpreter switches threads on its own."""
 
 
 def _plain(value):
@@ -185,7 +218,7 @@ class LiveView:
         before = self._rows["Controller"].get(uuid)
         plain = None if row is None else {
             "name": _col(row, "target"),
-            "inactivity_probe": _plain(_col(row, "inactivity_probe"))}
+            "options": {c: _plain(_col(row, c)) for c in CONTROLLER_OPTIONS}}
         self._put("Controller", uuid, plain, None)
         return plain is not None and before is not None and before != plain
 
@@ -206,5 +239,5 @@ class LiveView:
             ctls = sorted((self._rows["Controller"][c] for c in plain["_controller"]
                            if c in self._rows["Controller"]), key=lambda c: c["name"])
             plain["controller"] = [c["name"] for c in ctls]
-            plain["controller_probe"] = [c["inactivity_probe"] for c in ctls]
+            plain["controller_options"] = [c["options"] for c in ctls]
         self._put("Bridge", uuid, plain, self.result["bridges"])
