@@ -15,8 +15,9 @@ import tempfile
 import pytest
 
 from conftest import ROOT, lab_prerequisites
-from tenantnet.node.bootstrap import (ARP_SYSCTLS, BootstrapError, ExecHost, apply_endpoint_addresses,
-                                 bootstrap_node)
+from tenantnet.node.bootstrap import ARP_SYSCTLS, BootstrapError, bootstrap_node
+from tenantnet.node.exaddresses import apply_endpoint_addresses
+from tenantnet.node.hostops import ExecHost
 from tenantnet.node import tls
 from tenantnet.node.hostexec import NetnsExecutor
 from tenantnet.lab import netns as ns

@@ -25,7 +25,8 @@ from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.model import config, naming
 from tenantnet.model.desired import node_state
-from tenantnet.node.bootstrap import ExecHost, NetnsNodeHost, bootstrap_node
+from tenantnet.node.bootstrap import bootstrap_node
+from tenantnet.node.hostops import ExecHost, NetnsNodeHost
 from tenantnet.node.hostexec import NetnsExecutor
 from tenantnet.southbound.ovsdb import NodeOvsdb, node_datapath
 

@@ -273,7 +273,9 @@ def test_vm_namespaces_on_a_host_node_over_ssh(sshd, tmp_path):
     reason = lab_prerequisites()
     if reason:
         pytest.skip(reason)
-    from tenantnet.node.bootstrap import ExecHost, bootstrap_node, local_vsctl
+    from tenantnet.node.bootstrap import bootstrap_node
+    from tenantnet.node.hostops import ExecHost
+    from tenantnet.node.ovscli import local_vsctl
     from tenantnet.lab.fabric import LabFabric
     from tenantnet.lab.ovs import OvsInstance
     # The host's Open vSwitch: a private instance in the server's namespace (never the

@@ -7,11 +7,11 @@ import pytest
 
 from conftest import lab_prerequisites, two_tenant_config
 from tenantnet.model import config, naming
-from tenantnet.model.desired import CONTROLLER_PROBE_MS, node_state
+from tenantnet.model.desired import CONTROLLER_OPTIONS, node_state
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.errors import TenantnetError
-from tenantnet.node.bootstrap import NetnsNodeHost
+from tenantnet.node.hostops import NetnsNodeHost
 from tenantnet.southbound.ovsdb import NodeOvsdb, SystemPoll
 
 pytestmark = [pytest.mark.lab,
@@ -212,24 +212,28 @@ def test_a_bridge_in_order_is_diffed_again_after_its_port_or_interface_changes(n
     assert ovs.vsctl("get", "Port", vm, "tag").stdout.strip() == want_tag
 
 
-def test_every_controller_gets_the_inactivity_probe_and_keeps_it(node):
-    """Each programmed bridge's Controller row has inactivity_probe CONTROLLER_PROBE_MS (the
-    switch does not echo a healthy controller); a change by hand is put back."""
+def test_every_controller_gets_its_options_and_keeps_them(node):
+    """Each programmed bridge's Controller row has CONTROLLER_OPTIONS: inactivity_probe (the
+    switch does not echo a healthy controller) and max_backoff (a refused switch comes back
+    soon); a change by hand to either is put back, and nothing else changes."""
     ovs, conn = node
     topo = config.load_text(CFG, "t.yaml")
     desired = node_state(topo, "compute1")
     conn.reconcile(desired)
-    want = str(CONTROLLER_PROBE_MS)
+    assert CONTROLLER_OPTIONS == {"inactivity_probe": 30000, "max_backoff": 2000}
     programmed = [b.name for b in desired.bridges.values() if b.controller]
     assert naming.brint_name("acme/web") in programmed
     for br in programmed:
-        assert ovs.vsctl("get", "Controller", br, "inactivity_probe").stdout.strip() == want
+        for column, value in CONTROLLER_OPTIONS.items():
+            assert ovs.vsctl("get", "Controller", br, column).stdout.strip() == str(value)
     web = naming.brint_name("acme/web")
-    ovs.vsctl("set", "Controller", web, "inactivity_probe=5000")
-    result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
-    assert any("inactivity probe" in c for c in result.commands), result.commands
-    assert ovs.vsctl("get", "Controller", web, "inactivity_probe").stdout.strip() == want
-    assert _settled(lambda: conn.reconcile(desired).commands, lambda c: not c) == []
+    for column, wrong in (("inactivity_probe", 5000), ("max_backoff", 8000)):
+        ovs.vsctl("set", "Controller", web, f"{column}={wrong}")
+        result = _settled(lambda: conn.reconcile(desired), lambda r: r.commands)
+        assert len(result.commands) == 1 and column in result.commands[0], result.commands
+        assert ovs.vsctl("get", "Controller", web, column).stdout.strip() == \
+            str(CONTROLLER_OPTIONS[column])
+        assert _settled(lambda: conn.reconcile(desired).commands, lambda c: not c) == []
 
 
 def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(node):

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from tenantnet.vm import image as image_mod
+from tenantnet.vm import imagespec
 from tenantnet.vm import qemu
 from tenantnet.vm.source import push_tar, source_tar
 
@@ -32,7 +33,7 @@ TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh", "s
 
 # -- unit tests ------------------------------------------------------------------------
 def test_apt_sources_both_formats():
-    entries = image_mod.parse_apt_sources({
+    entries = imagespec.parse_apt_sources({
         "/etc/apt/sources.list": "deb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm "
                                  "main contrib # x\n# deb http://no bookworm main\n",
         "/etc/apt/sources.list.d/debian.sources":
@@ -43,25 +44,25 @@ def test_apt_sources_both_formats():
             "Components: main\n"})
     assert ("deb", "http://m/debian", "bookworm", ("main", "contrib")) in entries
     assert not any(e[1] in ("http://no", "http://off") for e in entries)
-    mirror, picked = image_mod.image_sources(entries)
+    mirror, picked = imagespec.image_sources(entries)
     assert mirror == "http://m/debian"
     assert ("http://sec/debian-security", "bookworm-security") in picked
-    with pytest.raises(image_mod.ImageError, match="TENANTNET_DEBIAN_MIRROR"):
-        image_mod.image_sources([("deb", "http://archive.ubuntu.com/ubuntu", "jammy",
+    with pytest.raises(imagespec.ImageError, match="TENANTNET_DEBIAN_MIRROR"):
+        imagespec.image_sources([("deb", "http://archive.ubuntu.com/ubuntu", "jammy",
                                   ("main",))])
 
 
 def test_image_digest_covers_inputs(monkeypatch):
     sources = [("deb", "http://m/debian", "bookworm", ("main",))]
-    base = image_mod.build_inputs(sources)
-    assert base["wheels"] == image_mod.node_pins()
+    base = imagespec.build_inputs(sources)
+    assert base["wheels"] == imagespec.node_pins()
     assert not any(w.lower().startswith(("matplotlib", "numpy")) for w in base["wheels"])
-    d0 = image_mod.inputs_digest(base)
-    assert d0 == image_mod.inputs_digest(image_mod.build_inputs(sources))
-    monkeypatch.setattr(image_mod, "NODE_PACKAGES", image_mod.NODE_PACKAGES + ("vim",))
-    assert image_mod.inputs_digest(image_mod.build_inputs(sources)) != d0
-    assert image_mod.inputs_digest({**base, "wheels": ["PyYAML==1"]}) != d0
-    assert image_mod.inputs_digest({**base, "build_code": "x"}) != d0
+    d0 = imagespec.inputs_digest(base)
+    assert d0 == imagespec.inputs_digest(imagespec.build_inputs(sources))
+    monkeypatch.setattr(imagespec, "NODE_PACKAGES", imagespec.NODE_PACKAGES + ("vim",))
+    assert imagespec.inputs_digest(imagespec.build_inputs(sources)) != d0
+    assert imagespec.inputs_digest({**base, "wheels": ["PyYAML==1"]}) != d0
+    assert imagespec.inputs_digest({**base, "build_code": "x"}) != d0
 
 
 def _fake_build(monkeypatch, calls, fail=False, delay=0.3):
@@ -75,11 +76,11 @@ def _fake_build(monkeypatch, calls, fail=False, delay=0.3):
             fh.write("step 1\nstep 2 broke\n")
         time.sleep(delay)
         if fail:
-            raise image_mod.ImageError(f"debootstrap failed; see {tmp}/build.log")
+            raise imagespec.ImageError(f"debootstrap failed; see {tmp}/build.log")
         with open(os.path.join(tmp, "manifest.json"), "w") as fh:
             json.dump({"digest": digest}, fh)
 
-    monkeypatch.setattr(image_mod, "_build_into", build_into)
+    monkeypatch.setattr(image_mod, "build_into", build_into)
 
 
 def test_concurrent_builds_wait_and_build_once(tmp_path, monkeypatch):
@@ -103,7 +104,7 @@ def test_concurrent_builds_wait_and_build_once(tmp_path, monkeypatch):
 def test_failed_build_leaves_no_directory(tmp_path, monkeypatch):
     calls = []
     _fake_build(monkeypatch, calls, fail=True, delay=0)
-    with pytest.raises(image_mod.ImageError, match="full log: .*failed-"):
+    with pytest.raises(imagespec.ImageError, match="full log: .*failed-"):
         image_mod.build_image(progress=lambda t: None, cache_dir=str(tmp_path))
     left = sorted(os.listdir(tmp_path))
     assert left[0] == ".lock" and left[1].startswith("failed-") and len(left) == 2
@@ -112,7 +113,7 @@ def test_failed_build_leaves_no_directory(tmp_path, monkeypatch):
 def test_missing_debootstrap_says_what_to_install(monkeypatch):
     monkeypatch.setattr(image_mod.os, "geteuid", lambda: 0)
     monkeypatch.setattr(image_mod.shutil, "which", lambda tool: None)
-    with pytest.raises(image_mod.ImageError,
+    with pytest.raises(imagespec.ImageError,
                        match="apt-get install debootstrap qemu-system-x86 qemu-utils"):
         image_mod.check_tools()
 
@@ -133,7 +134,7 @@ def test_kernel_cmdline_and_names():
 
 
 def test_vm_refuses_names_and_addresses_outside_the_lab():
-    img = image_mod.Image("/nonexistent")
+    img = imagespec.Image("/nonexistent")
     ok = ("tn-c1-0", "tn-br", "52:54:00:00:00:01", "198.18.0.11/24")
     with pytest.raises(qemu.VmError, match="outside"):
         qemu.QemuVm("c1", "tn-fabric", [ok[:3] + ("10.0.0.1/24",)], img)
@@ -162,7 +163,7 @@ def test_source_tar_is_deterministic():
 def test_box_metadata():
     from tenantnet.vm.box import box_metadata
     assert box_metadata() == {"provider": "libvirt", "format": "qcow2",
-                              "virtual_size": image_mod.DISK_SIZE_GB}
+                              "virtual_size": imagespec.DISK_SIZE_GB}
 
 
 # -- VMs -------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ class PlacementNode(BenchSwitch):
         self.raw_flows = {}            # bridge -> flows the raw tools installed
 
     def before_controller(self):
-        from tenantnet.node.bootstrap import ExecHost, bootstrap_node
+        from tenantnet.node.bootstrap import bootstrap_node
+        from tenantnet.node.hostops import ExecHost
         # the uplink: one end of a veth pair, both ends up (carrier, as a real uplink has)
         ns.run(["ip", "link", "add", UPLINK, "type", "veth", "peer", "name", UPLINK_PEER],
                netns=self.netns)

@@ -27,7 +27,8 @@ DEFAULT_CLUSTER_CONFIG = "/etc/tenantnet/config.yaml"
 
 
 def _host_tools(args):
-    from tenantnet.node.bootstrap import ExecHost, local_ofctl, local_vsctl
+    from tenantnet.node.hostops import ExecHost
+    from tenantnet.node.ovscli import local_ofctl, local_vsctl
     from tenantnet.node.hostexec import LocalExecutor
     ex = LocalExecutor()
     return local_vsctl(db=args.db, executor=ex), local_ofctl(executor=ex), ExecHost(ex)
@@ -55,7 +56,7 @@ def cmd_node_bootstrap(args):
 
 
 def cmd_node_addresses(args):
-    from tenantnet.node.bootstrap import apply_endpoint_addresses
+    from tenantnet.node.exaddresses import apply_endpoint_addresses
     vsctl, _, host = _host_tools(args)
     applied = apply_endpoint_addresses(vsctl, host.set_address, only=args.interface)
     if args.interface and args.interface not in applied:

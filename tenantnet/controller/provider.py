@@ -10,7 +10,7 @@ from tenantnet.controller.core import Core
 from tenantnet.controller.tenancy import make_authorizer
 from tenantnet.errors import TenantnetError
 from tenantnet.model import config as config_mod
-from tenantnet.node.bootstrap import NetnsNodeHost
+from tenantnet.node.hostops import NetnsNodeHost
 
 # The core's logger: build_core was part of controller.core.
 LOG = logging.getLogger("tenantnet.controller.core")

@@ -34,7 +34,7 @@ import time
 from tenantnet.experiment import iperf
 from tenantnet.experiment.labs import LabFactory
 from tenantnet.experiment.machine import machine_info
-from tenantnet.experiment.reachability import ExperimentError
+from tenantnet.experiment.interrupts import ExperimentError
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.runframe import Reporter, node_info, now, recorded_run, render
 

@@ -40,7 +40,8 @@ import threading
 import time
 
 from tenantnet.errors import LabError, TenantnetError
-from tenantnet.experiment.reachability import GUARD, ExperimentError, package_env
+from tenantnet.experiment.interrupts import GUARD, ExperimentError
+from tenantnet.experiment.proberproc import package_env
 
 RESET_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 30.0

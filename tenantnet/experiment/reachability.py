@@ -37,22 +37,20 @@ Lab.add_vm does it): the prober must listen before the first request, else the f
 every network would be measured against a late prober; and Lab.add_vm's create-probe-if-
 none check is not safe for concurrent first placements of one network. Everything here is
 derived from the model (config.vm_from_spec, Topology.probes), so it is mode-agnostic.
+
+The probers are driven by tenantnet.experiment.proberproc; the run's errors and interrupt
+guard are tenantnet.experiment.interrupts'.
 """
 
 import concurrent.futures
-import contextlib
 import ipaddress
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
-import tenantnet
 from tenantnet.model import config as config_mod
 from tenantnet.errors import ApiError, TenantnetError
+from tenantnet.experiment.interrupts import ExperimentError, Interrupted, shield_interrupts
+from tenantnet.experiment.proberproc import ProberProcess
 
 INSTANCE_FIELDS = (
     "mode", "instances", "networks", "repeat", "vm", "index", "node", "network", "mac", "ip",
@@ -61,98 +59,7 @@ INSTANCE_FIELDS = (
     "reachability_ms", "api_total_ms", "api_ovsdb_ms", "api_openflow_ms", "api_retries",
     "status", "error")
 
-PROBER_READY_TIMEOUT = 30.0
 MAX_WORKERS = 128
-
-
-class ExperimentError(TenantnetError):
-    """An experiment that could not be carried out."""
-
-
-class Interrupted(ExperimentError):
-    """The run was stopped (Ctrl-C or SIGTERM); the lab was torn down."""
-
-
-# -- interrupt handling ---------------------------------------------------------------
-class InterruptGuard:
-    """What Ctrl-C (SIGINT) and SIGTERM do while an experiment runs (runner.run installs it).
-
-    - Outside a shield, the first signal raises KeyboardInterrupt: the run stops and tears
-      its lab down.
-    - Inside a shield (a teardown) a signal is only noted: the teardown always completes.
-      If it was the first one, KeyboardInterrupt is raised when the shield ends, so a
-      Ctrl-C during the routine teardown between two sub-experiments is not lost either.
-    - Once the interrupt is raised, further signals are noted and ignored until run() ends.
-
-    The teardown itself runs in a child process of its own session (runner.teardown), so
-    the terminal's SIGINT, which goes to the whole foreground process group, cannot kill
-    a half-done `ip netns del` or `ovs-appctl exit` either. Without an installed guard
-    (library use, other threads) a shield falls back to ignoring the signals (SIG_IGN,
-    inherited by the children it starts)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.installed = False
-        self.count = 0
-        self.raised = False
-        self.pending = False
-        self.depth = 0
-        self._old = {}
-
-    def install(self):
-        if threading.current_thread() is not threading.main_thread() or self.installed:
-            return self
-        self.count, self.raised, self.pending, self.depth = 0, False, False, 0
-        for s in self.SIGNALS:
-            self._old[s] = signal.signal(s, self._handle)
-        self.installed = True
-        return self
-
-    def uninstall(self):
-        if not self.installed:
-            return
-        for s, h in self._old.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
-        self._old.clear()
-        self.installed = False
-
-    def _handle(self, signum, frame):
-        self.count += 1
-        if self.depth or self.raised:
-            if not self.raised:
-                self.pending = True
-            print("tenantnet: tearing the lab down, please wait", file=sys.stderr, flush=True)
-            return
-        self.raised = True
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def shield(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        if not self.installed:
-            old = {s: signal.signal(s, signal.SIG_IGN) for s in self.SIGNALS}
-            try:
-                yield
-            finally:
-                for s, h in old.items():
-                    signal.signal(s, h if h is not None else signal.SIG_DFL)
-            return
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-            if not self.depth and self.pending and not self.raised:
-                self.pending = False
-                self.raised = True
-                raise KeyboardInterrupt
-
-
-GUARD = InterruptGuard()
-shield_interrupts = GUARD.shield
 
 
 class _NullProgress:
@@ -175,140 +82,6 @@ class _NullProgress:
 
     def __bool__(self):
         return False
-
-
-# -- probers --------------------------------------------------------------------------
-def package_env():
-    """Environment for `python -m tenantnet...` children: this tenantnet on sys.path."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tenantnet.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-class ProberProcess:
-    """One prober in one probe endpoint, driven over stdin (arm/drop/deadline/stop).
-
-    Started through the fabric's endpoint executor when it has one (the endpoint may live
-    on another host), else with `ip netns exec` here; in a session of its own either way,
-    so that a terminal Ctrl-C is the runner's to handle, not the prober's."""
-
-    def __init__(self, fabric, endpoint, iface, src_ip, src_mac, targets, interval_ms,
-                 timeout_s):
-        self.netns = fabric.endpoint_netns(endpoint)
-        self.targets = dict(targets)                   # ip -> mac
-        self.replies = {}                              # ip -> time, as they come in
-        self.result = None
-        self.error = None
-        self._lock = threading.Lock()
-        python = sys.executable
-        if hasattr(fabric, "endpoint_python"):
-            python = fabric.endpoint_python(endpoint)
-        args = ["-m", "tenantnet.experiment.prober", "--iface", iface, "--src-ip", src_ip,
-                "--src-mac", src_mac, "--interval-ms", str(interval_ms),
-                "--timeout", str(timeout_s), "--stdin", "--live"]
-        for ip, mac in self.targets.items():
-            args += ["--target", f"{ip}={mac}"]
-        kwargs = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                      text=True, bufsize=1, start_new_session=True)
-        if python == sys.executable:                   # this host: this tenantnet
-            kwargs["env"] = package_env()
-        if hasattr(fabric, "endpoint_executor"):
-            self.proc = fabric.endpoint_executor(endpoint).popen([python] + args, **kwargs)
-        else:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, python] + args,
-                                         **kwargs)
-        self._stderr = []
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True,
-                                        name=f"prober-{self.netns}")
-        self._reader.start()
-        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
-        self._err_reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line == "ready":
-                self._ready.set()
-            elif line.startswith("reply "):
-                parts = line.split()
-                if len(parts) == 3:
-                    with self._lock:
-                        self.replies.setdefault(parts[1], float(parts[2]))
-            elif line.startswith("{"):
-                try:
-                    self.result = json.loads(line)
-                except ValueError:
-                    self.error = f"unreadable prober output: {line[:200]}"
-        self._ready.set()
-
-    def _read_err(self):
-        for line in self.proc.stderr:
-            self._stderr.append(line.rstrip())
-
-    def wait_ready(self, timeout=PROBER_READY_TIMEOUT):
-        if not self._ready.wait(timeout) or self.proc.poll() is not None:
-            self.kill()
-            raise ExperimentError(f"the prober in {self.netns} did not start: "
-                                  + (" ".join(self._stderr[-3:]) or "no output"))
-
-    def send(self, line):
-        with self._lock:
-            if self.proc.poll() is not None:
-                return
-            try:
-                self.proc.stdin.write(line + "\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                pass
-
-    def arm(self, ip):
-        self.send(f"arm {ip}")
-
-    def drop(self, ip):
-        self.send(f"drop {ip}")
-
-    def set_deadline(self, epoch):
-        self.send(f"deadline {epoch:.6f}")
-
-    def answered(self):
-        with self._lock:
-            return len(self.replies)
-
-    def finish(self, timeout):
-        """Wait for the prober's end (it stops by itself); return {ip: time or None}."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.send("stop")
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reader.join(timeout=5)
-        self._err_reader.join(timeout=1)
-        if self.result is None:
-            # No final line (killed): what was reported live is still true.
-            with self._lock:
-                return {ip: self.replies.get(ip) for ip in self.targets}
-        return {ip: self.result.get(ip) for ip in self.targets}
-
-    def kill(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for stream in (self.proc.stdin,):
-            try:
-                stream.close()
-            except (OSError, ValueError, BrokenPipeError):
-                pass
 
 
 # -- the model side -------------------------------------------------------------------

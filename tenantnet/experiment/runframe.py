@@ -1,6 +1,6 @@
 """The frame of an experiment run (``runner.run``, ``chainexp.run``): its progress on the
 terminal (``Reporter``) and its record in meta.json (``recorded_run``: status, errors,
-start and end), with the interrupt guard (reachability.GUARD) installed around it; what
+start and end), with the interrupt guard (interrupts.GUARD) installed around it; what
 the nodes are (``node_info``) and the rendering of a results directory (``render``: plots
 and report, or the chain report)."""
 
@@ -11,7 +11,7 @@ import importlib.util
 import sys
 import time
 
-from tenantnet.experiment.reachability import GUARD, ExperimentError
+from tenantnet.experiment.interrupts import GUARD, ExperimentError
 
 
 def now():

@@ -31,7 +31,7 @@ says which, and the report names them.
 Tables are rewritten after every sub-experiment, so an interrupted run keeps what it
 measured (meta.json then says ``"status": "interrupted"``).
 
-Interrupts (reachability.InterruptGuard). Every lab is torn down in a ``finally``. The first
+Interrupts (interrupts.InterruptGuard). Every lab is torn down in a ``finally``. The first
 Ctrl-C or SIGTERM raises KeyboardInterrupt in the main thread: the batch in progress starts
 no new work, the controller is stopped so that requests in flight end, the placement
 threads are joined, probers (in sessions of their own) are killed and the lab comes down.
@@ -56,8 +56,8 @@ from tenantnet.errors import TenantnetError
 from tenantnet.experiment import analysis
 from tenantnet.experiment.labs import LabFactory, SharedLab
 from tenantnet.experiment.machine import machine_info
-from tenantnet.experiment.reachability import (INSTANCE_FIELDS, ExperimentError,
-                                               run_reachability)
+from tenantnet.experiment.interrupts import ExperimentError
+from tenantnet.experiment.reachability import INSTANCE_FIELDS, run_reachability
 from tenantnet.experiment.results import ResultsDir
 from tenantnet.experiment.runframe import (Reporter, node_info, now, optional_module,
                                             recorded_run, render)

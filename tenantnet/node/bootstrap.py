@@ -7,6 +7,10 @@ One code path for every kind of node. `tenantnet node bootstrap` runs it on a re
     steps = bootstrap_node(vsctl, "compute", "eth1", "198.19.0.11/24", "198.18.0.11",
                            host=ExecHost(LocalExecutor()), ofctl=ofctl)
 
+Its helpers have owners of their own: the host-side steps go through an ExecHost
+(tenantnet.node.hostops), vsctl/ofctl for a real host come from tenantnet.node.ovscli, and
+the ex- endpoint addresses recorded in OVSDB are read by tenantnet.node.exaddresses.
+
 What it does (idempotent: a second run reports every step as unchanged):
   - checks the prerequisites, each with a clear error: Open vSwitch reachable, the
     transport interface present and free, the kernel module for datapath=system;
@@ -24,29 +28,27 @@ What it does (idempotent: a second run reports every step as unchanged):
     security insecure; ovsdb-server serves `db:Open_vSwitch,Open_vSwitch,manager_options`:
     the distribution's ovs-ctl does, and so does tenantnet.lab.ovs.OvsInstance);
   - addresses of ex- endpoints that already exist (after a reboot), from their ports'
-    external_ids:tenantnet-address.
+    external_ids:tenantnet-address (tenantnet.node.exaddresses).
 """
 
 import ipaddress
-import json
 import os
 import re
 import socket
-import time
 from dataclasses import dataclass
 
 from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS,
                                      DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER_KEY,
-                                     TRANSPORT_BRIDGE, USERSPACE_DATAPATH)
+                                     TRANSPORT_BRIDGE)
 from tenantnet.errors import TenantnetError
 from tenantnet.node import tls as node_tls
-from tenantnet.node.hostexec import LocalExecutor, NetnsExecutor
+from tenantnet.node.exaddresses import endpoint_addresses
+from tenantnet.node.ovscli import output, parse_map, unquote
 
 ROLES = tuple(COMMON_BRIDGES)
 ARP_SYSCTLS = ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.default.arp_ignore=1",
                "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.default.arp_announce=2")
 NORMAL_FLOW = "table=0,priority=0,actions=NORMAL"
-ADDRESS_KEY = "tenantnet-address"
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
 
 
@@ -67,163 +69,6 @@ class Step:
 
     def as_dict(self):
         return {"what": self.what, "changed": self.changed, "detail": self.detail}
-
-
-class ExecHost:
-    """Host-side operations (addresses, links, sysctls) through an executor
-    (tenantnet.node.hostexec): LocalExecutor on a real host, NetnsExecutor for a lab node,
-    SshExecutor for another machine. `set_address` has the signature the controller's
-    host objects use: the controller sets `ex-` addresses through one (NetnsNodeHost)."""
-
-    def __init__(self, executor=None):
-        self.executor = executor or LocalExecutor()
-
-    @property
-    def description(self):
-        return self.executor.description
-
-    def link_exists(self, ifname):
-        return self.executor.ok(["ip", "link", "show", "dev", ifname])
-
-    def wait_link(self, ifname, timeout=5.0):
-        deadline = time.time() + timeout
-        while not self.link_exists(ifname):
-            if time.time() >= deadline:
-                raise BootstrapError(f"interface {ifname} did not appear on "
-                                     f"{self.description} within {timeout:.0f}s")
-            time.sleep(0.05)
-
-    def addresses(self, ifname):
-        """IPv4 addresses on *ifname* as 'IP/PREFIX' (empty when it has none or is absent)."""
-        out = self.executor.run(["ip", "-o", "-4", "addr", "show", "dev", ifname], check=False)
-        if out.returncode != 0:
-            return []
-        return re.findall(r"\sinet\s+(\S+)", out.stdout)
-
-    def all_addresses(self):
-        """{interface: ['IP/PREFIX', ...]} for every interface with an IPv4 address, in one
-        `ip` call (a node with hundreds of ex- endpoints is checked in one process)."""
-        out = self.executor.run(["ip", "-o", "-4", "addr", "show"], check=False)
-        found = {}
-        for line in out.stdout.splitlines() if out.returncode == 0 else ():
-            m = re.match(r"\d+:\s+([^\s@]+)\S*\s+inet\s+(\S+)", line)
-            if m:
-                found.setdefault(m.group(1), []).append(m.group(2))
-        return found
-
-    def set_address(self, ifname, cidr, timeout=5.0):
-        """`ip addr replace` *cidr* on *ifname* (waiting for it to appear) and set it up."""
-        self.wait_link(ifname, timeout)
-        self.executor.run(["ip", "addr", "replace", cidr, "dev", ifname])
-        self.executor.run(["ip", "link", "set", ifname, "up"])
-
-    def set_addresses(self, addresses, timeout=5.0):
-        """set_address for every {interface: cidr} of *addresses*, in one `ip -batch`
-        process (tried again, whole, until *timeout* while an interface is not there yet:
-        `addr replace` and `link set up` are idempotent)."""
-        if not addresses:
-            return
-        script = "".join(f"addr replace {cidr} dev {ifname}\nlink set {ifname} up\n"
-                         for ifname, cidr in addresses.items())
-        deadline = time.time() + timeout
-        while True:
-            out = self.executor.run(["ip", "-batch", "-"], input=script, check=False)
-            if out.returncode == 0:
-                return
-            if time.time() >= deadline:
-                why = " ".join((out.stderr or "").split()) or f"exit status {out.returncode}"
-                raise BootstrapError(f"setting {len(addresses)} endpoint address(es) on "
-                                     f"{self.description} failed: {why}")
-            time.sleep(0.05)
-
-    def del_address(self, ifname, cidr):
-        self.executor.run(["ip", "addr", "del", cidr, "dev", ifname], check=False)
-
-    def link_up(self, ifname, arp=None):
-        cmd = ["ip", "link", "set", ifname, "up"]
-        if arp is not None:
-            cmd += ["arp", "on" if arp else "off"]
-        self.executor.run(cmd)
-
-    def sysctls(self, settings):
-        """Apply 'key=value' settings; return the ones that were not already so."""
-        changed = []
-        for item in settings:
-            key, _, value = item.partition("=")
-            cur = self.executor.run(["sysctl", "-n", key], check=False).stdout.strip()
-            if cur != value:
-                changed.append(item)
-        if changed:
-            self.executor.run(["sysctl", "-q", "-w", *changed])
-        return changed
-
-    def path_exists(self, path):
-        if isinstance(self.executor, LocalExecutor):
-            return os.path.exists(path)
-        # /sys and /proc are the host's even inside `ip netns exec` (it remounts /sys).
-        return self.executor.ok(["test", "-e", path])
-
-    def hostname(self):
-        if isinstance(self.executor, LocalExecutor):
-            return socket.gethostname()
-        return self.executor.run(["hostname"]).stdout.strip()
-
-
-class NetnsNodeHost(ExecHost):
-    """A lab node: its namespace *netns* (`ip netns exec`) and its Open vSwitch, whose run
-    directory is *rundir* and whose datapath is *datapath* (the lab's nodes: userspace).
-    The controller's host-side steps on it: `ex-` endpoint addresses (the paper does this
-    with a udev rule on the node) and, on a userspace node, static tunnel neighbours."""
-
-    def __init__(self, netns, rundir=None, datapath=USERSPACE_DATAPATH):
-        super().__init__(NetnsExecutor(netns))
-        self.netns = netns
-        self.rundir = rundir
-        self.datapath = datapath
-
-    def set_tunnel_neighbor(self, ip, mac, bridge="br-tun"):
-        """A static entry in the node's userspace tunnel neighbour cache.
-
-        The userspace datapath drops the packet that finds a tunnel endpoint unresolved
-        while it resolves it; if that packet is a VM's first ARP request, the VM retries
-        only a second later. (The kernel datapath queues it instead, so this is a step of
-        userspace-datapath nodes only.) False when the run directory is not known or the
-        node's datapath is not userspace: nothing was done."""
-        return self.set_tunnel_neighbors([(ip, mac)], bridge)
-
-    def set_tunnel_neighbors(self, entries, bridge="br-tun"):
-        """set_tunnel_neighbor for every (ip, mac) of *entries*, over one connection to
-        ovs-vswitchd's control socket (what `ovs-appctl tnl/neigh/set` sends, without a
-        process per entry: a node with hundreds of tunnel endpoints is set in one go)."""
-        if not self.rundir or self.datapath != USERSPACE_DATAPATH:
-            return False
-        from ovs.unixctl.client import UnixctlClient
-        target = f"{self.rundir}/ovs-vswitchd.ctl"
-        error, client = UnixctlClient.create(target)
-        if error:
-            raise TenantnetError(f"{self.netns}: cannot reach ovs-vswitchd at {target}: "
-                                 f"{os.strerror(error)}")
-        try:
-            for ip, mac in entries:
-                error, failed, answer = client.transact("tnl/neigh/set", [bridge, ip, mac])
-                if error or failed:
-                    why = os.strerror(error) if error else " ".join(str(failed).split())
-                    raise TenantnetError(f"{self.netns}: tnl/neigh/set {bridge} {ip} {mac} "
-                                         f"failed: {why}")
-        finally:
-            client.close()
-        return True
-
-
-def _out(proc):
-    return (getattr(proc, "stdout", "") or "").strip()
-
-
-def _unquote(value):
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 def _vsctl(vsctl, *args, what):
@@ -281,9 +126,9 @@ def check_prerequisites(vsctl, transport_interface, management_ip, datapath="net
         raise BootstrapError(
             f"transport interface {transport_interface} does not exist on this host (see "
             "`ip link`): name the NIC on the transport network with --transport-interface")
-    owner = _out(vsctl("--if-exists", "get", "Port", transport_interface, "name"))
+    owner = output(vsctl("--if-exists", "get", "Port", transport_interface, "name"))
     if owner:
-        br = _out(vsctl("port-to-br", transport_interface))
+        br = output(vsctl("port-to-br", transport_interface))
         if br != TRANSPORT_BRIDGE:
             raise BootstrapError(f"transport interface {transport_interface} is already a port "
                                  f"of bridge {br}: remove it there first "
@@ -354,7 +199,7 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
 
     # -- identity --------------------------------------------------------------------
     ids = _vsctl(vsctl, "get", "Open_vSwitch", ".", "external_ids", what="reading Open_vSwitch")
-    have = _parse_map(_out(ids))
+    have = parse_map(output(ids))
     if system_id is None:
         system_id = have.get("system-id") or (host.hostname() if host is not None
                                               else socket.gethostname())
@@ -380,7 +225,7 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
              "arp_announce=2 already set")
 
     # -- bridges ----------------------------------------------------------------------
-    existing = set(_out(_vsctl(vsctl, "list-br", what="listing bridges")).split())
+    existing = set(output(_vsctl(vsctl, "list-br", what="listing bridges")).split())
     for br in COMMON_BRIDGES[role]:
         kind = COMMON_KINDS[br]
         created = br not in existing
@@ -388,7 +233,7 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
                 f"external_ids:{OWNER_KEY}={BOOTSTRAP_OWNER}"]
         before = {}
         if not created:
-            before = {c.split("=")[0]: _unquote(_out(vsctl("--if-exists", "get", "bridge", br,
+            before = {c.split("=")[0]: unquote(output(vsctl("--if-exists", "get", "bridge", br,
                                                            c.split("=")[0])))
                       for c in cols}
             if before.get("datapath_type") == "":
@@ -396,10 +241,10 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
         args = ["--may-exist", "add-br", br, "--", "set", "bridge", br, *cols]
         controlled = False
         if br == TRANSPORT_BRIDGE:
-            controlled = bool(not created and _out(vsctl("get-controller", br)))
+            controlled = bool(not created and output(vsctl("get-controller", br)))
             # standalone only until the controller takes br-tun over (it sets secure):
             # a re-run must not open a controller-managed bridge to fail-open NORMAL.
-            if created or not _out(vsctl("get-fail-mode", br)):
+            if created or not output(vsctl("get-fail-mode", br)):
                 args.append("fail_mode=standalone")
         changed = created or any(before.get(c.split("=")[0]) != c.split("=", 1)[1]
                                  for c in cols)
@@ -410,7 +255,7 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
              + (", managed by a controller" if controlled else ""))
 
         if br == TRANSPORT_BRIDGE:
-            port_br = _out(vsctl("--if-exists", "get", "Port", transport_interface, "name"))
+            port_br = output(vsctl("--if-exists", "get", "Port", transport_interface, "name"))
             if not port_br:
                 _vsctl(vsctl, "--may-exist", "add-port", br, transport_interface, "--",
                        "set", "port", transport_interface,
@@ -466,65 +311,3 @@ def bootstrap_node(vsctl, role, transport_interface, transport_ip_cidr, manageme
     return steps
 
 
-def _parse_map(text):
-    """ovs-vsctl's {k=v, k2="v 2"} -> dict."""
-    text = text.strip()
-    if text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    out = {}
-    for m in re.finditer(r'\s*([^=,\s]+)=("(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)', text):
-        out[_unquote(m.group(1))] = _unquote(m.group(2))
-    return out
-
-
-def endpoint_addresses(vsctl):
-    """{ex- port name: 'IP/PREFIX'} from the ports' external_ids:tenantnet-address (set by
-    the controller on every ex- endpoint it creates)."""
-    proc = vsctl("--format=json", "--columns=name,external_ids", "find", "Port",
-                 f"external_ids:{KIND_KEY}=ex")
-    data = json.loads(_out(proc) or '{"data": []}')
-    found = {}
-    for name, ids in data.get("data", []):
-        pairs = dict(ids[1]) if isinstance(ids, list) and ids and ids[0] == "map" else {}
-        if pairs.get(ADDRESS_KEY):
-            found[name] = pairs[ADDRESS_KEY]
-    return found
-
-
-def apply_endpoint_addresses(vsctl, set_address, only=None, timeout=5.0):
-    """Give every ex- endpoint (or just *only*) the address its port records: the node's
-    side of the controller's work (the paper uses a udev rule; so does the Vagrant lab,
-    through `tenantnet node addresses --interface NAME`). Returns {name: cidr} applied.
-
-    With *only*, waits up to *timeout* s for its port record (udev may see the device
-    before the caller's transaction is visible)."""
-    deadline = time.time() + timeout
-    while True:
-        found = endpoint_addresses(vsctl)
-        if only is None or only in found or time.time() >= deadline:
-            break
-        time.sleep(0.1)
-    if only is not None:
-        found = {k: v for k, v in found.items() if k == only}
-    for name, cidr in sorted(found.items()):
-        set_address(name, cidr)
-    return found
-
-
-def local_vsctl(db=None, executor=None, timeout=20):
-    """vsctl(*args) for a real host: `ovs-vsctl [--db=DB] --timeout=T ARGS`."""
-    ex = executor or LocalExecutor()
-    head = ["ovs-vsctl"] + ([f"--db={db}"] if db else []) + [f"--timeout={timeout}"]
-
-    def vsctl(*args):
-        return ex.run([*head, *args], timeout=timeout + 10)
-    return vsctl
-
-
-def local_ofctl(executor=None, timeout=20):
-    """ofctl(*args) for a real host: `ovs-ofctl -O OpenFlow13 ARGS`."""
-    ex = executor or LocalExecutor()
-
-    def ofctl(*args):
-        return ex.run(["ovs-ofctl", "-O", "OpenFlow13", *args], timeout=timeout)
-    return ofctl

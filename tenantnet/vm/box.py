@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 import time
 
-from tenantnet.vm.image import DISK_SIZE_GB, KEY_NAME
+from tenantnet.vm.imagespec import DISK_SIZE_GB, KEY_NAME
 
 BOX_VAGRANTFILE = """\
 # The box's own Vagrantfile (tenantnet lab image box): the disk has no boot loader, so

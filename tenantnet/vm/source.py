@@ -12,7 +12,7 @@ import io
 import os
 import tarfile
 
-from tenantnet.vm.image import VENV
+from tenantnet.vm.imagespec import VENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ("tenantnet", "ryu_apps", "vagrant")

@@ -21,7 +21,8 @@ from tenantnet.lab.state import NodeRec
 from tenantnet.model import naming
 from tenantnet.model.desired import COMMON_BRIDGES
 from tenantnet.node import procs
-from tenantnet.node.bootstrap import ExecHost, bootstrap_node
+from tenantnet.node.bootstrap import bootstrap_node
+from tenantnet.node.hostops import ExecHost
 
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 # Unix socket paths (OVS db.sock, <bridge>.mgmt, *.ctl) must fit in sun_path (108 bytes).
