@@ -154,7 +154,7 @@ def test_core_carries_each_nodes_datapath_and_sets_neighbours_on_userspace_nodes
 
 def test_netns_node_host_sets_tunnel_neighbours_on_userspace_nodes_only():
     kernel = NetnsNodeHost("tnk-none", rundir="/nonexistent", datapath="system")
-    assert kernel.set_tunnel_neighbor("198.19.0.12", "02:00:00:00:00:01") is False
+    assert kernel.set_tunnel_neighbor("198.19.0.12", "02:00:00:00:00:01") is None
     assert NetnsNodeHost("tnk-none").datapath == "netdev"        # the lab's nodes
 
 

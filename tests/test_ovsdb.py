@@ -11,7 +11,7 @@ from tenantnet.model.desired import CONTROLLER_OPTIONS, node_state
 from tenantnet.lab import netns as ns
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.errors import TenantnetError
-from tenantnet.node.hostops import NetnsNodeHost
+from tenantnet.node.hostops import NetnsNodeHost, tunnel_neighbors
 from tenantnet.southbound.ovsdb import NodeOvsdb, SystemPoll
 
 pytestmark = [pytest.mark.lab,
@@ -238,14 +238,21 @@ def test_every_controller_gets_its_options_and_keeps_them(node):
 
 def test_tunnel_neighbours_are_set_in_one_connection_and_errors_are_one_line(node):
     """NetnsNodeHost.set_tunnel_neighbors talks to ovs-vswitchd's control socket itself:
-    every entry lands in its neighbour cache; a bad entry or no daemon is a TenantnetError."""
+    every entry lands in its neighbour cache, an entry the cache holds already is not set
+    again, a changed MAC is; a bad entry or no daemon is a TenantnetError."""
     ovs, _conn = node
     host = NetnsNodeHost(NETNS, rundir=ovs.rundir)
     entries = [(f"198.19.100.{i}", f"02:00:00:00:01:{i:02x}") for i in range(1, 6)]
-    assert host.set_tunnel_neighbors(entries) is True
+    assert host.set_tunnel_neighbors(entries) == 5
     shown = ovs.appctl("tnl/neigh/show").stdout
     for ip, mac in entries:
         assert any(ip in line and mac in line for line in shown.splitlines()), (ip, shown)
+    assert {(ip, mac, "br-tun") for ip, mac in entries} <= tunnel_neighbors(shown)
+    assert host.set_tunnel_neighbors(entries) == 0
+    moved = [("198.19.100.3", "02:00:00:00:02:03")]
+    assert host.set_tunnel_neighbors(entries[:2] + moved) == 1
+    shown = ovs.appctl("tnl/neigh/show").stdout
+    assert ("198.19.100.3", "02:00:00:00:02:03", "br-tun") in tunnel_neighbors(shown)
     with pytest.raises(TenantnetError, match="tnl/neigh/set br-tun 198.19.100.9 nonsense"):
         host.set_tunnel_neighbors([("198.19.100.9", "nonsense")])
     with pytest.raises(TenantnetError, match="cannot reach ovs-vswitchd"):
