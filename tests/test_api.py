@@ -445,6 +445,7 @@ def test_routes_are_declared_once():
     """The routes come from FastAPI's decorators (no routing table of our own)."""
     assert routes() == {("GET", "/v1/health"), ("GET", "/v1/vms"), ("POST", "/v1/vms"),
                         ("GET", "/v1/vms/{name}"), ("DELETE", "/v1/vms/{name}"),
+                        ("POST", "/v1/vm-batches"),
                         ("GET", "/v1/topology"), ("GET", "/metrics"), ("GET", "/openapi.json"),
                         ("GET", "/v1/functions"), ("POST", "/v1/functions"),
                         ("DELETE", "/v1/functions/{name}"), ("GET", "/v1/chains"),

@@ -6,7 +6,8 @@ the lab's own PKI), and removed again by `Lab.down` whatever happens.
     nodes       compute1..computeK plus net1 (the network node, which holds the probes)
     networks    tenant `bench`, n0..n(N-1), DNB, no VM in the config
     VMs         placed through the controller's API (source `api`, so a restarted
-                controller relearns them from the nodes), spread by `spread`
+                controller relearns them from the nodes), spread by `spread`, in batches
+                (POST /v1/vm-batches, `BenchLab.place`)
 
 VM and probe ports are plain tap devices made in the node's namespace beforehand (the
 hypervisor's part, off the clock), with no namespace behind them; they go with the node's
@@ -22,6 +23,7 @@ import time
 
 import yaml
 
+from tenantnet.controller.wire import MAX_VM_BATCH
 from tenantnet.errors import ApiError, LabError, TenantnetError
 from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
@@ -31,6 +33,7 @@ TENANT = "bench"
 NETWORK_NODE = "net1"
 MAX_NETWORKS = 200                 # transport CIDRs 198.19.1.0/24 ... 198.19.200.0/24
 MAX_PER_NETWORK = 250              # VMs (and probe) in one /24
+BUILD_BATCH = 50                   # VMs per API request in BenchLab.place (a build)
 
 
 def network_key(i, tenant=TENANT):
@@ -234,32 +237,41 @@ class BenchLab(BenchBuild):
                 out[NETWORK_NODE].append(naming.probe_port_name(key))
         return out
 
-    def place(self, placements, threads=32, retries=0):
-        """Place [(vm, network index, node)] through the API, all at once (the API realises
-        requests that arrive together as one group). Returns [(vm, seconds from the start
-        to its answer)] in the order given, and raises on the first failure; a placement
+    def place(self, placements, retries=0, batch=BUILD_BATCH, requests=2):
+        """Place [(vm, network index, node)] through the API, *batch* VMs per request
+        (POST /v1/vm-batches: one request is realised as one group, all or none; at most
+        wire.MAX_VM_BATCH), *requests* requests at once (requests that arrive while others
+        are realised are realised with them, as one group). Returns [(vm, seconds from the start to the answer
+        of its request)] in the order given, and raises on the first failure; a request
         the controller failed (5xx: nothing of it stays) is sent again up to *retries*
-        times, counted in self.retried."""
+        times, each of its VMs counted in self.retried."""
         start = time.perf_counter()
         self.retried = []
+        batch = max(1, min(batch, MAX_VM_BATCH))
+        chunks = [placements[i:i + batch] for i in range(0, len(placements), batch)]
 
-        def one(p):
-            vm, net, node = p
+        def one(chunk):
+            specs = [{"name": vm, "network": network_key(net), "node": node}
+                     for vm, net, node in chunk]
             for attempt in range(retries + 1):
                 try:
-                    self.api().add_vm(vm, network_key(net), node)
+                    if len(specs) == 1:
+                        self.api().add_vm(**specs[0])
+                    else:
+                        self.api().add_vms(specs)
                     break
                 except ApiError as exc:
                     if attempt == retries or not 500 <= getattr(exc, "status", 0) < 600:
                         raise
-                    self.retried.append(f"{vm}: {exc}")
+                    self.retried += [f"{vm}: {exc}" for vm, _, _ in chunk]
                     time.sleep(0.5)
-            return vm, time.perf_counter() - start
-        pool = concurrent.futures.ThreadPoolExecutor(max(1, min(threads, len(placements))))
+            t = time.perf_counter() - start
+            return [(vm, t) for vm, _, _ in chunk]
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, min(requests, len(chunks))))
         try:
-            out = list(pool.map(one, placements))
+            out = [a for answers in pool.map(one, chunks) for a in answers]
         except BaseException:
-            # the first failure or Ctrl-C: the placements not yet sent are not sent (those
+            # the first failure or Ctrl-C: the requests not yet sent are not sent (those
             # under way end with their requests)
             pool.shutdown(wait=True, cancel_futures=True)
             raise

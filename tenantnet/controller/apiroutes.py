@@ -4,7 +4,8 @@ GET /openapi.json; docs/openapi.json: `python -m tenantnet.controller.api`).
 
 VMs, network functions and chains are collections of named things with the same routes
 (collection_routes): list, add (the body is the collection's wire request type; 201 with
-Location once realised), remove, and for VMs get one. Every route is an
+Location once realised), remove, and for VMs get one. POST /v1/vm-batches places many VMs
+in one request, realised as one group (all or none). Every route is an
 apirequest.CheckedRoute; the service a route calls is the caller's
 (request.state.service)."""
 
@@ -29,9 +30,9 @@ DESCRIPTION = (
     "(HTTP over AF_UNIX, mode 0600, trusted) and/or on TCP (HTTPS when configured), where "
     "every route but the health and this document needs a Bearer token: the provider's "
     "(everything) or a tenant's (its own networks and VMs only). Request and response "
-    "bodies are JSON; every error body is {\"error\": \"<message>\"}. POST /v1/vms answers "
-    "only once the placement is realised on the switches, so clients should allow a long "
-    f"timeout. Request bodies are limited to {MAX_BODY} bytes.")
+    "bodies are JSON; every error body is {\"error\": \"<message>\"}. POST /v1/vms and "
+    "POST /v1/vm-batches answer only once the placement is realised on the switches, so "
+    f"clients should allow a long timeout. Request bodies are limited to {MAX_BODY} bytes.")
 
 
 async def _service(request: Request):
@@ -125,6 +126,30 @@ collection_routes(router, "/v1/vms", wire.VMRequest, wire.VM, "vm", "VM", {
     "get": "One VM", "delete": "Remove a VM"}, described={
     "add": "The VM, placed and realised; Location: its URL path",
     "delete": "The VM that was removed"})
+
+
+@router.post("/v1/vm-batches", response_model=list[wire.VM], status_code=201,
+             response_model_exclude_unset=True, operation_id="addVmBatch",
+             summary="Place many VMs in one request (all or none; returns once realised)",
+             description=(
+                 "Places every VM of `vms` (each a VMRequest, as POST /v1/vms takes it) as "
+                 "one change: one OVSDB transaction per node and one OpenFlow bundle per "
+                 "bridge for the whole batch, however many VMs and networks it has. The "
+                 "items are validated in order (each against the model with the ones "
+                 "before it); any problem refuses the whole batch and names the item "
+                 "(`vms[3] (web9): mac: ...`): a bad item, two items with the same name, "
+                 f"an empty list, more than {wire.MAX_VM_BATCH} VMs, and (a tenant's token) "
+                 "a network not the tenant's (403). It answers 201 with the VMs in the "
+                 "order given, once every VM's ports have OpenFlow port numbers and its "
+                 "flows are committed. If the switches refuse or time out (502) or a node "
+                 "the batch touches is down (503), the switches are put back and none of "
+                 "the VMs is placed; the error says so."),
+             response_description="The VMs, placed and realised, in the order given",
+             responses=_responses(400, *_AUTH, 404, 409, 411, 413, 502, 503))
+def add_vm_batch(batch: wire.VMBatchRequest, svc=Depends(_service)):
+    return svc.add_vms(batch.specs())
+
+
 collection_routes(router, "/v1/functions", wire.FunctionRequest, wire.Function, "function",
                   "function", {
                       "list": "List network functions",

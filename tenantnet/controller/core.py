@@ -231,7 +231,7 @@ class Core:
 
     def resolve_tunnels(self, state):
         """Give the node of *state* the MAC of every tunnel endpoint it has a GRE port to
-        (see node.bootstrap.NetnsNodeHost.set_tunnel_neighbor), once per endpoint MAC.
+        (see node.hostops.NetnsNodeHost.set_tunnel_neighbor), once per endpoint MAC.
         Userspace-datapath nodes only: the kernel datapath resolves tunnel neighbours
         itself, queueing the packet meanwhile."""
         node = state.node
@@ -268,6 +268,9 @@ class Core:
     # -- the placement service (controller.service), as the API and TenantView call it
     def add_vm(self, spec):
         return self.service.add_vm(spec)
+
+    def add_vms(self, specs):
+        return self.service.add_vms(specs)
 
     def del_vm(self, name):
         return self.service.del_vm(name)

@@ -5,15 +5,17 @@ placement that touches a node that is not up, and the model as the API reads it.
 Placements that arrive while another is being realised are realised together: one OVSDB
 transaction per node and one bundle per bridge for the whole group, instead of one round of
 each per VM. A batch of spawn requests (the paper's experiment) then costs about two
-rounds, not one per request. A group is realised under the core's lock (`Core.lock`) by
-`Core.realise`; only when that succeeded does its model replace the core's."""
+rounds, not one per request. A batch of VMs sent as one request (`add_vms`, POST
+/v1/vm-batches) is one job of a group (placement.VmBatch): one round, all or none. A group
+is realised under the core's lock (`Core.lock`) by `Core.realise`; only when that
+succeeded does its model replace the core's."""
 
 import logging
 import threading
 import time
 
 from tenantnet.controller import nfv
-from tenantnet.controller.placement import VmPlacement
+from tenantnet.controller.placement import VmBatch, VmPlacement
 from tenantnet.errors import PlacementError, TenantnetError
 
 # The core's logger: placements were logged as the core's before they had a module.
@@ -41,9 +43,10 @@ class PlacementService:
                     group, self._queue = self._queue, []
                 if group:
                     self.apply(group)
-        core.metrics.placement("add" if req.kind == "add" else "delete",
-                               time.perf_counter() - req.t0, ok=req.error is None,
-                               bridges_created=bool((req.result or {}).get("bridges_created")))
+        elapsed = time.perf_counter() - req.t0
+        for kind, created in req.outcomes():
+            core.metrics.placement(kind, elapsed, ok=req.error is None,
+                                   bridges_created=created)
         if req.error is not None:
             raise req.error
         return req.result
@@ -69,7 +72,8 @@ class PlacementService:
         if not accepted:
             return
         try:
-            affected, timings = self._change(new, {r.vm.network for r in accepted})
+            affected, timings = self._change(new, set().union(
+                *(r.networks() for r in accepted)))
         except TenantnetError as exc:
             if len(accepted) == 1:
                 accepted[0].fail(exc)
@@ -103,8 +107,9 @@ class PlacementService:
     def _refuse_if_down(self, req, new):
         """PlacementError 503 when a node *req* would touch (its network's nodes, before
         and after) is not up: nothing anywhere is changed for it."""
-        net = req.vm.network
-        affected = sorted(set(self.core.topo.hosting_nodes(net)) | set(new.hosting_nodes(net)))
+        affected = sorted({n for net in req.networks()
+                           for n in set(self.core.topo.hosting_nodes(net))
+                           | set(new.hosting_nodes(net))})
         down = self.core.states.down_among(affected)
         if down:
             node, state, reason = down[0]
@@ -118,6 +123,14 @@ class PlacementService:
         out = self.submit(VmPlacement("add", spec=spec))
         LOG.info("placed %s on %s in %.1f ms", out["name"], out["node"],
                  out["timings"]["total_ms"])
+        return out
+
+    def add_vms(self, specs):
+        """Place the VMs *specs* as one job (placement.VmBatch): all of them or none."""
+        batch = VmBatch(specs)
+        out = self.submit(batch)
+        LOG.info("placed a batch of %d VMs in %.1f ms", len(out),
+                 (time.perf_counter() - batch.t0) * 1000)
         return out
 
     def del_vm(self, name):

@@ -2,6 +2,7 @@
 (make_authorizer), and the placement service as one tenant sees it (TenantView: its own
 networks and VMs only, with the same answer for a foreign VM as for a missing one)."""
 
+from tenantnet.controller.wire import batch_item
 from tenantnet.errors import PlacementError
 
 PROVIDER = "provider"
@@ -31,6 +32,18 @@ class TenantView:
         if not isinstance(net, str) or not self._mine(net):
             raise PlacementError(f"tenant {self.tenant} has no network {net!r}", status=403)
         return self.core.add_vm(spec)
+
+    def add_vms(self, specs):
+        """A batch: refused (403, nothing placed) when any item names a network that is
+        not the tenant's."""
+        for i, spec in enumerate(specs if isinstance(specs, list) else ()):
+            net = spec.get("network") if isinstance(spec, dict) else None
+            if not isinstance(net, str) or not self._mine(net):
+                name = spec.get("name") if isinstance(spec, dict) else None
+                raise PlacementError(f"{batch_item(i, name)}: tenant {self.tenant} has no "
+                                     f"network {net!r} (none of the batch's {len(specs)} "
+                                     "VMs was placed)", status=403)
+        return self.core.add_vms(specs)
 
     def del_vm(self, name):
         self._own_vm(name)

@@ -7,6 +7,8 @@ its OpenAPI document from them; the client (controller.client), the tenant's con
     VMRequest   POST /v1/vms body: the *shape* of a placement (types, required and unknown
                 keys). Its *meaning* (network and node exist, MAC and IP are free, ...) is
                 checked by model.config.vm_from_spec, shared with the YAML config.
+    VMBatchRequest  POST /v1/vm-batches body: {"vms": [VMRequest, ...]}, 1..MAX_VM_BATCH;
+                an error names the item ("vms[3] (web9): node: ...")
     VM          a placed VM (GET /v1/vms, /v1/vms/{name}; placement answers add timings)
     Topology    GET /v1/topology: nodes, networks (with probes), VMs
     Health      GET /v1/health
@@ -19,11 +21,12 @@ e.g. "api: node: must be a string, not int" (see config_error)."""
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from tenantnet.errors import ConfigError
 from tenantnet.model import naming
 
-__all__ = ["VMRequest", "VM", "FunctionRequest", "Function", "ChainRequest", "Chain", "Attachment", "TopologyNode", "TopologyNetwork", "Topology",
+__all__ = ["VMRequest", "VMBatchRequest", "MAX_VM_BATCH", "batch_item", "VM", "FunctionRequest", "Function", "ChainRequest", "Chain", "Attachment", "TopologyNode", "TopologyNetwork", "Topology",
            "NodeState", "Health", "Error", "ValidationError", "config_error", "parse", "json_type"]
 
 
@@ -48,6 +51,58 @@ class VMRequest(BaseModel):
     def spec(self):
         """The request as the placement service takes it: a dict without the null keys."""
         return self.model_dump(exclude_none=True)
+
+
+MAX_VM_BATCH = 1000        # VMs in one POST /v1/vm-batches
+
+
+class VMBatchRequest(BaseModel):
+    """Place many VMs in one request, realised together: all of them, or none."""
+    model_config = ConfigDict(extra="forbid", strict=True, title="VMBatchRequest")
+
+    vms: list[VMRequest] = Field(
+        min_length=1, max_length=MAX_VM_BATCH,
+        description=f"the VMs, 1 to {MAX_VM_BATCH}, with names unique in the batch",
+        examples=[[{"name": "web1", "network": "acme/front", "node": "node1"},
+                   {"name": "web2", "network": "acme/front", "node": "node2"}]])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _items(cls, data):
+        """The first bad item as one error naming its index and name (pydantic's own
+        would say `vms.3.node`), and the batch's size bounds in words."""
+        items = data.get("vms") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return data
+        if not items:
+            raise PydanticCustomError("batch", "vms: must name at least one VM")
+        if len(items) > MAX_VM_BATCH:
+            raise PydanticCustomError(
+                "batch", "vms: at most {limit} VMs in one batch (got {n}); send several "
+                "batches", {"limit": MAX_VM_BATCH, "n": len(items)})
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise PydanticCustomError("batch", "{where}: must be a JSON object, not "
+                                          "{kind}", {"where": batch_item(i, None),
+                                                     "kind": json_type(item)})
+            try:
+                VMRequest.model_validate(item)
+            except ValidationError as exc:
+                err = config_error(exc, "", VMRequest)
+                raise PydanticCustomError("batch", "{where}: {problem}", {
+                    "where": batch_item(i, item.get("name")),
+                    "problem": f"{err.key}: {err.problem}" if err.key else err.problem})
+        return data
+
+    def specs(self):
+        """The requests as the placement service takes them (VMRequest.spec each)."""
+        return [vm.spec() for vm in self.vms]
+
+
+def batch_item(i, name):
+    """How an error names item *i* of a batch: `vms[3] (web9)`, or `vms[3]` without a
+    usable name."""
+    return f"vms[{i}] ({name})" if isinstance(name, str) and name else f"vms[{i}]"
 
 
 class Attachment(_Answer):

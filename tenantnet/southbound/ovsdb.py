@@ -27,7 +27,7 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.model import naming
-from tenantnet.southbound import ovsview
+from tenantnet.southbound import ovsjson, ovsview
 from tenantnet.model.desired import (CONTROLLER_OPTIONS, DATAPATH_KEY, DATAPATHS, OWNER,
                                      OWNER_KEY, TRANSPORT_BRIDGE)
 from tenantnet.errors import SouthboundError
@@ -167,6 +167,7 @@ class NodeOvsdb:
 
     def _connect_once(self, timeout):
         self.close()
+        ovsjson.use_c_parser()
         try:
             schema = _fetch_schema(self.remote, "Open_vSwitch", timeout)
         except (OSError, ValueError) as exc:
