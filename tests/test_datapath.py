@@ -100,7 +100,7 @@ def test_plan_creates_tenant_bridges_with_the_nodes_datapath_and_never_sets_it(n
 def test_plan_leaves_a_mismatching_existing_bridge_alone_and_says_so(caplog):
     conn = _planner()
     desired = node_state(topo(CNB_CFG), "compute1", "system")
-    with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsdb"):
+    with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsplan"):
         cmds, notes, _, _ = conn.plan(desired, _existing("netdev"))
         conn.plan(desired, _existing("netdev"))          # reported once, not every time
     assert not any(c[0] == "add_br" for c in cmds)          # CNB: common bridges only
@@ -264,7 +264,7 @@ def test_a_netdev_node_still_gets_netdev_and_a_mismatch_is_only_logged(nodes, ca
         # someone changes br-int to the kernel datapath: the controller leaves it so, and
         # says so
         user.vsctl("set", "Bridge", "br-int", "datapath_type=system")
-        with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsdb"):
+        with caplog.at_level(logging.WARNING, logger="tenantnet.southbound.ovsplan"):
             assert conn.plan(desired, conn.snapshot()).commands == []
         assert _dp(user, "br-int") == "system"
         assert any("bridge br-int has datapath_type system" in r.getMessage()
