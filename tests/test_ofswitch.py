@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tenantnet.controller.settings import CONTEXT, Settings  # noqa: E402
 from tenantnet.southbound import ofctl  # noqa: E402
+from tenantnet.southbound.ofswitch import STREAM_PART  # noqa: E402
 from tenantnet.controller import ofconn
 from tenantnet.controller import runner as ofrunner
 from tenantnet.errors import SouthboundError  # noqa: E402
@@ -375,6 +376,26 @@ def test_bad_flow_rejects_whole_bundle(clean, bad):
         lab.pusher.sync(DPID, attempt, PORTS)
     assert lab.dump() == before
     assert lab.pusher.sync(DPID, good, PORTS)["added"] == 0   # still fully usable
+
+
+def test_a_problem_found_after_the_first_part_was_sent_changes_nothing(clean):
+    """The adds of a sync go out in parts while the later flows are still resolved and
+    planned: a conflict or a missing port found after the first part discards the bundle."""
+    lab = clean
+    good = desired_flows()
+    lab.pusher.sync(DPID, good, PORTS)
+    before = lab.dump()
+    many = [Flow.make(5, 10, {"eth_dst": f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"}, [])
+            for i in range(STREAM_PART + 10)]
+    conflict = Flow.make(5, 10, {"eth_dst": "02:00:00:00:00:00"}, [("output", "tnx-b-p1")])
+    with pytest.raises(SouthboundError, match="conflicting desired flows"):
+        lab.pusher.sync(DPID, good + many + [conflict], PORTS)
+    assert lab.dump() == before
+    missing = Flow.make(0, 1, {}, [("output", "tnx-b-p9")])
+    with pytest.raises(SouthboundError, match="tnx-b-p9"):
+        lab.pusher.sync(DPID, good + many + [missing], PORTS)
+    assert lab.dump() == before
+    assert lab.pusher.sync(DPID, good + many, PORTS)["added"] == len(many)
 
 
 def test_commit_time_failure_rolls_back(clean):

@@ -186,6 +186,41 @@ def bundle_add(dp, bundle_id, msg):
 
 # -- sync plan -------------------------------------------------------------------------
 
+class SyncPlan:
+    """plan_sync() one desired flow at a time, so a sync can send the first flows while it
+    still resolves the others: add(flow) says whether to send it, to_delete() the rest."""
+
+    def __init__(self, installed_cookies, prefix=COOKIE_PREFIX):
+        self.prefix = prefix
+        self.ours = {c for c in installed_cookies if (c & COOKIE_MASK_OURS) == (prefix << 32)}
+        self.by_cookie = {}
+        self.by_key = {}
+
+    def add(self, flow):
+        """True if the resolved *flow* is to be added: desired, not seen before in this
+        plan, and not installed. ValueError as plan_sync() says."""
+        c = flow.cookie(self.prefix)
+        prev = self.by_cookie.get(c)
+        if prev is not None:
+            if (prev.table, prev.priority, prev.match, prev.actions, prev.goto) != \
+                    (flow.table, flow.priority, flow.match, flow.actions, flow.goto):
+                raise ValueError(f"cookie collision between {prev} and {flow}")
+            return False
+        key = (flow.table, flow.priority, flow.match)
+        other = self.by_key.get(key)
+        if other is not None:
+            raise ValueError(f"conflicting desired flows with the same table, priority and "
+                             f"match: {other} ({other.rule or '?'}) vs {flow} "
+                             f"({flow.rule or '?'})")
+        self.by_key[key] = flow
+        self.by_cookie[c] = flow
+        return c not in self.ours
+
+    def to_delete(self):
+        """Sorted installed cookies of ours that no flow added so far has."""
+        return sorted(self.ours - set(self.by_cookie))
+
+
 def plan_sync(desired_resolved_flows, installed_cookies, prefix=COOKIE_PREFIX):
     """(to_add, to_delete_cookies) turning *installed_cookies* into the desired set.
 
@@ -196,28 +231,9 @@ def plan_sync(desired_resolved_flows, installed_cookies, prefix=COOKIE_PREFIX):
 
     Raises ValueError when two different desired flows share table+priority+match (the
     switch would keep only one of them, and every sync would flap between them)."""
-    by_cookie = {}
-    by_key = {}
-    for flow in desired_resolved_flows:
-        c = flow.cookie(prefix)
-        prev = by_cookie.get(c)
-        if prev is not None:
-            if (prev.table, prev.priority, prev.match, prev.actions, prev.goto) != \
-                    (flow.table, flow.priority, flow.match, flow.actions, flow.goto):
-                raise ValueError(f"cookie collision between {prev} and {flow}")
-            continue
-        key = (flow.table, flow.priority, flow.match)
-        other = by_key.get(key)
-        if other is not None:
-            raise ValueError(f"conflicting desired flows with the same table, priority and "
-                             f"match: {other} ({other.rule or '?'}) vs {flow} "
-                             f"({flow.rule or '?'})")
-        by_key[key] = flow
-        by_cookie[c] = flow
-    ours = {c for c in installed_cookies if (c & COOKIE_MASK_OURS) == (prefix << 32)}
-    to_add = [f for c, f in by_cookie.items() if c not in ours]
-    to_delete = sorted(ours - set(by_cookie))
-    return to_add, to_delete
+    plan = SyncPlan(installed_cookies, prefix)
+    to_add = [f for f in desired_resolved_flows if plan.add(f)]
+    return to_add, plan.to_delete()
 
 
 # -- errors ----------------------------------------------------------------------------

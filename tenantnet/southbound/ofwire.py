@@ -78,7 +78,7 @@ def _port(value):
 
 
 # field name -> (OXM field number, value -> OXM bytes); os-ken orders fields by number
-_OXM = {name: (num, _oxm_packer(num, fmt, conv)) for name, num, fmt, conv in (
+_OXM_FIELDS = {name: (num, fmt, conv) for name, num, fmt, conv in (
     ("in_port", 0, "I", _port),
     ("eth_dst", 3, "6s", _mac),
     ("eth_src", 4, "6s", _mac),
@@ -90,6 +90,8 @@ _OXM = {name: (num, _oxm_packer(num, fmt, conv)) for name, num, fmt, conv in (
     ("arp_tpa", 23, "4s", _ipv4),
     ("tunnel_id", 38, "Q", _int),
 )}
+_OXM = {name: (num, _oxm_packer(num, fmt, conv))
+        for name, (num, fmt, conv) in _OXM_FIELDS.items()}
 _MATCH_HEAD = struct.Struct("!HH")
 _OUTPUT = struct.Struct("!HHIH6x")
 _PUSH_VLAN = struct.pack("!HHH2x", 17, 8, 0x8100)
@@ -104,11 +106,41 @@ def _oxm(key, value):
 
 
 def _match(match):
-    if len(match) > 1:
-        match = sorted(match, key=lambda kv: _OXM[kv[0]][0])
-    body = b"".join([_OXM[k][1](v) for k, v in match])
-    length = 4 + len(body)
-    return _MATCH_HEAD.pack(1, length) + body + _ZEROS[:-length % 8]
+    """ofp_match bytes of a match tuple ((field, value), ...): one packer per shape (the
+    fields, in the tuple's order), made once, fields in os-ken's order (by number)."""
+    shape = tuple([kv[0] for kv in match])
+    pack = _MATCH_SHAPES.get(shape)
+    if pack is None:
+        pack = _match_packer(shape)
+        if len(_MATCH_SHAPES) >= _MATCH_SHAPES_MAX:
+            _MATCH_SHAPES.clear()
+        _MATCH_SHAPES[shape] = pack
+    return pack(match)
+
+
+_MATCH_SHAPES = {}
+_MATCH_SHAPES_MAX = 1024
+
+
+def _match_packer(shape):
+    """match -> ofp_match bytes for matches of *shape*; KeyError for a field not listed."""
+    order = sorted(range(len(shape)), key=lambda i: _OXM[shape[i]][0])
+    fmt, heads = "!HH", []
+    for i in order:
+        num, fmt_i, conv = _OXM_FIELDS[shape[i]]
+        size = struct.calcsize("!" + fmt_i)
+        fmt += "I" + fmt_i
+        heads.append((i, 0x80000000 | num << 9 | size, conv))
+    length = struct.calcsize(fmt)
+    packer = struct.Struct(fmt + "x" * (-length % 8))
+
+    def pack(match):
+        args = [1, length]
+        for i, head, conv in heads:
+            args.append(head)
+            args.append(conv(match[i][1]))
+        return packer.pack(*args)
+    return pack
 
 
 def _action(act):
@@ -127,7 +159,22 @@ def _action(act):
     raise ValueError(act)
 
 
+_INSTRUCTIONS = {}                  # (actions, goto) -> their bytes: flows share them
+_INSTRUCTIONS_MAX = 4096
+
+
 def _instructions(flow):
+    key = (flow.actions, flow.goto)
+    out = _INSTRUCTIONS.get(key)
+    if out is None:
+        out = _encode_instructions(flow)
+        if len(_INSTRUCTIONS) >= _INSTRUCTIONS_MAX:
+            _INSTRUCTIONS.clear()
+        _INSTRUCTIONS[key] = out
+    return out
+
+
+def _encode_instructions(flow):
     out = b""
     if flow.actions:
         acts = b"".join([_action(a) for a in flow.actions])
