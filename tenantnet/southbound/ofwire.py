@@ -109,17 +109,22 @@ def _match(match):
     """ofp_match bytes of a match tuple ((field, value), ...): one packer per shape (the
     fields, in the tuple's order), made once, fields in os-ken's order (by number)."""
     shape = tuple([kv[0] for kv in match])
-    pack = _MATCH_SHAPES.get(shape)
-    if pack is None:
-        pack = _match_packer(shape)
-        if len(_MATCH_SHAPES) >= _MATCH_SHAPES_MAX:
-            _MATCH_SHAPES.clear()
-        _MATCH_SHAPES[shape] = pack
-    return pack(match)
+    return _remembered(_MATCH_SHAPES, 1024, shape, _match_packer)(match)
 
 
-_MATCH_SHAPES = {}
-_MATCH_SHAPES_MAX = 1024
+_MATCH_SHAPES = {}                  # the fields of a match, in order -> its packer
+
+
+def _remembered(cache, limit, key, make):
+    """cache[key], made by make(key) the first time; *cache* starts afresh at *limit*
+    entries (a bound, not an LRU: the keys are few shapes and shared instructions)."""
+    value = cache.get(key)
+    if value is None:
+        value = make(key)
+        if len(cache) >= limit:
+            cache.clear()
+        cache[key] = value
+    return value
 
 
 def _match_packer(shape):
@@ -160,18 +165,11 @@ def _action(act):
 
 
 _INSTRUCTIONS = {}                  # (actions, goto) -> their bytes: flows share them
-_INSTRUCTIONS_MAX = 4096
 
 
 def _instructions(flow):
-    key = (flow.actions, flow.goto)
-    out = _INSTRUCTIONS.get(key)
-    if out is None:
-        out = _encode_instructions(flow)
-        if len(_INSTRUCTIONS) >= _INSTRUCTIONS_MAX:
-            _INSTRUCTIONS.clear()
-        _INSTRUCTIONS[key] = out
-    return out
+    return _remembered(_INSTRUCTIONS, 4096, (flow.actions, flow.goto),
+                       lambda _key: _encode_instructions(flow))
 
 
 def _encode_instructions(flow):
