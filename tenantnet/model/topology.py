@@ -357,16 +357,17 @@ class Topology:
         name = self._member_ids[field].get(value)
         if name is not None:
             return name
-        if self._probe_ids is None:
-            self._probe_ids = {"mac": {}, "port": {}}
+        probes = self._probe_ids
+        if probes is None:               # built whole, then shared (copies included)
+            probes = {"mac": {}, "port": {}}
             for key in self._kinds["net"]:
                 for n in self.network_nodes():
                     ids = {"mac": naming.mac_for("probe", key, n.name),
                            "port": naming.probe_port_name(key)}
                     for f, v in ids.items():
-                        self._probe_ids[f].setdefault(v, []).append(
-                            (key, probe_name(key, n.name)))
-        return next((name for key, name in self._probe_ids[field].get(value, ())
+                        probes[f].setdefault(v, []).append((key, probe_name(key, n.name)))
+            self._probe_ids = probes
+        return next((name for key, name in probes[field].get(value, ())
                      if self._placed.get(key)), None)
 
     def ex_ip(self, net_key, node_name):
