@@ -30,18 +30,18 @@ def run(code, **env):
 def test_the_c_parser_is_used_and_parses_as_python_does():
     with open("/usr/share/openvswitch/vswitch.ovsschema") as fh:
         text = fh.read()
-    out = run(f"""
+    out = run("""
 import json, sys
 from tenantnet.southbound import ovsjson
 import ovs.json
 text = open("/usr/share/openvswitch/vswitch.ovsschema").read()
-samples = [ovsjson.SAMPLE, text, '[1, -2.5e-3, "\\\\u00e9\\\\n", {{"a": [true, false, null]}}]']
+samples = [ovsjson.SAMPLE, text, '[1, -2.5e-3, "\\\\u00e9\\\\n", {"a": [true, false, null]}]']
 used = ovsjson.use_c_parser()
 c = [ovsjson.parse(s, ovs._json.Parser) for s in samples]
 py = [ovsjson.parse(s, None) for s in samples]
-print(json.dumps({{"used": used, "parser": ovsjson.parser_in_use(),
+print(json.dumps({"used": used, "parser": ovsjson.parser_in_use(),
                   "type": type(ovs.json.Parser()).__module__, "same": c == py,
-                  "schema_tables": len(c[1]["tables"])}}))
+                  "schema_tables": len(c[1]["tables"])}))
 """)
     assert out == {"used": True, "parser": "C", "type": "ovs._json", "same": True,
                    "schema_tables": len(json.loads(text)["tables"])}

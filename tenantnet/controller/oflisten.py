@@ -55,10 +55,6 @@ class ListenGate:
     def wait(self, timeout=None):
         return self._open.wait(timeout)
 
-    @property
-    def is_open(self):
-        return self._open.is_set()
-
 
 def install(runtime_of):
     """Replace os-ken's StreamServer (used by its OpenFlowController) by ListeningServer,

@@ -190,8 +190,8 @@ class Topology:
             on[obj.node] = on.get(obj.node, 0) + step
             if not on[obj.node]:
                 del on[obj.node]
-            for field, index in self._member_ids.items():
-                value = getattr(obj, field)
+            for column, index in self._member_ids.items():
+                value = getattr(obj, column)
                 if step > 0:
                     index[value] = obj.name
                 elif index.get(value) == obj.name:
