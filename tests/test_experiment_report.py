@@ -12,7 +12,7 @@ import statistics
 import pytest
 
 from tenantnet.experiment import bandwidth as bw
-from tenantnet.experiment import analysis, iperf, plots, report
+from tenantnet.experiment import analysis, claims, iperf, plots, report
 from tenantnet.experiment.results import ResultsDir
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -298,7 +298,7 @@ def test_render_skips_missing_cnb_and_never_crashes(rdir, tmp_path):
     out = plots.render(str(empty))
     assert out["written"] == {} and set(out["skipped"]) == set(plots.FIGURES)
     text = open(report.write_report(str(empty))).read()
-    assert set(verdicts(text).values()) == {report.NOT_MEASURED}
+    assert set(verdicts(text).values()) == {claims.NOT_MEASURED}
 
 
 def test_report_variant_a(rdir):
@@ -307,7 +307,7 @@ def test_report_variant_a(rdir):
     v = verdicts(text)
     assert v == {"1a": "holds", "1b": "holds", "2": "does not hold", "3": "holds",
                  "4": "does not hold"}, v
-    for cid, claim in report.CLAIMS.items():
+    for cid, claim in claims.CLAIMS.items():
         assert claim in text
     for name in plots.FIGURES:
         assert f"![{name}]({name})" in text
@@ -373,7 +373,7 @@ def test_report_without_cnb(rdir):
     rd = rdir("A", with_cnb=False)
     text = open(report.write_report(rd.root)).read()
     v = verdicts(text)
-    assert v["1a"] == v["2"] == v["3"] == report.NOT_MEASURED
+    assert v["1a"] == v["2"] == v["3"] == claims.NOT_MEASURED
     assert v["1b"] == "holds" and v["4"] == "does not hold"
     assert "fig5_reachability_dnb_vs_cnb.png`: skipped" in text
 
@@ -404,11 +404,11 @@ def test_bridge_claim_is_paired_by_arrival_position(tmp_path):
     rd = ResultsDir(str(tmp_path / "q"))
     rd.write_csv("reachability_instances.csv", inst)
     _, data = plots.load(rd.root)
-    verdict, measured, _ = report.claim_1b(data)
-    assert verdict == report.HOLDS, measured
+    verdict, measured, _ = claims.claim_1b(data)
+    assert verdict == claims.HOLDS, measured
     assert "same arrival position" in measured
     dnb_only = ResultsDir(str(tmp_path / "q-dnb"))
     dnb_only.write_csv("reachability_instances.csv", [r for r in inst if r["mode"] == "dnb"])
     _, data = plots.load(dnb_only.root)
-    verdict, measured, why = report.claim_1b(data)
-    assert verdict == report.FAILS and "NOT adjusted" in measured and "unadjusted" in why
+    verdict, measured, why = claims.claim_1b(data)
+    assert verdict == claims.FAILS and "NOT adjusted" in measured and "unadjusted" in why

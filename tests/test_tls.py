@@ -17,8 +17,6 @@ import pytest
 from conftest import (CONFIGS, ROOT, lab_prerequisites, lab_up_and_down, run_cli,
                       wait_for_value)
 from tenantnet import pki
-from tenantnet.controller.client import ApiClient
-from tenantnet.errors import ApiError
 from tenantnet.lab import certs
 from tenantnet.lab.ovs import OvsInstance
 from tenantnet.model import naming

@@ -15,8 +15,9 @@ import subprocess
 from tenantnet.bench.flows import ofctl_text
 from tenantnet.errors import TenantnetError
 from tenantnet.model import naming
-from tenantnet.model.desired import OWNER_KEY, node_state
+from tenantnet.model.desired import node_state
 from tenantnet.model.flows import node_flows
+from tenantnet.model.records import OWNER_KEY
 
 RAW_TENANT = "raw"
 RAW_OWNER = "bench-raw"           # external_ids owner of the raw tools' records (not ours)

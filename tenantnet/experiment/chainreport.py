@@ -6,9 +6,9 @@ figures, and seed 000's claims with verdicts computed from the data.
 
 Inputs: chains.csv and meta.json (spec, machine: ``machine.machine_info()``, collected now
 when absent). Figures come from ``chainplots.render`` (called here); every statistic from
-``chainanalysis``. Verdicts are ``report``'s words (holds / does not hold / not measured);
+``chainanalysis``. Verdicts are ``claims``' words (holds / does not hold / not measured);
 a directional claim holds when the sign is as claimed and the difference is beyond noise
-(t >= report.T_MIN; with too few values for a spread, the sign alone decides and the text
+(t >= claims.T_MIN; with too few values for a spread, the sign alone decides and the text
 says so). The ~11% claim holds when the measured l is within SEED_LOSS +- LOSS_TOLERANCE_PP.
 """
 
@@ -21,7 +21,7 @@ from tenantnet.experiment import chainplots
 from tenantnet.experiment.analysis import boolean, mode_of
 from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.plots import label
-from tenantnet.experiment.report import FAILS, HOLDS, NOT_MEASURED, T_MIN
+from tenantnet.experiment.claims import FAILS, HOLDS, NOT_MEASURED, T_MIN
 
 SEED_LOSS = 0.11              # seed 000: ~11% per namespace hop (8 TCP flows over veth)
 LOSS_TOLERANCE_PP = 5.0       # accepted: 6% .. 16%

@@ -1,6 +1,6 @@
 """report.md for one results directory: setup, the reachability records, the bandwidth
 summary with ratios to the same-run baselines, the figures, and the paper's claims set
-beside what was measured, each with a verdict computed from the data.
+beside what was measured, each with its verdict (``claims``).
 
     write_report(results_dir) -> path of report.md
 
@@ -8,266 +8,18 @@ Inputs (all optional; what is missing is reported as not measured): reachability
 reachability_instances.csv, bandwidth.csv (and baseline.csv), spec.json (or meta.json with a
 "spec" key), machine.json or meta.json ``machine`` (``machine.machine_info()``; collected at
 report time when absent), figures written by ``plots.render`` (called here unless
-``render_figures=False``). The statistics are ``analysis``'s; this module judges and writes.
-
-Verdicts are "holds", "does not hold" or "not measured". Directional claims hold when the
-difference has the claimed sign *and* is beyond noise: Welch's t >= T_MIN (when both sides
-have at least two values; otherwise the sign alone decides and the text says so). Claim 2
-also needs the size to be near the paper's 8% (DNB lower by TCP_CLAIM_PCT +- TCP_TOLERANCE_PP
-percent), claim 3 needs |DNB - CNB| / CNB <= UDP_EQUAL_PCT percent.
+``render_figures=False``). The statistics are ``analysis``'s and the verdicts ``claims``';
+this module writes.
 """
 
 import json
-import math
 import os
-import statistics
 import sys
 
 from tenantnet.experiment import analysis, plots
-from tenantnet.experiment.analysis import (COMBINED, DIRECTIONS, boolean, finite, measurements,
-                                           mode_of)
+from tenantnet.experiment.analysis import COMBINED, DIRECTIONS, finite, mode_of
+from tenantnet.experiment.claims import FAILS, HOLDS, NOT_MEASURED, T_MIN, claims
 from tenantnet.experiment.machine import machine_info
-
-HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
-T_MIN = 2.0
-TCP_CLAIM_PCT = 8.0
-TCP_TOLERANCE_PP = 4.0
-UDP_EQUAL_PCT = 5.0
-
-CLAIMS = {
-    "1a": "DNB reachability is slower than CNB (dedicated bridges and tunnels cost start-up "
-          "time) [IV.A, Fig. 5]",
-    "1b": "In DNB the overhead is concentrated in roughly the first |cns| instances, which "
-          "create their network's bridges; later instances reuse them [IV.A]",
-    "2": "TCP bandwidth under DNB is about 8% lower than under CNB [IV.B, Fig. 8]",
-    "3": "UDP bandwidth is about equal under DNB and CNB (DNB slightly better) [IV.B]",
-    "4": "TCP from VM to controller (vm->probe) is faster than from controller to VM "
-         "(probe->vm) [IV.B, Fig. 7]",
-}
-
-
-# -- verdicts ----------------------------------------------------------------------------
-def _n_mean(values):
-    d = analysis.describe(values)
-    return d["n"], d["mean"]
-
-
-def _directional(t, sign_ok):
-    """(verdict, note) for a claim that group 1 > group 2, given Welch t and the sign."""
-    if not sign_ok:
-        return FAILS, "the difference has the opposite sign", "opposite direction"
-    if t is None:
-        return HOLDS, "sign only: too few values for a noise estimate", "sign only, no spread"
-    if t >= T_MIN:
-        return HOLDS, f"t = {_fmt_t(t)} >= {T_MIN:g}", "beyond noise"
-    return (FAILS, f"the difference is within noise (t = {_fmt_t(t)} < {T_MIN:g})",
-            "right direction, but within noise")
-
-
-def _fmt_t(t):
-    return "inf" if math.isinf(t) else f"{t:.2f}"
-
-
-def _ms(v):
-    return "-" if v is None else f"{v:.1f} ms"
-
-
-def _mbps(v):
-    if v is None:
-        return "-"
-    return f"{v / 1e6:.3f} Mbit/s" if abs(v) < 1e7 else f"{v / 1e6:.1f} Mbit/s"
-
-
-def _pct(v):
-    return "-" if v is None else f"{v:+.1f}%"
-
-
-# -- the claims ----------------------------------------------------------------------------
-def claim_1a(data):
-    dnb = analysis.reachability_series(data["reachability"], "dnb")
-    cnb = analysis.reachability_series(data["reachability"], "cnb")
-    if not dnb or not cnb:
-        return NOT_MEASURED, "needs reachability records of both DNB and CNB " \
-                             f"(DNB: {'yes' if dnb else 'no'}, CNB: {'yes' if cnb else 'no'})"
-    d_pts = {(k, p[0]): p for k, pts in dnb.items() for p in pts}
-    c_pts = {(k, p[0]): p for k, pts in cnb.items() for p in pts}
-    common = sorted(set(d_pts) & set(c_pts))
-    if not common:
-        return NOT_MEASURED, "DNB and CNB have no (instances, networks) sub-experiment in common"
-    slower = sum(1 for key in common if d_pts[key][1] > c_pts[key][1])
-
-    def pool(points):
-        rows = [{"success": p[3], "mean_ms": p[1], "std_ms": p[2]} for p in points]
-        return analysis.pooled(rows)
-
-    dm, ds, dn = pool([d_pts[k] for k in common])
-    cm, cs, cn = pool([c_pts[k] for k in common])
-    t = analysis.welch_t_from_stats(dn, dm, ds, cn, cm, cs)
-    verdict, note, why = _directional(t, dm > cm)
-    measured = (f"over {len(common)} matched sub-experiments: DNB mean {_ms(dm)} (n={dn}) vs "
-                f"CNB {_ms(cm)} (n={cn}), DNB/CNB = {dm / cm:.2f}x; DNB slower in {slower} of "
-                f"{len(common)}; {note}")
-    return verdict, measured, why
-
-
-def claim_1b(data):
-    """Bridge-creating DNB instances (bridges_existed false) against the others.
-
-    With CNB instance rows, the comparison is of the *DNB overhead*: each DNB instance's
-    reachability minus the CNB instance at the same arrival position of the same
-    sub-experiment (analysis.overhead_pairs), because in either mode later requests of a batch
-    wait longer, and bridge creators are by nature the early ones: comparing raw times
-    would mix the bridge cost with queueing. Without CNB rows the raw times are compared,
-    and the text says that this is not adjusted for arrival order."""
-    inst = data["reachability_instances"]
-    rows = [r for r in analysis.successful_instances(inst) if mode_of(r) == "dnb"]
-    created = [finite(r["reachability_ms"]) for r in rows
-               if boolean(r.get("bridges_existed")) is False]
-    existed = [finite(r["reachability_ms"]) for r in rows
-               if boolean(r.get("bridges_existed")) is True]
-    if not created or not existed:
-        return NOT_MEASURED, ("needs successful DNB instances both with and without existing "
-                              f"bridges (have {len(created)} that created bridges, "
-                              f"{len(existed)} that found them)")
-    order = [p for p in analysis.arrival_order(inst) if p[0] == "dnb"]
-    pos_c = [p[1] for p in order if p[3] is False]
-    pos_e = [p[1] for p in order if p[3] is True]
-    runs = {(p[4], p[5], p[6]) for p in order}
-    context = (f"; mean arrival position {statistics.fmean(pos_c):.1f} (creators) vs "
-               f"{statistics.fmean(pos_e):.1f} (others); {len(pos_c) / max(1, len(runs)):.1f} "
-               f"bridge-creating instances per sub-experiment over {len(runs)}")
-    pairs = analysis.overhead_pairs(inst)
-    oc = [o for o, flag, _ in pairs if flag is False]
-    oe = [o for o, flag, _ in pairs if flag is True]
-    n1, m1 = _n_mean(created)
-    n2, m2 = _n_mean(existed)
-    raw = (f"raw DNB times: creators {_ms(m1)} (n={n1}), others {_ms(m2)} (n={n2})")
-    if oc and oe:
-        k1, a1 = _n_mean(oc)
-        k2, a2 = _n_mean(oe)
-        t = analysis.welch_t(oc, oe)
-        verdict, note, why = _directional(t, a1 > a2)
-        measured = (f"DNB overhead over CNB at the same arrival position: instances that "
-                    f"created their bridges {a1:+.1f} ms (n={k1}), instances that found them "
-                    f"{a2:+.1f} ms (n={k2}); {note}; {raw}{context}")
-        return verdict, measured, why
-    t = analysis.welch_t(created, existed)
-    verdict, note, why = _directional(t, m1 > m2)
-    measured = (f"no CNB instances to pair with, so NOT adjusted for arrival order (later "
-                f"requests wait longer): {raw}, ratio {m1 / m2:.2f}x; {note}{context}")
-    return verdict, measured, why + ", unadjusted"
-
-
-def claim_2(data):
-    rows = data["bandwidth_all"]
-    d = measurements(rows, "dnb", "tcp")
-    c = measurements(rows, "cnb", "tcp")
-    if not d or not c:
-        return NOT_MEASURED, ("needs TCP measurements of both DNB and CNB "
-                              f"(DNB: {len(d)}, CNB: {len(c)})")
-    n1, m1 = _n_mean(c)
-    n2, m2 = _n_mean(d)
-    lower_pct = 100 * (m1 - m2) / m1            # how much lower DNB is, in % of CNB
-    t = analysis.welch_t(c, d)                  # CNB - DNB
-    lo, hi = TCP_CLAIM_PCT - TCP_TOLERANCE_PP, TCP_CLAIM_PCT + TCP_TOLERANCE_PP
-    verdict, note, why = _directional(t, m2 < m1)
-    if verdict == HOLDS and not lo <= lower_pct <= hi:
-        verdict = FAILS
-        note += f"; but the gap is outside the claimed {lo:g}-{hi:g}%"
-        why = f"DNB lower, but by {lower_pct:.0f}%, not ~{TCP_CLAIM_PCT:g}%"
-    elif verdict == HOLDS:
-        why = f"DNB {lower_pct:.1f}% lower"
-    gap = f"{lower_pct:.1f}% lower" if lower_pct >= 0 else f"{-lower_pct:.1f}% higher"
-    measured = (f"TCP, both directions: DNB {_mbps(m2)} (n={n2}) vs CNB {_mbps(m1)} (n={n1}): "
-                f"DNB is {gap} (paper: ~{TCP_CLAIM_PCT:g}% lower, accepted "
-                f"{lo:g}-{hi:g}%); {note}")
-    return verdict, measured, why
-
-
-def claim_3(data):
-    rows = data["bandwidth_all"]
-    d = measurements(rows, "dnb", "udp")
-    c = measurements(rows, "cnb", "udp")
-    if not d or not c:
-        return NOT_MEASURED, ("needs UDP measurements of both DNB and CNB "
-                              f"(DNB: {len(d)}, CNB: {len(c)})")
-    n1, m1 = _n_mean(d)
-    n2, m2 = _n_mean(c)
-    diff = 100 * (m1 - m2) / m2
-    verdict = HOLDS if abs(diff) <= UDP_EQUAL_PCT else FAILS
-    jd = _n_mean(measurements(rows, "dnb", "udp", metric="jitter_ms"))[1]
-    jc = _n_mean(measurements(rows, "cnb", "udp", metric="jitter_ms"))[1]
-    ld = _n_mean(measurements(rows, "dnb", "udp", metric="lost_percent"))[1]
-    lc = _n_mean(measurements(rows, "cnb", "udp", metric="lost_percent"))[1]
-    rate = next((r.get("udp_rate") for r in rows if str(r.get("protocol")).lower() == "udp"
-                 and r.get("udp_rate")), None)
-    measured = (f"UDP{' at ' + str(rate) + 'bit/s offered' if rate else ''}: DNB {_mbps(m1)} "
-                f"(n={n1}) vs CNB {_mbps(m2)} (n={n2}): {diff:+.1f}% (accepted within "
-                f"+-{UDP_EQUAL_PCT:g}%)")
-    if jd is not None and jc is not None:
-        measured += f"; jitter {jd:.3f} vs {jc:.3f} ms"
-    if ld is not None and lc is not None:
-        measured += f"; loss {ld:.2f}% vs {lc:.2f}%"
-    offered = [finite(r.get("target_bits_per_second")) or _rate_bps(r.get("udp_rate"))
-               for r in rows if str(r.get("protocol")).lower() == "udp"]
-    offered = [o for o in offered if o]
-    if offered and min(m1, m2) >= 0.99 * max(offered):
-        measured += ("; both modes carried the full offered rate, so equal bandwidth is "
-                     "expected here (the rate is below either path's capacity)")
-    why = f"{diff:+.1f}%, {'within' if verdict == HOLDS else 'outside'} +-{UDP_EQUAL_PCT:g}%"
-    return verdict, measured, why
-
-
-def _rate_bps(rate):
-    """iperf3 -b notation (e.g. "1M", "100M", "1.5G") in bit/s, or None."""
-    text = str(rate or "").strip().upper()
-    if not text:
-        return None
-    mult = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1], 1.0)
-    try:
-        return float(text.rstrip("KMGT")) * mult
-    except ValueError:
-        return None
-
-
-def claim_4(data):
-    rows = data["bandwidth_all"]
-    parts, verdict, why = [], NOT_MEASURED, None
-    for mode in analysis.modes_in(rows):
-        up = measurements(rows, mode, "tcp", "vm->probe")
-        down = measurements(rows, mode, "tcp", "probe->vm")
-        if not up or not down:
-            continue
-        n1, m1 = _n_mean(up)
-        n2, m2 = _n_mean(down)
-        t = analysis.welch_t(up, down)
-        v, note, w = _directional(t, m1 > m2)
-        parts.append(f"{plots.label(mode)}: vm->probe {_mbps(m1)} (n={n1}) vs probe->vm "
-                     f"{_mbps(m2)} (n={n2}), {100 * (m1 - m2) / m2:+.1f}%; {note}")
-        if mode == "dnb":
-            verdict, why = v, w
-    if verdict == NOT_MEASURED:
-        return NOT_MEASURED, ("needs DNB TCP measurements in both directions"
-                              + ("; other modes: " + " | ".join(parts) if parts else ""))
-    return verdict, "verdict from DNB (the paper's Fig. 7). " + " | ".join(parts), why
-
-
-def claims(data):
-    """[{id, claim, verdict, why, measured}] for the paper's claims, from *data*
-    (plots.load); *why* is the verdict's reason in a few words."""
-    out = []
-    for cid, func in (("1a", claim_1a), ("1b", claim_1b), ("2", claim_2), ("3", claim_3),
-                      ("4", claim_4)):
-        try:
-            result = func(data)
-        except (ZeroDivisionError, TypeError, ValueError) as exc:
-            result = (NOT_MEASURED, f"could not be evaluated ({exc})", "could not be evaluated")
-        verdict, measured = result[0], result[1]
-        why = result[2] if len(result) > 2 and result[2] else (
-            "data missing" if verdict == NOT_MEASURED else "")
-        out.append({"id": cid, "claim": CLAIMS[cid], "verdict": verdict, "why": why,
-                    "measured": measured})
-    return out
 
 
 # -- setup ---------------------------------------------------------------------------------
@@ -321,25 +73,8 @@ def _tuning_lines(data, spec):
     return lines
 
 
-# -- the report ------------------------------------------------------------------------------
-def write_report(results_dir, render_figures=True, progress=None):
-    """Write report.md into *results_dir*; returns its path."""
-    rd, data = plots.load(results_dir)
-    figs = plots.render(rd, progress=progress) if render_figures else \
-        rd.read_json("figures.json", default={"written": [], "skipped": {}})
-    written = figs.get("written") or {}
-    skipped = figs.get("skipped") or {}
-    meta = rd.read_json("meta.json", default=None)
-    meta = meta if isinstance(meta, dict) else {}
-    spec = rd.read_json("spec.json", default=None) or meta.get("spec")
-    if isinstance(spec, dict) and meta.get("tuning") and not spec.get("tuning"):
-        spec = dict(spec, tuning=meta["tuning"])
-    machine = rd.read_json("machine.json", default=None) or meta.get("machine")
-    machine_note = ""
-    if machine is None:
-        machine = machine_info()
-        machine_note = " (collected when this report was written: no machine.json in the run)"
-
+# -- the sections --------------------------------------------------------------------------
+def _head_lines(rd, meta, spec):
     name = spec.get("name") if isinstance(spec, dict) and spec.get("name") else \
         os.path.basename(rd.root)
     L = [f"# tenantnet experiment report: {name}", "",
@@ -352,9 +87,11 @@ def write_report(results_dir, render_figures=True, progress=None):
     for key in ("warnings", "errors"):
         if meta.get(key):
             L += [f"Run {key}:", ""] + [f"- {w}" for w in meta[key]] + [""]
+    return L
 
-    # setup
-    L += ["## Setup", "", f"Machine{machine_note}:", ""]
+
+def _setup_lines(data, meta, spec, machine, machine_note):
+    L = ["## Setup", "", f"Machine{machine_note}:", ""]
     L += _table(["key", "value"], [[k, v] for k, v in machine.items()
                                    if k not in ("hostname",)])
     nodes = meta.get("nodes")
@@ -377,99 +114,111 @@ def write_report(results_dir, render_figures=True, progress=None):
         L += ["```json", json.dumps(spec, indent=2, sort_keys=False, default=str), "```"]
     else:
         L += ["- no spec.json in this run"]
+    return L
 
-    # reachability
-    L += ["", "## Reachability time (section IV.A)", ""]
-    recs = data["reachability"]
-    if recs:
-        L += ["The paper's eight fields per sub-experiment (mode leads; times over successful "
-              "instances, std = sample standard deviation):", ""]
-        has_split = any(r.get("mean_ms_bridges_created") is not None for r in recs)
-        headers = ["mode", "instances", "networks", "total", "success", "failed", "missing",
-                   "mean (ms)", "std (ms)"]
+
+def _reachability_lines(recs):
+    L = ["", "## Reachability time (section IV.A)", ""]
+    if not recs:
+        return L + ["Not measured in this run (no reachability.csv)."]
+    L += ["The paper's eight fields per sub-experiment (mode leads; times over successful "
+          "instances, std = sample standard deviation):", ""]
+    has_split = any(r.get("mean_ms_bridges_created") is not None for r in recs)
+    headers = ["mode", "instances", "networks", "total", "success", "failed", "missing",
+               "mean (ms)", "std (ms)"]
+    if has_split:
+        headers += ["mean, created bridges (ms)", "mean, bridges existed (ms)"]
+    body = []
+    for r in recs:
+        row = [mode_of(r).upper(), r.get("instances"), r.get("networks"), r.get("total"),
+               r.get("success", r.get("successful")), r.get("failed"), r.get("missing"),
+               _f(r.get("mean_ms")), _f(r.get("std_ms"))]
         if has_split:
-            headers += ["mean, created bridges (ms)", "mean, bridges existed (ms)"]
-        body = []
-        for r in recs:
-            row = [mode_of(r).upper(), r.get("instances"), r.get("networks"), r.get("total"),
-                   r.get("success", r.get("successful")), r.get("failed"), r.get("missing"),
-                   _f(r.get("mean_ms")), _f(r.get("std_ms"))]
-            if has_split:
-                row += [_f(r.get("mean_ms_bridges_created")), _f(r.get("mean_ms_bridges_existed"))]
-            body.append(row)
-        L += _table(headers, body)
-    else:
-        L += ["Not measured in this run (no reachability.csv)."]
+            row += [_f(r.get("mean_ms_bridges_created")), _f(r.get("mean_ms_bridges_existed"))]
+        body.append(row)
+    return L + _table(headers, body)
 
-    # bandwidth
-    L += ["", "## Bandwidth (section IV.B)", ""]
-    rows = data["bandwidth_all"]
-    if rows:
-        summary = analysis.summarise(rows)
-        bases = [m for m in analysis.BASELINE_MODES if m in summary]
-        base = {m: summary[m]["tcp"].get(COMBINED, {}).get("mean") for m in bases}
-        ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get(COMBINED, {}).get("mean")
-                 for m in bases}
-        ratio_heads = [f"% of {plots.SHORT_LABELS.get(b, b)}" for b in bases]
-        L += _baseline_lines(bases, meta)
-        L += ["TCP (iperf3, bits received per second; std = sample standard deviation; ratios "
-              "to the same-run baselines" + (f": {', '.join(bases)}" if bases else "") + "):",
-              ""]
-        body = []
-        for m in analysis.modes_in(rows):
-            for d in list(DIRECTIONS) + [COMBINED]:
-                st = summary[m]["tcp"].get(d)
-                if not st or not st["n"]:
-                    continue
-                ratios = []
-                for b in bases:
-                    bd = summary.get(b, {}).get("tcp", {}).get(d, {}).get("mean")
-                    ratios.append(f"{100 * st['mean'] / bd:.0f}%" if bd and m != b else None)
-                body.append([plots.label(m), d, st["n"], _f(st["mean"] / 1e6),
-                             _f((st["std"] or 0) / 1e6) if st["std"] is not None else None,
-                             *ratios])
-        L += _table(["mode", "direction", "n", "mean (Mbit/s)", "std (Mbit/s)", *ratio_heads],
-                    body)
-        L += ["", "UDP (both directions; bandwidth received; datagrams sent):", ""]
-        body = []
-        for m in analysis.modes_in(rows):
-            u = summary[m]["udp"]
-            if not u or not u["bits_per_second"][COMBINED]["n"]:
+
+def _tcp_body(rows, summary, bases):
+    body = []
+    for m in analysis.modes_in(rows):
+        for d in list(DIRECTIONS) + [COMBINED]:
+            st = summary[m]["tcp"].get(d)
+            if not st or not st["n"]:
                 continue
+            ratios = []
+            for b in bases:
+                bd = summary.get(b, {}).get("tcp", {}).get(d, {}).get("mean")
+                ratios.append(f"{100 * st['mean'] / bd:.0f}%" if bd and m != b else None)
+            body.append([plots.label(m), d, st["n"], _f(st["mean"] / 1e6),
+                         _f((st["std"] or 0) / 1e6) if st["std"] is not None else None,
+                         *ratios])
+    return body
 
-            def ms(metric, scale=1.0, digits=2):
-                st = u[metric][COMBINED]
-                if st["mean"] is None:
-                    return None
-                std = "-" if st["std"] is None else f"{st['std'] / scale:.{digits}f}"
-                return f"{st['mean'] / scale:.{digits}f} +- {std}"
-            bps = u["bits_per_second"][COMBINED]["mean"]
-            ratios = [f"{100 * bps / ubase[b]:.0f}%" if ubase.get(b) and m != b else None
-                      for b in bases]
-            body.append([plots.label(m), u["bits_per_second"][COMBINED]["n"],
-                         ms("bits_per_second", 1e6, 3), ms("jitter_ms", 1, 4), ms("packets", 1, 0),
-                         ms("lost_packets", 1, 1), ms("lost_percent", 1, 3),
-                         ms("out_of_order", 1, 1), *ratios])
-        L += _table(["mode", "n", "bandwidth (Mbit/s)", "jitter (ms)", "datagrams",
-                     "lost", "lost (%)", "out of order", *ratio_heads], body)
-        if not base:
-            L += ["", "No baselines in this run: ratios not available."]
-    else:
-        L += ["Not measured in this run (no bandwidth.csv)."]
 
-    # figures
-    L += ["", "## Figures", ""]
+def _udp_body(rows, summary, bases):
+    ubase = {m: summary[m]["udp"].get("bits_per_second", {}).get(COMBINED, {}).get("mean")
+             for m in bases}
+    body = []
+    for m in analysis.modes_in(rows):
+        u = summary[m]["udp"]
+        if not u or not u["bits_per_second"][COMBINED]["n"]:
+            continue
+
+        def ms(metric, scale=1.0, digits=2):
+            st = u[metric][COMBINED]
+            if st["mean"] is None:
+                return None
+            std = "-" if st["std"] is None else f"{st['std'] / scale:.{digits}f}"
+            return f"{st['mean'] / scale:.{digits}f} +- {std}"
+        bps = u["bits_per_second"][COMBINED]["mean"]
+        ratios = [f"{100 * bps / ubase[b]:.0f}%" if ubase.get(b) and m != b else None
+                  for b in bases]
+        body.append([plots.label(m), u["bits_per_second"][COMBINED]["n"],
+                     ms("bits_per_second", 1e6, 3), ms("jitter_ms", 1, 4), ms("packets", 1, 0),
+                     ms("lost_packets", 1, 1), ms("lost_percent", 1, 3),
+                     ms("out_of_order", 1, 1), *ratios])
+    return body
+
+
+def _bandwidth_lines(rows, meta):
+    L = ["", "## Bandwidth (section IV.B)", ""]
+    if not rows:
+        return L + ["Not measured in this run (no bandwidth.csv)."]
+    summary = analysis.summarise(rows)
+    bases = [m for m in analysis.BASELINE_MODES if m in summary]
+    base = {m: summary[m]["tcp"].get(COMBINED, {}).get("mean") for m in bases}
+    ratio_heads = [f"% of {plots.SHORT_LABELS.get(b, b)}" for b in bases]
+    L += _baseline_lines(bases, meta)
+    L += ["TCP (iperf3, bits received per second; std = sample standard deviation; ratios "
+          "to the same-run baselines" + (f": {', '.join(bases)}" if bases else "") + "):",
+          ""]
+    L += _table(["mode", "direction", "n", "mean (Mbit/s)", "std (Mbit/s)", *ratio_heads],
+                _tcp_body(rows, summary, bases))
+    L += ["", "UDP (both directions; bandwidth received; datagrams sent):", ""]
+    L += _table(["mode", "n", "bandwidth (Mbit/s)", "jitter (ms)", "datagrams",
+                 "lost", "lost (%)", "out of order", *ratio_heads],
+                _udp_body(rows, summary, bases))
+    if not base:
+        L += ["", "No baselines in this run: ratios not available."]
+    return L
+
+
+def _figure_lines(written, skipped):
+    L = ["", "## Figures", ""]
     for fig in plots.FIGURES:
         if fig in written:
             L += [f"![{fig}]({fig})", ""]
         else:
             L += [f"- `{fig}`: skipped ({skipped.get(fig, 'not rendered')})", ""]
+    return L
 
-    # claims
-    L += ["## Claims", "",
-          f"Verdicts are computed from the data above: {HOLDS} / {FAILS} / {NOT_MEASURED}. "
-          f"A directional claim holds when the sign is as claimed and Welch's t >= {T_MIN:g}.",
-          ""]
+
+def _claim_lines(data):
+    L = ["## Claims", "",
+         f"Verdicts are computed from the data above: {HOLDS} / {FAILS} / {NOT_MEASURED}. "
+         f"A directional claim holds when the sign is as claimed and Welch's t >= {T_MIN:g}.",
+         ""]
     results = claims(data)
     L += _table(["claim", "paper", "verdict", "why"],
                 [[c["id"], c["claim"].split(" [")[0], f"**{c['verdict']}**", c["why"]]
@@ -479,6 +228,31 @@ def write_report(results_dir, render_figures=True, progress=None):
         L += [f"### Claim {c['id']}: {c['claim']}", "",
               f"- measured: {c['measured']}",
               f"- **verdict: {c['verdict']}**" + (f" ({c['why']})" if c["why"] else ""), ""]
+    return L
+
+
+# -- the report ------------------------------------------------------------------------------
+def write_report(results_dir, render_figures=True, progress=None):
+    """Write report.md into *results_dir*; returns its path."""
+    rd, data = plots.load(results_dir)
+    figs = plots.render(rd, progress=progress) if render_figures else \
+        rd.read_json("figures.json", default={"written": [], "skipped": {}})
+    meta = rd.read_json("meta.json", default=None)
+    meta = meta if isinstance(meta, dict) else {}
+    spec = rd.read_json("spec.json", default=None) or meta.get("spec")
+    if isinstance(spec, dict) and meta.get("tuning") and not spec.get("tuning"):
+        spec = dict(spec, tuning=meta["tuning"])
+    machine = rd.read_json("machine.json", default=None) or meta.get("machine")
+    machine_note = ""
+    if machine is None:
+        machine = machine_info()
+        machine_note = " (collected when this report was written: no machine.json in the run)"
+    L = (_head_lines(rd, meta, spec)
+         + _setup_lines(data, meta, spec, machine, machine_note)
+         + _reachability_lines(data["reachability"])
+         + _bandwidth_lines(data["bandwidth_all"], meta)
+         + _figure_lines(figs.get("written") or {}, figs.get("skipped") or {})
+         + _claim_lines(data))
     path = rd.path("report.md")
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:

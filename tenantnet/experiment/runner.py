@@ -25,8 +25,8 @@ switch by restarting the controller on the other mode's config (meta.json ``labs
 Baselines (``bandwidth.baselines``), after the modes: on emulated labs this machine's veth
 pair and flat OVS bridge (baseline.run_baselines, no lab up); on node VMs the same path
 without tenantnet on the lab's node VMs: VM to VM over the plain transport network and a
-flat kernel OVS bridge in one node VM (baseline.run_vm_baselines). meta.json ``baselines``
-says which, and the report names them.
+flat kernel OVS bridge in one node VM (vmbaseline.run_vm_baselines). meta.json
+``baselines`` says which, and the report names them.
 
 Tables are rewritten after every sub-experiment, so an interrupted run keeps what it
 measured (meta.json then says ``"status": "interrupted"``).
@@ -207,7 +207,7 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                 rd.write_json("meta.json", meta)
                 reporter.step()
         if bandwidth is not None and spec.bandwidth.baselines:
-            from tenantnet.experiment import baseline
+            from tenantnet.experiment import baseline, vmbaseline
             kind = "vm" if spec.lab.nodes == "vm" else "host"
             names = "VM to VM over the transport, flat OVS in a node VM" if kind == "vm" \
                 else "veth, flat OVS"
@@ -220,13 +220,13 @@ def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_d
                     # The same path without tenantnet, on the lab's own node VMs (no tenant
                     # VM is up: nothing else competes for their CPU).
                     with factory_for(modes[-1])(networks=1, label="baselines") as lab:
-                        nodes = baseline.vm_nodes(lab)
+                        nodes = vmbaseline.vm_nodes(lab)
                         meta["baselines"] = {"kind": kind, "nodes": list(nodes),
                                              "modes": baseline.describe(f"{prefix}b", kind,
                                                                         nodes)}
-                        rows = baseline.run_vm_baselines(lab, spec, f"{prefix}b",
-                                                         progress=reporter, tuning=spec.tuning,
-                                                         nodes=nodes)
+                        rows = vmbaseline.run_vm_baselines(lab, spec, f"{prefix}b",
+                                                           progress=reporter,
+                                                           tuning=spec.tuning, nodes=nodes)
                 else:
                     # The machine's own ceiling, measured in the same run with no lab up
                     # (nothing else competes for the CPU): a veth pair, one flat OVS bridge.

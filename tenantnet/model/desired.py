@@ -15,9 +15,6 @@ it to node_state. New tenant bridges are created with it; an existing bridge kee
 from dataclasses import dataclass, field
 
 from tenantnet.model import naming, records
-# The external_ids keys of our records are defined in model.records (imported from here by
-# the southbound and node bootstrap too).
-from tenantnet.model.records import KIND_KEY, NETWORK_KEY, OWNER, OWNER_KEY  # noqa: F401
 
 BOOTSTRAP_OWNER = "bootstrap"
 

@@ -38,8 +38,8 @@ import socket
 from dataclasses import dataclass
 
 from tenantnet.model.desired import (BOOTSTRAP_OWNER, COMMON_BRIDGES, COMMON_KINDS,
-                                     DATAPATH_KEY, DATAPATHS, KIND_KEY, OWNER_KEY,
-                                     TRANSPORT_BRIDGE)
+                                     DATAPATH_KEY, DATAPATHS, TRANSPORT_BRIDGE)
+from tenantnet.model.records import KIND_KEY, OWNER_KEY
 from tenantnet.errors import TenantnetError
 from tenantnet.node import tls as node_tls
 from tenantnet.node.exaddresses import endpoint_addresses

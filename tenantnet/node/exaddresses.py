@@ -6,7 +6,7 @@ on the kernel interfaces, at bootstrap (after a reboot) and from udev
 import json
 import time
 
-from tenantnet.model.desired import KIND_KEY
+from tenantnet.model.records import KIND_KEY
 from tenantnet.node.ovscli import output
 
 ADDRESS_KEY = "tenantnet-address"

@@ -25,7 +25,8 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from tenantnet.southbound import ovsjson, ovsplan, ovsview
-from tenantnet.model.desired import DATAPATH_KEY, DATAPATHS, OWNER, OWNER_KEY, TRANSPORT_BRIDGE
+from tenantnet.model.desired import DATAPATH_KEY, DATAPATHS, TRANSPORT_BRIDGE
+from tenantnet.model.records import OWNER, OWNER_KEY
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import logging
 from typing import NamedTuple
 
 from tenantnet.model import naming
-from tenantnet.model.desired import CONTROLLER_OPTIONS, OWNER, OWNER_KEY
+from tenantnet.model.desired import CONTROLLER_OPTIONS
+from tenantnet.model.records import OWNER, OWNER_KEY
 from tenantnet.errors import SouthboundError
 
 LOG = logging.getLogger(__name__)
