@@ -17,7 +17,7 @@ from os_ken.controller import handler, ofp_event
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from tenantnet.controller import runner, settings as settings_mod
+from tenantnet.controller import gcpolicy, runner, settings as settings_mod
 from tenantnet.controller.ofapp import pusher_app_base
 from tenantnet.southbound.ofswitch import FlowPusher
 
@@ -56,7 +56,8 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         # with the start-up (controller.oflisten). Each bridge is synced when it connects
         # (controller.switchsync); it keeps its flows meanwhile (fail_mode=secure).
         try:
-            self.core.start()
+            with gcpolicy.start_up():
+                self.core.start()
         except Exception as exc:  # noqa: BLE001 -- any start-up failure ends the controller
             LOG.error("controller start failed: %s", exc)
             runner.fail(f"start-up failed: {exc}")
@@ -69,3 +70,4 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         finally:
             self.pusher.close()
             super().stop()
+            gcpolicy.stopped()

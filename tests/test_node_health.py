@@ -107,7 +107,7 @@ class FakeNode:
         self.is_connected = False
         self.closed = 0
 
-    def connect(self, retry_for=0, attempt_timeout=5.0):
+    def connect(self, retry_for=0, attempt_timeout=5.0, deferred=False):
         if self.failures:
             self.failures -= 1
             raise SouthboundError(f"node {self.node}: cannot reach OVSDB at tcp:x: "

@@ -300,3 +300,68 @@ def test_the_poll_python_ovs_gets_adds_the_events_of_an_fd():
     finally:
         a.close()
         b.close()
+
+
+def _idl_started(conn):
+    return bool(conn.api.ovsdb_connection.is_running)
+
+
+def test_a_deferred_connect_reads_what_the_idl_reads_and_starts_it_only_when_needed(node):
+    """A deferred connect (the controller's start-up) reads the tables without an IDL: the
+    same view as an IDL's, every column kind included (maps, sets, optional scalars,
+    references). A reconcile that finds nothing to change leaves the IDL unstarted; one
+    that finds a change starts it and commits the change; `connected` starts it too."""
+    ovs, conn = node
+    topo = config.load_text(CFG, "t.yaml")
+    desired = node_state(topo, "compute1")
+    conn.reconcile(desired)
+    web = naming.brint_name("acme/web")
+    ovs.vsctl("add-port", web, "tnt-extra", "--", "set", "Interface", "tnt-extra",
+              "type=internal", "--", "set", "Port", "tnt-extra", "tag=7")
+    want = _settled(conn.snapshot, lambda s: "tnt-extra" in s["ports"]
+                    and s["interfaces"]["tnt-extra"]["ofport"])
+    conn.reconcile(desired)                     # tnt-extra is not ours: it stays
+    want = _comparable(conn.snapshot())
+
+    late = NodeOvsdb("compute1", ovs.unix_remote).connect(deferred=True)
+    try:
+        assert not _idl_started(late)
+        assert _comparable(late.snapshot()) == want
+        assert late.datapath == conn.datapath
+        assert not late.reconcile(desired).changed and not _idl_started(late)
+
+        app = naming.vm_port_name("app1")
+        ovs.vsctl("del-port", app)              # after the first read: only the IDL sees it
+        assert not late.reconcile(desired).changed      # the first read still has it
+        ovs.vsctl("set", "Port", naming.vm_port_name("web1"), "tag=4000")
+        late.close()
+        late.connect(deferred=True)
+        result = late.reconcile(desired)        # both found: the IDL starts, one transaction
+        assert _idl_started(late) and result.changed
+        snap = late.snapshot()
+        assert app in snap["ports"] and snap["interfaces"][app]["ofport"] > 0
+        assert _comparable(snap) == _comparable(
+            _settled(conn.snapshot, lambda s: _comparable(s) == _comparable(snap)))
+        assert not late.reconcile(desired).changed
+    finally:
+        late.close()
+
+    again = NodeOvsdb("compute1", ovs.unix_remote).connect(deferred=True)
+    try:
+        assert not _idl_started(again)
+        assert again.connected() and _idl_started(again)
+        assert _comparable(again.snapshot()) == _comparable(conn.snapshot())
+    finally:
+        again.close()
+
+
+def test_a_deferred_connect_to_a_node_gone_before_its_idl_starts_is_not_connected(node):
+    ovs, conn = node
+    late = NodeOvsdb("compute1", ovs.unix_remote, timeout=2).connect(deferred=True)
+    conn.close()
+    ovs.stop()
+    try:
+        assert not late.connected()
+        assert not late.connected()             # and stays so, without waiting again
+    finally:
+        late.close()

@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 
 from tenantnet.cli.common import read_token
 from tenantnet.errors import TenantnetError
@@ -216,16 +215,7 @@ def build_parser():
     return p
 
 
-def quiet_eventlet_warning():
-    """Silence exactly eventlet's warning that it is deprecated. python-ovs imports eventlet
-    when it is installed (os-ken pulls it in; `ovs.poller`) and eventlet warns on import;
-    tenantnet runs on native threads and never uses it. The warning's text starts with a
-    newline, hence the leading \\s*."""
-    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated\.")
-
-
 def main(argv=None):
-    quiet_eventlet_warning()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -90,7 +90,9 @@ class Core:
         runtime placements from them and reconcile them; then serve the API. Nodes that
         did not answer are down: their watchers keep trying them in the background."""
         names = sorted(self.nodes)
-        outcomes = settled(self.nodewatch.connect, names)
+        # Deferred: each node's tables read once; its IDL starts when its watcher first
+        # checks the connection (after the API answers), or for a change to commit.
+        outcomes = settled(lambda n: self.nodewatch.connect(n, deferred=True), names)
         with self.lock:
             reached = []
             for name, out in zip(names, outcomes):

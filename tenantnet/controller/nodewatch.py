@@ -54,9 +54,11 @@ class NodeWatch:
         thread.start()
 
     # -- reaching and reconciling nodes --------------------------------------------
-    def connect(self, name):
-        """One bounded attempt to reach node *name*'s OVSDB."""
-        return self.core.nodes[name].connect(retry_for=0, attempt_timeout=CONNECT_TIMEOUT)
+    def connect(self, name, deferred=False):
+        """One bounded attempt to reach node *name*'s OVSDB (*deferred*: see
+        southbound.ovsdb.NodeOvsdb)."""
+        return self.core.nodes[name].connect(retry_for=0, attempt_timeout=CONNECT_TIMEOUT,
+                                             deferred=deferred)
 
     def recover(self, node_names=None):
         """Relearn the API placements recorded on the nodes *node_names* (default all):

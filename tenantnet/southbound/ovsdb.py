@@ -10,21 +10,18 @@ The datapath type belongs to the node: `connect` reads it (Open_vSwitch
 external_ids:tenantnet-datapath, set by node bootstrap; else br-tun's datapath_type); the
 planner gives it to the bridges it creates."""
 
-import errno
 import logging
-import os
 import select
+import threading
 import time
 from dataclasses import dataclass, field
 
-from ovs import jsonrpc
 from ovs import poller as ovs_poller
-from ovs import stream as ovs_stream
 from ovsdbapp.backend.ovs_idl import command as ovs_command
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from tenantnet.southbound import ovsjson, ovsplan, ovsview
+from tenantnet.southbound import ovsjson, ovsplan, ovsread, ovsview
 from tenantnet.model.desired import DATAPATH_KEY, DATAPATHS, TRANSPORT_BRIDGE
 from tenantnet.model.records import OWNER, OWNER_KEY
 from tenantnet.errors import SouthboundError
@@ -114,7 +111,14 @@ class NodeOvsdb:
     packets, costs at most that long. `connected` says whether that very connection still
     holds: the IDL underneath reconnects on its own after a break, but what it missed
     meanwhile is unknown, so a reconnect counts as a break (the caller reconnects and
-    reconciles in full)."""
+    reconciles in full).
+
+    A *deferred* connect reads the node's tables once without an IDL (southbound.ovsread)
+    and starts the IDL only when something needs it: a reconcile that finds a change to
+    commit, or `connected` (the node watchers' check, which follows the controller's
+    start-up). Until then `snapshot` answers from that first read. After a controller
+    restart a node that needs no change is reconciled at a small share of an IDL's cost
+    (docs/performance.md)."""
 
     def __init__(self, node, remote, timeout=20):
         self.node = node
@@ -124,16 +128,18 @@ class NodeOvsdb:
         self.datapath = None          # the node's datapath type, read by connect()
         self._session_seqno = None    # the session's seqno when we connected
         self._view = None             # the connection's ovsview.LiveView
+        self._first = None            # a deferred connect's first read (a view), until the IDL
+        self._load_lock = threading.Lock()
         self._planner = ovsplan.Planner(node)
 
-    def connect(self, retry_for=30.0, attempt_timeout=5.0):
+    def connect(self, retry_for=30.0, attempt_timeout=5.0, deferred=False):
         """Connect (SouthboundError, one line, when the node cannot be reached or was never
-        bootstrapped). *retry_for* 0: one attempt."""
+        bootstrapped). *retry_for* 0: one attempt. *deferred*: see the class."""
         deadline = time.monotonic() + retry_for
         LOG.debug("node %s: connecting to OVSDB at %s", self.node, self.remote)
         while True:
             try:
-                self._connect_once(attempt_timeout)
+                self._connect_once(attempt_timeout, deferred)
                 break
             except SouthboundError:
                 if time.monotonic() + 0.2 >= deadline:
@@ -146,38 +152,77 @@ class NodeOvsdb:
             raise
         return self
 
-    def _connect_once(self, timeout):
+    def _connect_once(self, timeout, deferred):
         self.close()
         ovsjson.use_c_parser()
         try:
-            schema = _fetch_schema(self.remote, "Open_vSwitch", timeout)
+            with ovsread.Reader(self.remote, timeout) as reader:
+                schema = reader.schema("Open_vSwitch")
+                columns = ovsview.monitored_columns(schema)
+                first = reader.select(schema, {t: columns[t] for t in ovsview.TABLES}) \
+                    if deferred else None
         except (OSError, ValueError) as exc:
             raise SouthboundError(f"node {self.node}: cannot reach OVSDB at {self.remote}: "
                                   f"{_why(exc)}") from None
         helper = idlutils.create_schema_helper(schema)
-        for table, columns in ovsview.monitored_columns(schema).items():
-            helper.register_columns(table, columns)
+        for table, cols in columns.items():
+            helper.register_columns(table, cols)
         idl = ovsview.TrackingIdl(self.remote, helper)
         conn = connection.Connection(idl=idl, timeout=timeout)
         # ovsdbapp keeps the connection in a *class* attribute, shared by every
         # instance: a class of our own per node keeps each node's connection apart.
         per_node = type(f"NodeOvsdbIdl_{self.node}", (impl_idl.OvsdbIdl,),
                         {"_ovsdb_connection": None})
+        api = per_node(conn, start=False)     # commands can be made before it starts
+        self._planner.forget()
+        if deferred:
+            self.api = api
+            self._first = ovsview.read_selected(first)
+            return
+        self._start_idl(api, timeout)
+        self.api = api
+
+    def _start_idl(self, api, timeout):
+        """Start *api*'s IDL: the node's initial contents within *timeout* seconds."""
+        conn = api.ovsdb_connection
+        conn.timeout = timeout
         try:
-            api = per_node(conn, start=False)
-            conn.start()               # the initial contents, within *timeout*
+            conn.start()
         except Exception as exc:  # noqa: BLE001 -- one line; ovsdbapp would log a traceback
-            idl.close()
+            conn.idl.close()
             raise SouthboundError(f"node {self.node}: OVSDB at {self.remote} did not send its "
                                   f"contents within {timeout:.0f}s ({_why(exc)})") from None
         conn.timeout = self.timeout    # transactions get the longer timeout
-        self.api = api
         self._view = ovsview.LiveView()
-        self._planner.forget()
-        self._session_seqno = _session_seqno(idl)
+        self._session_seqno = _session_seqno(conn.idl)
+
+    def _load(self):
+        """Start the IDL of a deferred connect, once (SouthboundError when it fails: the
+        connection is then broken). The planner forgets what it found in order: the IDL's
+        view counts changes afresh."""
+        with self._load_lock:
+            if self._first is None:
+                return
+            api = self.api
+            try:
+                if api is None:
+                    raise SouthboundError(f"node {self.node}: not connected to its OVSDB "
+                                          f"({self.remote})")
+                self._start_idl(api, self.timeout)
+            finally:
+                self._first = None
+            self._planner.forget()
+            LOG.debug("node %s: IDL started after a deferred connect", self.node)
 
     def connected(self):
-        """True while the connection made by connect() holds (no break since)."""
+        """True while the connection made by connect() holds (no break since). After a
+        deferred connect, the first call starts the IDL (and waits for it)."""
+        if self._first is not None:
+            try:
+                self._load()
+            except SouthboundError as exc:
+                LOG.info("%s", exc)
+                return False
         api = self.api
         if api is None:
             return False
@@ -213,6 +258,10 @@ class NodeOvsdb:
 
     def close(self):
         api, self.api = self.api, None
+        if api is not None and self._first is not None:   # deferred, never started
+            self._first = None
+            api.ovsdb_connection.idl.close()
+            return
         if api is not None:
             try:
                 api.ovsdb_connection.stop(timeout=5)
@@ -220,6 +269,9 @@ class NodeOvsdb:
                 pass
 
     def snapshot(self):
+        first = self._first
+        if first is not None:          # a deferred connect's first read
+            return {key: dict(value) for key, value in first.items()}
         return _Snapshot(self.api, self._view).execute(check_error=True)
 
     def link_state(self, ifname):
@@ -258,12 +310,16 @@ class NodeOvsdb:
     def reconcile(self, desired, wait_ofport=10.0):
         """Make the node match *desired* (a NodeState). Returns ReconcileResult."""
         start = time.perf_counter()
-        if not self.connected():
+        if self._first is None and not self.connected():
             # The IDL's copy may be stale, and a transaction would wait out its timeout.
             raise SouthboundError(f"node {self.node}: not connected to its OVSDB "
                                   f"({self.remote})")
         snap = self.snapshot()
         plan = self.plan(desired, snap)
+        if plan.commands and self._first is not None:
+            self._load()               # a change to commit: it needs the IDL, and its view
+            snap = self.snapshot()
+            plan = self.plan(desired, snap)
         cmds = plan.commands
         if cmds:
             try:
@@ -312,44 +368,11 @@ def _why(exc):
     """An exception as a short reason."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def _fetch_schema(remote, schema_name, timeout):
-    """The schema JSON of *schema_name* from the OVSDB server at *remote*, within *timeout*
-    seconds (ovsdbapp's own fetch waits as long as TCP does). OSError on failure."""
-    deadline = time.monotonic() + timeout
-    err, strm = ovs_stream.Stream.open_block(ovs_stream.Stream.open(remote),
-                                             int(timeout * 1000))
-    if err:
-        raise OSError(err, os.strerror(err))
-    rpc = jsonrpc.Connection(strm)
     try:
-        req = jsonrpc.Message.create_request("get_schema", [schema_name])
-        err = rpc.send(req)
-        while not err:
-            err, msg = rpc.recv()
-            if err == errno.EAGAIN:
-                err = 0
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise OSError(errno.ETIMEDOUT, f"no answer within {timeout:.0f}s")
-                rpc.run()
-                poll = ovs_poller.Poller()
-                rpc.wait(poll)
-                rpc.recv_wait(poll)
-                poll.timer_wait(int(remaining * 1000) + 1)
-                poll.block()
-                continue
-            if msg is not None and msg.id == req.id and msg.type in (
-                    jsonrpc.Message.T_REPLY, jsonrpc.Message.T_ERROR):
-                if msg.error:
-                    raise ValueError(f"get_schema refused: {msg.error}")
-                return msg.result
-        raise OSError(err, os.strerror(err) if err > 0 else "connection closed")
-    finally:
-        rpc.close()
+        text = str(exc).strip()
+    except Exception:  # noqa: BLE001 -- ovsdbapp's TimeoutException from wait_for_change
+        text = ""      # has no message to format
+    return (text or type(exc).__name__).splitlines()[0]
 
 
 # The python-ovs IDL has no public "is this the connection I made" query; its jsonrpc

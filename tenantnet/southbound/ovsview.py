@@ -89,7 +89,10 @@ def _plain(value):
 def _col(row, column):
     """A committed row's column as Python. Row.__getattr__ also folds in a transaction's
     pending changes, converting every value there and back; the view only ever sees
-    committed rows, under the connection lock."""
+    committed rows, under the connection lock. A row read without an IDL is a dict (its
+    references already uuids)."""
+    if type(row) is dict:
+        return row[column]
     datum = row._data.get(column)
     if datum is None:
         return getattr(row, column)
@@ -97,7 +100,31 @@ def _col(row, column):
 
 
 def _uuids(row, column):
+    if type(row) is dict:
+        return list(row[column])
     return [r.uuid for r in _col(row, column)]
+
+
+class _Table:
+    def __init__(self, rows):
+        self.rows = rows
+
+
+class _SelectedTables:
+    """Rows read without an IDL (southbound.ovsread: {table: {uuid: {column: value}}}),
+    where LiveView reads an IDL's: `tables[name].rows`."""
+
+    def __init__(self, rows):
+        self.tables = {name: _Table(table) for name, table in rows.items()}
+        self.changed_rows = set()
+
+
+def read_selected(rows):
+    """The view (as `LiveView.read` returns it) of rows read without an IDL: *rows* is
+    southbound.ovsread's {table: {uuid: {column: value}}} of `TABLES` and at least the
+    columns of MONITORED_ONLY. A point-in-time copy: it is not kept current."""
+    view = LiveView()
+    return view.read(_SelectedTables(rows), seqno=None)
 
 
 class LiveView:

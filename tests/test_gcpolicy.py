@@ -1,0 +1,37 @@
+"""The controller's garbage-collector policy (controller.gcpolicy) on this interpreter."""
+
+import gc
+
+from tenantnet.controller import gcpolicy
+
+
+def test_no_collection_during_start_up_then_frozen_and_less_often_until_stopped():
+    before = gc.get_threshold()
+    assert gc.isenabled()
+    made = [[i] for i in range(1000)]          # containers alive through the start-up
+    with gcpolicy.start_up():
+        assert not gc.isenabled()
+        count = gc.get_count()[0]
+        garbage = [[] for _ in range(5000)]    # would have triggered a young collection
+        assert gc.get_count()[0] >= count + 5000
+        del garbage
+    try:
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)
+        assert gc.get_threshold() == (gcpolicy.YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gcpolicy.stopped()
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+
+
+def test_a_failed_start_up_still_leaves_the_collector_on():
+    try:
+        with gcpolicy.start_up():
+            raise RuntimeError("start-up failed")
+    except RuntimeError:
+        pass
+    finally:
+        enabled = gc.isenabled()
+        gcpolicy.stopped()
+    assert enabled and gc.get_freeze_count() == 0
