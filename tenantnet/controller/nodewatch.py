@@ -113,13 +113,16 @@ class NodeWatch:
         return ok
 
     def _refresh_neighbors(self):
-        """Tunnel neighbours on every up node (cached: only new endpoint MACs cost)."""
+        """Tunnel neighbours on every up node, side by side (cached: only new endpoint MACs
+        cost; each node is one round trip to its ovs-vswitchd)."""
         core = self.core
-        for name in core.states.up_nodes():
-            try:
-                core.resolve_tunnels(core.node_state(core.topo, name))
-            except TenantnetError as exc:
-                LOG.warning("node %s: tunnel neighbours not set: %s", name, exc)
+        names = list(core.states.up_nodes())
+        outcomes = settled(lambda n: core.resolve_tunnels(core.node_state(core.topo, n)), names)
+        for name, out in zip(names, outcomes):
+            if isinstance(out, TenantnetError):
+                LOG.warning("node %s: tunnel neighbours not set: %s", name, out)
+            elif isinstance(out, Exception):
+                raise out
 
     # -- watching one node ---------------------------------------------------------
     def watch(self, name):
