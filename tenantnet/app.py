@@ -41,7 +41,12 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         if factory is None:
             from tenantnet.controller.provider import build_core
             factory = build_core
-        self.core = factory(self.pusher, self, settings)
+        gcpolicy.starting()               # until the core has started (_start_core)
+        try:
+            self.core = factory(self.pusher, self, settings)
+        except BaseException:
+            gcpolicy.started()
+            raise
         # The OpenFlow port opens once the core is ready (see _start_core).
         self._open_listener = runner.hold_listening()
 
@@ -56,12 +61,12 @@ class TenantnetApp(pusher_app_base(app_manager, ofp_event, handler, hub, ofproto
         # with the start-up (controller.oflisten). Each bridge is synced when it connects
         # (controller.switchsync); it keeps its flows meanwhile (fail_mode=secure).
         try:
-            with gcpolicy.start_up():
-                self.core.start()
+            self.core.start()
         except Exception as exc:  # noqa: BLE001 -- any start-up failure ends the controller
             LOG.error("controller start failed: %s", exc)
             runner.fail(f"start-up failed: {exc}")
         finally:
+            gcpolicy.started()
             self._open_listener()
 
     def stop(self):

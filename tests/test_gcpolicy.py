@@ -9,12 +9,15 @@ def test_no_collection_during_start_up_then_frozen_and_less_often_until_stopped(
     before = gc.get_threshold()
     assert gc.isenabled()
     made = [[i] for i in range(1000)]          # containers alive through the start-up
-    with gcpolicy.start_up():
+    gcpolicy.starting()
+    try:
         assert not gc.isenabled()
         count = gc.get_count()[0]
         garbage = [[] for _ in range(5000)]    # would have triggered a young collection
         assert gc.get_count()[0] >= count + 5000
         del garbage
+    finally:
+        gcpolicy.started()
     try:
         assert gc.isenabled()
         assert gc.get_freeze_count() >= len(made)
@@ -25,13 +28,19 @@ def test_no_collection_during_start_up_then_frozen_and_less_often_until_stopped(
     assert gc.get_threshold() == before
 
 
-def test_a_failed_start_up_still_leaves_the_collector_on():
+def test_stopped_before_it_started_leaves_the_collector_on():
+    gcpolicy.starting()
+    gcpolicy.stopped()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_collector_that_was_off_stays_off():
+    gc.disable()
     try:
-        with gcpolicy.start_up():
-            raise RuntimeError("start-up failed")
-    except RuntimeError:
-        pass
+        gcpolicy.starting()
+        gcpolicy.started()
+        assert not gc.isenabled()
     finally:
-        enabled = gc.isenabled()
         gcpolicy.stopped()
-    assert enabled and gc.get_freeze_count() == 0
+        gc.enable()
+    assert gc.get_freeze_count() == 0

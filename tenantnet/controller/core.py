@@ -68,6 +68,7 @@ class Core:
         self.started = False
         self.ready = threading.Event()   # set once start() has connected and reconciled
         self.api_server = None
+        self._reaching = None       # (thread, {"outcomes": ...}) of reach_nodes
         self.states = NodeStates(sorted(self.nodes))
         self.audit_interval = float(audit_interval or 0)
         self.retry_max = max(RETRY_INITIAL, float(retry_max))
@@ -90,9 +91,12 @@ class Core:
         runtime placements from them and reconcile them; then serve the API. Nodes that
         did not answer are down: their watchers keep trying them in the background."""
         names = sorted(self.nodes)
-        # Deferred: each node's tables read once; its IDL starts when its watcher first
-        # checks the connection (after the API answers), or for a change to commit.
-        outcomes = settled(lambda n: self.nodewatch.connect(n, deferred=True), names)
+        if self._reaching is None:
+            self.reach_nodes()
+        thread, box = self._reaching
+        self._reaching = None
+        thread.join()
+        outcomes = box["outcomes"]
         with self.lock:
             reached = []
             for name, out in zip(names, outcomes):
@@ -111,6 +115,21 @@ class Core:
         LOG.info("controller ready: %d of %d nodes up%s, %d networks, %d VMs", len(up),
                  len(names), "" if len(up) == len(names) else " (the others are retried)",
                  len(self.topo.networks()), len(self.topo.vms()))
+
+    def reach_nodes(self):
+        """Start reaching every node, in the background: one bounded attempt each, side by
+        side, deferred (each node's tables read once; its IDL starts when its watcher first
+        checks the connection, after the API answers, or for a change to commit). `start`
+        takes the outcomes. build_core calls it before it makes the API server, whose
+        imports then overlap the nodes' TLS handshakes and their servers' answers."""
+        box = {}
+
+        def reach():
+            box["outcomes"] = settled(lambda n: self.nodewatch.connect(n, deferred=True),
+                                      sorted(self.nodes))
+        thread = threading.Thread(target=reach, name="tenantnet-reach-nodes", daemon=True)
+        self._reaching = (thread, box)
+        thread.start()
 
     def stop(self):
         self._stopping.set()

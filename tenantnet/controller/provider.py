@@ -36,6 +36,7 @@ def build_core(pusher, app, settings):
     core = Core(topo, pusher, ovsdb_remotes=settings.ovsdb_remotes, hosts=hosts,
                 source=settings.config, audit_interval=settings.audit_interval,
                 retry_max=settings.node_retry_max)
+    core.reach_nodes()
     if settings.api_socket or settings.api_listen:
         from tenantnet.controller.api import ApiServer
         core.api_server = ApiServer(core, tcp=settings.api_tcp, unix_path=settings.api_socket,
