@@ -66,10 +66,14 @@ class Reader:
             if "error" in answer:
                 raise ValueError(f"select from {table} refused: {answer['error']}")
             types = schema_json["tables"][table]["columns"]
-            convert = {c: converter(types[c]["type"]) for c in columns[table]}
-            out[table] = {uuid.UUID(row["_uuid"][1]):
-                          {c: conv(row[c]) for c, conv in convert.items()}
-                          for row in answer["rows"]}
+            convert = [(c, f) for c in columns[table]
+                       for f in [converter(types[c]["type"])] if f is not as_is]
+            rows = out[table] = {}
+            for row in answer["rows"]:           # converted in place: the answer is ours
+                uid = row.pop("_uuid")
+                for column, conv in convert:
+                    row[column] = conv(row[column])
+                rows[uuid.UUID(uid[1])] = row
         return out
 
     def call(self, method, params):
@@ -112,13 +116,18 @@ def converter(column_type):
             return lambda json: dict(json[1])
         return lambda json: {atom(k): atom(v) for k, v in json[1]}
     if column_type.get("min", 1) == 1 and column_type.get("max", 1) == 1:   # a scalar
-        return atom or (lambda json: json)
+        return atom or as_is
 
     def members(json):                                       # a set: ["set", [...]] or one
         if isinstance(json, list) and json[0] == "set":
             return sorted(json[1] if atom is None else (atom(v) for v in json[1]))
         return [json if atom is None else atom(json)]
     return members
+
+
+def as_is(json):
+    """The converter of a scalar column that is not a reference: its JSON is its value."""
+    return json
 
 
 def _base(base_type):
