@@ -252,6 +252,29 @@ def on_controller(env, script, timeout=900):
                    timeout=timeout)
 
 
+def ssh_to(env, machine):
+    """A function that runs a script as root on *machine* as on_controller does, with the
+    SSH settings `vagrant ssh-config` gives, but without starting Vagrant (seconds of Ruby)
+    for every command: its stdout; AssertionError on failure. Logged to vagrant.log too."""
+    config = f"{STATE}/ssh-config-{machine}"
+    with open(config, "w") as fh:
+        fh.write(vagrant(env, "ssh-config", machine, timeout=300))
+
+    def run(script, timeout=900):
+        t0 = time.monotonic()
+        res = subprocess.run(["ip", "netns", "exec", NETNS, "ssh", "-F", config, machine,
+                              f"sudo -i sh -c {shlex.quote(script)}"],
+                             capture_output=True, text=True, timeout=timeout)
+        with open(f"{STATE}/vagrant.log", "a") as fh:
+            fh.write(f"\n$ ssh {machine} {script[:200]}  ({time.monotonic() - t0:.0f}s, "
+                     f"exit {res.returncode})\n{res.stdout}{res.stderr}\n")
+        if res.returncode != 0:
+            raise AssertionError(f"ssh {machine} failed (exit {res.returncode}): "
+                                 f"{(res.stderr or res.stdout)[-2000:]}")
+        return res.stdout
+    return run
+
+
 # -- the test ---------------------------------------------------------------------------
 # Run on the controller: GET /v1/health over HTTPS verified with the lab's API CA, over
 # HTTPS with another CA (the nodes'), and over plain HTTP.
@@ -332,26 +355,29 @@ def test_vagrant_up_then_cluster_matrix(lab):
                        "unix:/run/tenantnet-controller/api.sock >/dev/null 2>&1 && exit 0; "
                        "sleep 2; done; systemctl status tenantnet-controller; exit 1")
     times["controller ready"] = time.monotonic() - t
+    # the other commands over plain ssh with `vagrant ssh-config`'s settings (the same
+    # machine, user and key as `vagrant ssh -c` above, without a Vagrant start per command)
+    controller = ssh_to(env, "controller")
     t = time.monotonic()
-    out = on_controller(env, "set -e; tenantnet cluster up; "
-                             "tenantnet vm add web1 --network acme/web --node compute1; "
-                             "tenantnet vm add app1 --network globex/app --node compute1; "
-                             "tenantnet vm list")
+    out = controller("set -e; tenantnet cluster up; "
+                     "tenantnet vm add web1 --network acme/web --node compute1; "
+                     "tenantnet vm add app1 --network globex/app --node compute1; "
+                     "tenantnet vm list")
     assert "web1" in out and "app1" in out, out
     times["cluster up, 2 VMs"] = time.monotonic() - t
     t = time.monotonic()
     # the API is HTTPS (the provider's certificate, verified with its CA), and `cluster up`
     # recorded that endpoint
-    meta = json.loads(on_controller(env, "cat /run/tenantnet/tn/lab.json"))
+    meta = json.loads(controller("cat /run/tenantnet/tn/lab.json"))
     assert meta["api"] == "https://198.18.0.10:8080", meta
     # (base64: `vagrant ssh -c` joins the lines of a command)
     script = base64.b64encode(HTTPS_PROBE.encode()).decode()
-    probe = on_controller(env, f"echo {script} | base64 -d | python3 -")
+    probe = controller(f"echo {script} | base64 -d | python3 -")
     status = dict(line.split(" ", 1) for line in probe.strip().splitlines())
     assert status["https"] in ("200", "401"), probe            # the TLS handshake worked
     assert status["wrong-ca"].startswith("refused SSL"), probe
     assert status["http"].startswith("refused") or status["http"] == "400", probe
-    out = on_controller(env, "tenantnet cluster matrix --json")
+    out = controller("tenantnet cluster matrix --json")
     times["cluster matrix"] = time.monotonic() - t
     matrix = json.loads(out[out.index("{"):out.rindex("}") + 1])
     rows = matrix["rows"]
@@ -365,8 +391,8 @@ def test_vagrant_up_then_cluster_matrix(lab):
             assert r["ping"], r
     assert sum(r["same_network"] for r in rows) == 4         # across compute1 <-> net1
     # the kernel datapath on the nodes, as provisioned by node.sh
-    out = on_controller(env, "ssh 198.18.0.21 ovs-vsctl get bridge br-tun datapath_type; "
-                             "ssh 198.18.0.21 systemctl is-active tenantnet-node.service")
+    out = controller("ssh 198.18.0.21 ovs-vsctl get bridge br-tun datapath_type; "
+                     "ssh 198.18.0.21 systemctl is-active tenantnet-node.service")
     assert "system" in out and "active" in out, out
     # TLS on the nodes: OVSDB on pssl: only, ovsdb-server trusting the provider's CA only,
     # every bridge's controller on ssl:, and only the node's own certificates there
@@ -377,7 +403,7 @@ def test_vagrant_up_then_cluster_matrix(lab):
                    "find /etc/tenantnet/pki -type f | sort; "
                    "stat -c %a /etc/tenantnet/pki/node/key.pem")
     for ip in ("198.18.0.21", "198.18.0.11"):
-        out = on_controller(env, f"ssh {ip} {shlex.quote(node_script)}")
+        out = controller(f"ssh {ip} {shlex.quote(node_script)}")
         lines = out.split()
         assert lines[0] == f"pssl:6640:{ip}", out
         assert "--ca-cert=/etc/tenantnet/pki/node/ovsdb-ca.pem" in lines, out
@@ -388,11 +414,11 @@ def test_vagrant_up_then_cluster_matrix(lab):
                                                        "openflow-ca.pem", "ovsdb-ca.pem")], out
         assert lines[-1] == "600", out
     # the controller has the provider's and the tenants' certificates, and no CA key
-    out = on_controller(env, "find /etc/tenantnet/pki -type f | sort; "
-                             "ls /tmp/tenantnet-cluster 2>/dev/null | wc -l")
+    out = controller("find /etc/tenantnet/pki -type f | sort; "
+                     "ls /tmp/tenantnet-cluster 2>/dev/null | wc -l")
     assert "/etc/tenantnet/pki/provider/key.pem" in out.split(), out
     assert "/etc/tenantnet/pki/tenant/acme/cert.pem" in out.split(), out
     assert not [p for p in out.split() if p.endswith(".key") or "/ca/" in p], out
     assert out.split()[-1] == "0", out
-    on_controller(env, "tenantnet cluster down")
+    controller("tenantnet cluster down")
     print(f"driver {driver}: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))

@@ -1,16 +1,13 @@
-"""Node VMs (tenantnet.vm): the image, QEMU, kernel-datapath OVS with GRE between two VMs.
+"""Node VMs (tenantnet.vm): the image's inputs and build lock, QEMU's command line and names,
+the source tar, the box's metadata. Plain unit tests.
 
-The tests marked `vm` build the node image (or reuse the cached one: CI pays the build once
-per machine, about 2 minutes), boot two VMs of 768 MB side by side in a test namespace whose
-Linux bridge is their transport network, and run a kernel GRE tunnel between them. They are
-skipped, with the reason, when QEMU or debootstrap is missing or neither KVM nor TCG boots
-the node kernel. The other tests here are plain unit tests."""
+The node VMs themselves are booted once, by tests/test_vm_lab.py (2 compute + 1 network VM
+in a lab): it checks what a pair of bare VMs was booted here for before (a unique machine id
+per VM, the source pushed and a second push only compared, the node CLI in the venv, the
+kernel datapath, GRE with key = segmentation id carrying ping, and no QEMU left after)."""
 
-import ipaddress
 import json
 import os
-import shutil
-import subprocess
 import tarfile
 import threading
 import time
@@ -20,16 +17,7 @@ import pytest
 from tenantnet.vm import image as image_mod
 from tenantnet.vm import imagespec
 from tenantnet.vm import qemu
-from tenantnet.vm.source import push_tar, source_tar
-
-PREFIX = "tnvt"
-NETNS = "tnvt-net"
-BRIDGE = "tnvt-br0"
-TRANSPORT = "198.19.250"     # .1 is the namespace's, VMs from .11
-GRE_NET = "198.19.251"       # the internal ports joined by the GRE tunnel
-TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh", "ssh-keygen",
-         "unshare", "ip")
-
+from tenantnet.vm.source import source_tar
 
 # -- unit tests ------------------------------------------------------------------------
 def test_apt_sources_both_formats():
@@ -164,152 +152,3 @@ def test_box_metadata():
     from tenantnet.vm.box import box_metadata
     assert box_metadata() == {"provider": "libvirt", "format": "qcow2",
                               "virtual_size": imagespec.DISK_SIZE_GB}
-
-
-# -- VMs -------------------------------------------------------------------------------
-def vm_prerequisites():
-    if os.geteuid() != 0:
-        return "needs root (debootstrap, network namespaces, taps)"
-    for tool in TOOLS:
-        if not shutil.which(tool):
-            return (f"{tool} is not installed (apt-get install debootstrap qemu-system-x86 "
-                    "qemu-utils e2fsprogs openssh-client, or scripts/setup)")
-    return None
-
-
-@pytest.fixture(scope="module")
-def node_image():
-    reason = vm_prerequisites()
-    if reason:
-        pytest.skip(reason)
-    start = time.monotonic()
-    img = image_mod.build_image(progress=print)
-    print(f"image ready after {time.monotonic() - start:.1f}s: {img.path}")
-    return img
-
-
-@pytest.fixture(scope="module")
-def accel(node_image):
-    try:
-        return qemu.detect_accel(node_image, progress=print)
-    except qemu.VmError as exc:
-        pytest.skip(str(exc))
-
-
-def _cleanup_namespace():
-    """Stop VMs a previous (crashed) run left, by their recorded pids; remove the netns."""
-    base = os.path.join(qemu.STATE_DIR, PREFIX)
-    for name in (os.listdir(base) if os.path.isdir(base) else ()):
-        rec_file = os.path.join(base, name, "vm.json")
-        try:
-            with open(rec_file) as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
-            continue
-        from tenantnet.node import procs
-        procs.stop([(rec["pid"], rec.get("start_time"))], timeout=5.0)
-    shutil.rmtree(base, ignore_errors=True)
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-
-
-@pytest.fixture
-def two_vms(node_image, accel):
-    _cleanup_namespace()
-    subprocess.run(["ip", "netns", "add", NETNS], check=True)
-    vms = []
-    try:
-        subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
-        qemu.create_bridge(NETNS, BRIDGE, f"{TRANSPORT}.1/24")
-        for i, name in enumerate(("a", "b")):
-            nic = qemu.Nic(qemu.tap_name(PREFIX, name, 0), BRIDGE, qemu.vm_mac(PREFIX, name, 0),
-                           f"{TRANSPORT}.{11 + i}/24")
-            vms.append(qemu.QemuVm(name, NETNS, [nic], node_image, memory_mb=768,
-                                   prefix=PREFIX, accel=accel))
-        start = time.monotonic()
-        for vm in vms:                      # daemonized: both boot at the same time
-            vm.start(progress=print)
-        waited = {}
-
-        def wait(vm):
-            try:
-                waited[vm.name] = vm.wait_ssh(timeout=300)
-            except Exception as exc:        # reported below, in the test's thread
-                waited[vm.name] = exc
-
-        threads = [threading.Thread(target=wait, args=(vm,)) for vm in vms]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for name, result in waited.items():
-            if isinstance(result, Exception):
-                raise result
-        print(f"boot to SSH ({accel.name}, 2 VMs in parallel): "
-              f"{time.monotonic() - start:.1f}s")
-        yield vms
-    finally:
-        pids = [(vm.pid, vm._record().get("start_time")) for vm in vms if vm.pid]
-        for vm in vms:
-            vm.destroy()
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-        from tenantnet.node import procs
-        assert not [p for p in pids if procs.pid_alive(*p)], "a QEMU process survived"
-        assert subprocess.run(["ip", "netns", "pids", NETNS], capture_output=True,
-                              text=True).stdout.strip() == ""
-
-
-def _gre_script(local_ip, remote_ip, inner_cidr):
-    return f"""set -e
-for i in $(seq 60); do ovs-vsctl --timeout=2 show >/dev/null 2>&1 && break; sleep 1; done
-modprobe openvswitch
-ovs-vsctl --may-exist add-br tnvt-gre -- set bridge tnvt-gre datapath_type=system \\
-  -- --may-exist add-port tnvt-gre gre0 -- set interface gre0 type=gre \\
-     options:remote_ip={remote_ip} options:local_ip={local_ip} options:key=100 \\
-  -- --may-exist add-port tnvt-gre in0 -- set interface in0 type=internal
-ip addr add {inner_cidr} dev in0
-ip link set in0 up
-ovs-vsctl get bridge tnvt-gre datapath_type
-"""
-
-
-@pytest.mark.vm
-def test_kernel_gre_between_two_vms(two_vms):
-    a, b = two_vms
-    t0 = time.monotonic()
-
-    def lap(what):
-        print(f"  {time.monotonic() - t0:6.1f}s {what}")
-
-    # Distinct machine ids (OVS internal ports take their MACs from them).
-    ids = {vm.ssh("cat /etc/machine-id", check=True).stdout.strip() for vm in two_vms}
-    assert ids == {a.machine_id, b.machine_id}
-
-    # tenantnet's source, pushed: the node's CLI runs from /opt/tenantnet-venv.
-    tar = source_tar()
-    for vm in two_vms:
-        assert push_tar(vm, *tar) == "installed"
-    assert push_tar(a, *tar) == "unchanged"
-    out = a.ssh("/opt/tenantnet-venv/bin/tenantnet node bootstrap --help", check=True)
-    assert "--transport-ip" in out.stdout
-    lap("machine ids checked, source pushed, node CLI runs")
-
-    ips = {vm.name: str(ipaddress.ip_interface(vm.nics[0].ip).ip) for vm in two_vms}
-    for i, (vm, peer) in enumerate(((a, b), (b, a))):
-        res = vm.ssh(_gre_script(ips[vm.name], ips[peer.name], f"{GRE_NET}.{i + 1}/24"),
-                     check=True, timeout=120)
-        assert res.stdout.strip().splitlines()[-1].strip('"') == "system"
-    assert "system@ovs-system" in a.ssh("ovs-dpctl show", check=True).stdout
-    lap("OVS up, GRE bridges with datapath_type=system")
-
-    ping = None
-    for _ in range(10):
-        ping = a.ssh(f"ping -c 3 -i 0.2 -W 2 {GRE_NET}.2")
-        if ping.returncode == 0:
-            break
-        time.sleep(1)
-    assert ping.returncode == 0, ping.stdout + ping.stderr
-    lap("ping across the GRE tunnel: " + ping.stdout.strip().splitlines()[-1])
-
-    flows = a.ssh("ovs-dpctl dump-flows", check=True).stdout
-    assert "set(tunnel(" in flows, flows
-    assert "key=0x64" in flows or "tun_id=0x64" in flows, flows

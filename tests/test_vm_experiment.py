@@ -1,8 +1,8 @@
-"""The `vm-quick` experiment on node VMs (QEMU, kernel-datapath Open vSwitch), in both modes,
-with the VM baselines: one lab of 2 compute + 1 network VM for the whole run (reset and
-checked between parts, modes switched by restarting the controller). Checks the results,
-not the figures. Takes about 6 minutes under TCG on 2 cores (359 s here; printed at the end,
-with the numbers)."""
+"""The `vm-ci` experiment (vm-quick cut down: one grid point, 1 s iperf runs) on node VMs
+(QEMU, kernel-datapath Open vSwitch), in both modes, with the VM baselines: one lab of 2
+compute + 1 network VM for the whole run (reset and checked after every part, modes switched
+by restarting the controller). Checks the results, not the figures. Its time under TCG on 2
+cores is printed at the end, with the numbers."""
 
 import os
 import shutil
@@ -17,7 +17,7 @@ from tenantnet.experiment.spec import load_spec
 from tenantnet.lab.lab import Lab
 
 PREFIX = os.environ.get("TENANTNET_VM_EXPERIMENT_PREFIX", "tnve")
-SPEC = os.path.join(ROOT, "configs", "experiments", "vm-quick.yaml")
+SPEC = os.path.join(ROOT, "configs", "experiments", "vm-ci.yaml")
 
 
 def _vm_problem():
@@ -47,14 +47,14 @@ def clean_lab():
     assert not os.path.exists(f"/var/lib/tenantnet/vms/{PREFIX}")
 
 
-def test_vm_quick_both_modes_with_vm_baselines(tmp_path, clean_lab):
+def test_vm_experiment_both_modes_with_vm_baselines(tmp_path, clean_lab):
     spec = load_spec(SPEC)
     assert spec.lab.nodes == "vm" and spec.bandwidth.baselines
     t0 = time.perf_counter()
     rd = runner.run(spec, str(tmp_path / "results"), modes=["dnb", "cnb"], progress=False,
                     prefix=PREFIX)
     took = time.perf_counter() - t0
-    print(f"vm-quick, both modes and the VM baselines: {took:.0f}s")
+    print(f"{spec.name}, both modes and the VM baselines: {took:.0f}s")
     assert not _ours()                        # the shared lab came down at the end
 
     meta = rd.read_json("meta.json")

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,10 @@ from conftest import lab_prerequisites, run_cli, two_tenant_config
 from tenantnet import pki
 from tenantnet.lab.lab import Lab
 from tenantnet.model import naming
+from tenantnet.node import procs
+from tenantnet.vm import image as image_mod
+from tenantnet.vm import qemu
+from tenantnet.vm.source import push_tar, source_tar
 
 PREFIX = os.environ.get("TENANTNET_VM_PREFIX", "tnm")
 
@@ -54,14 +59,45 @@ def lab(tmp_path_factory):
     try:
         yield lab
     finally:
+        qemus = _qemu_processes()
         lab.down()
         assert not [n for n in os.listdir("/run/netns") if n.startswith(PREFIX + "-")]
         assert not os.path.exists(f"/var/lib/tenantnet/vms/{PREFIX}")
+        assert not [p for p in qemus if procs.pid_alive(*p)], "a node VM's QEMU survived"
+
+
+def _qemu_processes():
+    """(pid, start time) of every node VM's QEMU of the lab, from their records."""
+    base = os.path.join(qemu.STATE_DIR, PREFIX)
+    found = []
+    for name in (os.listdir(base) if os.path.isdir(base) else ()):
+        try:
+            with open(os.path.join(base, name, "vm.json")) as fh:
+                rec = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        found.append((rec["pid"], rec.get("start_time")))
+    return found
 
 
 def node(lab, name, script, check=True):
-    proc = cli("lab", "node", name, "--", "sh", "-c", script, check=check)
+    """*script* on node VM *name* as `tenantnet lab node NAME -- sh -c SCRIPT` runs it
+    (Lab.node_exec, here in this process: no interpreter start per command); its stdout.
+    test_status_names_the_node_vms runs the CLI command itself."""
+    proc = lab.node_exec(name, ["sh", "-c", script], capture=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lab node {name} -- sh -c {script!r} failed "
+                             f"(exit {proc.returncode}): {proc.stderr}{proc.stdout}")
     return proc.stdout
+
+
+def _node_vm(lab, name):
+    """A QemuVm handle on the running node VM *name* (its SSH only: nothing is started)."""
+    mgmt = {n.name: n.management_ip for n in lab.topology().nodes()}[name]
+    nic = qemu.Nic(qemu.tap_name(PREFIX, name, 0), "mgmt", qemu.vm_mac(PREFIX, name, 0),
+                   f"{mgmt}/24")
+    return qemu.QemuVm(name, lab.fabric.fabric_netns, [nic],
+                       image_mod.build_image(progress=lambda s: None), prefix=PREFIX)
 
 
 def vms(lab):
@@ -117,11 +153,34 @@ except Exception as exc:
 """
 
 
+NODES = ("compute1", "compute2", "net1")
+
+
 def test_status_names_the_node_vms(lab):
     st = json.loads(cli("lab", "status", "--json").stdout)
     assert {n: v["kind"] for n, v in st["nodes"].items()} == \
         {"compute1": "vm", "compute2": "vm", "net1": "vm"}
     assert all(v["accel"] in ("kvm", "tcg") for v in st["nodes"].values())
+    # `lab node` itself (the other tests run the same Lab.node_exec in this process)
+    assert cli("lab", "node", "net1", "--", "sh", "-c", "hostname").stdout.strip() == "net1"
+
+
+def test_node_vms_machine_ids_source_push_and_kernel_datapath(lab):
+    """Each node VM has the machine id given on its kernel command line (unique per VM:
+    OVS internal ports take their MACs from it, and GRE between VMs with equal ids fails);
+    a second push of the same source tree only compares its digest; the node's CLI runs
+    from /opt/tenantnet-venv; the kernel datapath is up (ovs-dpctl)."""
+    ids = {name: node(lab, name, "cat /etc/machine-id").strip() for name in NODES}
+    assert ids == {name: qemu.machine_id(PREFIX, name) for name in NODES}
+    assert len(set(ids.values())) == len(NODES)
+    vm = _node_vm(lab, "compute1")
+    tar = source_tar()
+    # the tree may have changed since `lab up` (others edit it): the first push installs it
+    assert push_tar(vm, *tar) in ("installed", "unchanged")
+    assert push_tar(vm, *tar) == "unchanged"
+    assert "--transport-ip" in node(lab, "compute1",
+                                    "/opt/tenantnet-venv/bin/tenantnet node bootstrap --help")
+    assert "system@ovs-system" in node(lab, "compute1", "ovs-dpctl show")
 
 
 def test_matrix_isolation_with_overlapping_cidrs(lab):
@@ -190,18 +249,38 @@ def test_kernel_datapath_and_gre_key(lab):
     assert re.search(r"set\(tunnel\(tun_id=0x64,", flows), flows
 
 
-def _outage(lab, src, dst_ip, action, seconds=40):
-    """Ping every 10 ms from *src* while *action* runs; (longest gap in s, received)."""
-    count = int(seconds / 0.01)
-    proc = subprocess.Popen(_exec_argv(src, ["ping", "-n", "-D", "-i", "0.01", "-W", "1",
-                                             "-c", str(count), dst_ip]),
-                            stdout=subprocess.PIPE, text=True)
-    time.sleep(2)
-    action()
-    out, _ = proc.communicate(timeout=seconds + 120)
+def _outage(lab, src, dst_ip, action, steady=5.0, limit=120.0):
+    """Ping every 10 ms from *src* while *action* runs and until *src* reaches *dst_ip*
+    again (lab.ping, at most *limit* seconds after *action*), then *steady* seconds more.
+    Returns (longest gap between replies in s, their timestamps, ping's output). Ping's
+    output through SSH comes in blocks: so lab.ping decides when the data plane is back,
+    and ping is stopped with SIGINT, which makes it write out the rest."""
+    script = f"echo $$; exec ping -n -D -i 0.01 -W 1 {dst_ip}"
+    proc = subprocess.Popen(_exec_argv(src, ["sh", "-c", script]), stdout=subprocess.PIPE,
+                            text=True)
+    pid = proc.stdout.readline().strip()       # ping's, in the node VM (echo: unbuffered)
+    try:
+        assert pid.isdigit(), pid
+        time.sleep(2)
+        t_action = time.monotonic()
+        action()
+        done = time.monotonic()
+        while not lab.ping(src, dst_ip, count=1):
+            assert time.monotonic() - done < limit and proc.poll() is None, \
+                f"{src} does not reach {dst_ip} within {limit:.0f}s after the action"
+        back = time.monotonic()
+        time.sleep(steady)
+    finally:
+        # SIGINT to ping itself: it writes out what it buffered, and exits
+        if not (pid.isdigit() and lab.exec(src, ["kill", "-INT", pid],
+                                           capture=True).returncode == 0):
+            proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
     stamps = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\]", out, re.M)]
     assert len(stamps) > 100, out[-2000:]
     gap = max(b - a for a, b in zip(stamps, stamps[1:]))
+    print(f"outage run: the action took {done - t_action:.0f}s, {src} reached {dst_ip} "
+          f"again {back - done:.0f}s after it")
     return gap, stamps, out
 
 
@@ -232,9 +311,11 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
     (lab.restore_node), and traffic flows."""
     v = vms(lab)
     boot_id = "cat /proc/sys/kernel/random/boot_id"
-    before = node(lab, "compute2", boot_id).strip()
+    # (through `lab node`, as the wait for its new boot below)
+    before = cli("lab", "node", "compute2", "--", "sh", "-c", boot_id).stdout.strip()
     t0 = time.monotonic()
-    node(lab, "compute2", "systemd-run --on-active=1 systemctl reboot", check=False)
+    cli("lab", "node", "compute2", "--", "sh", "-c",
+        "systemd-run --on-active=1 systemctl reboot", check=False)
     deadline = time.monotonic() + 400
     while True:                     # until it answers with another boot id: it rebooted
         try:
@@ -246,6 +327,7 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
             break
         assert time.monotonic() < deadline, "compute2 did not come back from its reboot"
         time.sleep(2)
+    answered = time.monotonic() - t0
     made = lab.restore_node("compute2", timeout=60)
     assert set(made) == {"web2", "app2"}
     back = time.monotonic() - t0
@@ -254,7 +336,7 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
     deadline = time.monotonic() + 60
     while "198.19.100.12/" not in node(lab, "compute2", f"ip -br addr show {ex}", check=False):
         assert time.monotonic() < deadline, "the ex- endpoint got no address (udev rule)"
-        time.sleep(1)
+        time.sleep(0.5)
     brtun = naming.brtun_name("acme/web")
     assert node(lab, "compute2", f"ovs-vsctl get bridge {brtun} datapath_type").strip() == \
         "system"
@@ -262,7 +344,7 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
     while "cookie=0x544e4e54" not in node(lab, "compute2",
                                           f"ovs-ofctl -O OpenFlow13 dump-flows {brtun}"):
         assert time.monotonic() < deadline, "the controller did not resync the flows"
-        time.sleep(1)
+        time.sleep(0.5)
     deadline = time.monotonic() + 60
     while not (lab.ping("web1", v["web2"]["ip"]) and lab.ping("app1", v["app2"]["ip"])):
         assert time.monotonic() < deadline, "no traffic to the rebooted node's VMs"
@@ -272,4 +354,5 @@ def test_reboot_of_a_node_vm_recovers_the_data_plane(lab):
     boot_log = node(lab, "compute2", "journalctl -b -u tenantnet-node.service -o cat")
     assert "[ok     ] ovsdb-server CA" in boot_log, boot_log[-2000:]
     print(f"reboot of compute2: node and VMs back, traffic flowing "
-          f"{time.monotonic() - t0:.0f}s after the reboot (node answered after {back:.0f}s)")
+          f"{time.monotonic() - t0:.0f}s after the reboot (node answered after "
+          f"{answered:.0f}s, its VMs made again after {back:.0f}s)")

@@ -1,10 +1,12 @@
 """Node VMs described before they are built (tenantnet.lab.vmnodes.plan): pure checks."""
 
+import os
+
 import pytest
 
-from conftest import two_tenant_config
+from conftest import ROOT, two_tenant_config
 from tenantnet.errors import LabError
-from tenantnet.experiment.spec import load_spec_text
+from tenantnet.experiment.spec import load_spec, load_spec_text
 from tenantnet.lab import vmnodes
 from tenantnet.model import config
 
@@ -50,6 +52,21 @@ def test_experiment_spec_passes_the_node_kind_to_its_labs():
     assert config.load_text(spec.lab_config_text("dnb", 1), "gen.yaml").lab.nodes == "vm"
     with pytest.raises(Exception, match="lab.nodes"):
         load_spec_text("name: v\nlab: {nodes: docker}\n", "v.yaml")
+
+
+def test_vm_ci_preset_is_vm_quick_with_a_smaller_grid_and_shorter_runs():
+    """tests/test_vm_experiment.py runs vm-ci.yaml: the same lab, modes, protocols,
+    baselines and tuning as vm-quick.yaml, only fewer grid points and shorter iperf runs."""
+    quick, ci = (load_spec(os.path.join(ROOT, "configs", "experiments", f"{n}.yaml"))
+                 for n in ("vm-quick", "vm-ci"))
+    assert vars(ci.lab) == vars(quick.lab) and ci.modes == quick.modes
+    assert ci.tuning == quick.tuning
+    same = ("enabled", "networks", "repeats", "timeout_s", "probe_interval_ms", "prepare_vms")
+    assert {k: vars(ci.reachability)[k] for k in same} == \
+        {k: vars(quick.reachability)[k] for k in same}
+    assert set(ci.reachability.instances) < set(quick.reachability.instances)
+    diff = {k for k in vars(quick.bandwidth) if vars(ci.bandwidth)[k] != vars(quick.bandwidth)[k]}
+    assert diff == {"duration_s"} and ci.bandwidth.duration_s < quick.bandwidth.duration_s
 
 
 def test_node_vms_are_provisioned_by_the_vagrant_labs_node_sh(monkeypatch, tmp_path):
