@@ -318,8 +318,8 @@ def test_a_deferred_connect_reads_what_the_idl_reads_and_starts_it_only_when_nee
     web = naming.brint_name("acme/web")
     ovs.vsctl("add-port", web, "tnt-extra", "--", "set", "Interface", "tnt-extra",
               "type=internal", "--", "set", "Port", "tnt-extra", "tag=7")
-    want = _settled(conn.snapshot, lambda s: "tnt-extra" in s["ports"]
-                    and s["interfaces"]["tnt-extra"]["ofport"])
+    _settled(conn.snapshot, lambda s: "tnt-extra" in s["ports"]      # the IDL has seen it
+             and s["interfaces"]["tnt-extra"]["ofport"])
     conn.reconcile(desired)                     # tnt-extra is not ours: it stays
     want = _comparable(conn.snapshot())
 

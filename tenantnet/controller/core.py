@@ -68,7 +68,7 @@ class Core:
         self.started = False
         self.ready = threading.Event()   # set once start() has connected and reconciled
         self.api_server = None
-        self._reaching = None       # (thread, {"outcomes": ...}) of reach_nodes
+        self._reaching = None       # (thread, {"names", "outcomes"}) of reach_nodes
         self.states = NodeStates(sorted(self.nodes))
         self.audit_interval = float(audit_interval or 0)
         self.retry_max = max(RETRY_INITIAL, float(retry_max))
@@ -90,13 +90,12 @@ class Core:
         """Reach every node that answers (one bounded attempt each, side by side), relearn
         runtime placements from them and reconcile them; then serve the API. Nodes that
         did not answer are down: their watchers keep trying them in the background."""
-        names = sorted(self.nodes)
         if self._reaching is None:
             self.reach_nodes()
         thread, box = self._reaching
         self._reaching = None
         thread.join()
-        outcomes = box["outcomes"]
+        names, outcomes = box["names"], box["outcomes"]
         with self.lock:
             reached = []
             for name, out in zip(names, outcomes):
@@ -122,11 +121,11 @@ class Core:
         checks the connection, after the API answers, or for a change to commit). `start`
         takes the outcomes. build_core calls it before it makes the API server, whose
         imports then overlap the nodes' TLS handshakes and their servers' answers."""
-        box = {}
+        box = {"names": sorted(self.nodes)}
 
         def reach():
             box["outcomes"] = settled(lambda n: self.nodewatch.connect(n, deferred=True),
-                                      sorted(self.nodes))
+                                      box["names"])
         thread = threading.Thread(target=reach, name="tenantnet-reach-nodes", daemon=True)
         self._reaching = (thread, box)
         thread.start()

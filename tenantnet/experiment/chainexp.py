@@ -261,6 +261,5 @@ def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None
 
 def is_chain_results(rd):
     """Whether results directory *rd* holds a chain experiment."""
-    meta = rd.read_json("meta.json", default=None)
-    return isinstance(meta, dict) and meta.get("experiment") == EXPERIMENT
+    return rd.meta().get("experiment") == EXPERIMENT
 

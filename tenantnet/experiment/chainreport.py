@@ -17,7 +17,7 @@ import math
 import os
 
 from tenantnet.experiment import chainanalysis as ca
-from tenantnet.experiment import chainplots
+from tenantnet.experiment import chainplots, figures
 from tenantnet.experiment.analysis import boolean, mode_of
 from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.plots import label
@@ -297,10 +297,8 @@ def setup_section(meta, machine, note):
 def write_report(results_dir, render_figures=True, progress=None):
     """Write report.md into *results_dir*; returns its path."""
     rd, rows = chainplots.load(results_dir)
-    figs = chainplots.render(rd, progress=progress) if render_figures else \
-        rd.read_json("figures.json", default={"written": [], "skipped": {}})
-    meta = rd.read_json("meta.json", default=None)
-    meta = meta if isinstance(meta, dict) else {}
+    figs = figures.report_figures(rd, chainplots.render, render_figures, progress)
+    meta = rd.meta()
     machine, note = meta.get("machine"), ""
     if not machine:
         machine, note = machine_info(), " (collected when this report was written)"

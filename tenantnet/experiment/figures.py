@@ -24,6 +24,14 @@ def save(plt, fig, path):
     return path
 
 
+def report_figures(rd, render, render_figures=True, progress=None):
+    """The figures a report of results directory *rd* shows: drawn now by
+    render(rd, progress=...) (a module's `render`), or else as figures.json recorded them."""
+    if render_figures:
+        return render(rd, progress=progress)
+    return rd.read_json("figures.json", default={"written": [], "skipped": {}})
+
+
 def render_figures(rd, funcs, data, plt, progress=None):
     """Draw func(plt, data, path) for each {name: func} of *funcs* into results directory
     *rd*; a func returns the path it wrote, or why it drew nothing. One bad figure does not

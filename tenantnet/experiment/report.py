@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from tenantnet.experiment import analysis, plots
+from tenantnet.experiment import analysis, figures, plots
 from tenantnet.experiment.analysis import COMBINED, DIRECTIONS, finite, mode_of
 from tenantnet.experiment.claims import FAILS, HOLDS, NOT_MEASURED, T_MIN, claims
 from tenantnet.experiment.machine import machine_info
@@ -235,10 +235,8 @@ def _claim_lines(data):
 def write_report(results_dir, render_figures=True, progress=None):
     """Write report.md into *results_dir*; returns its path."""
     rd, data = plots.load(results_dir)
-    figs = plots.render(rd, progress=progress) if render_figures else \
-        rd.read_json("figures.json", default={"written": [], "skipped": {}})
-    meta = rd.read_json("meta.json", default=None)
-    meta = meta if isinstance(meta, dict) else {}
+    figs = figures.report_figures(rd, plots.render, render_figures, progress)
+    meta = rd.meta()
     spec = rd.read_json("spec.json", default=None) or meta.get("spec")
     if isinstance(spec, dict) and meta.get("tuning") and not spec.get("tuning"):
         spec = dict(spec, tuning=meta["tuning"])

@@ -152,6 +152,11 @@ class ResultsDir:
         except OSError as exc:
             raise ResultsError(f"{full}: cannot read ({exc.strerror})") from None
 
+    def meta(self):
+        """meta.json as a dict: {} when it is missing or not a JSON object."""
+        meta = self.read_json("meta.json", default=None)
+        return meta if isinstance(meta, dict) else {}
+
     # -- CSV -----------------------------------------------------------------------
     def write_csv(self, name, rows, columns=None):
         """Write *rows* (list of dicts). *columns* fixes the order of the first columns;

@@ -159,8 +159,7 @@ def render(rd, meta=None):
     Problems are warnings (the measurements are already saved). Returns the warnings."""
     warnings = []
     parts = (("plots", "render"), ("report", "write_report"))
-    if ((meta if meta is not None else rd.read_json("meta.json", default=None)) or {}) \
-            .get("experiment") == "chains":
+    if (meta if meta is not None else rd.meta()).get("experiment") == "chains":
         parts = (("chainreport", "write_report"),)      # it draws its figures too
     for modname, func in parts:
         try:

@@ -421,12 +421,6 @@ def reserved_probe_ips(net, n_network_nodes):
     return {probe_ip(net, i) for i in range(n_network_nodes)}
 
 
-def ex_ip_offset(node):
-    """A node's host number in every transport CIDR: the host part of its transport_ip."""
-    ip = ipaddress.ip_address(node.transport_ip)
-    return int(ip) & 0xFF | (int(ip) & 0xFF00)  # low 16 bits
-
-
 def ex_ip(net, node):
     """The address of ex-xy on *node*: transport_cidr's network + the node's host number.
 
@@ -447,9 +441,10 @@ def _nth_host(cidr, index):
 
 @functools.lru_cache(maxsize=65536)
 def _ex_address(transport_cidr, transport_ip):
+    """The node's host number in every transport CIDR is the low 16 bits of its
+    transport_ip."""
     tnet = ipaddress.ip_network(transport_cidr)
-    ip = int(ipaddress.ip_address(transport_ip))
-    offset = (ip & 0xFF | (ip & 0xFF00)) % tnet.num_addresses
+    offset = (int(ipaddress.ip_address(transport_ip)) & 0xFFFF) % tnet.num_addresses
     return str(tnet.network_address + offset)
 
 
