@@ -43,8 +43,9 @@ KEYS = ("p50_ms", "p95_ms", "raw_p50_ms", "ratio", "first_on_node_p50_ms",
         "raw_first_on_node_p50_ms")
 
 
-def level_key(m):
-    return f"p50_ms_at_{m}"
+def level_key(m, side=""):
+    """The JSON key of a level's p50: p50_ms_at_M (tenantnet), raw_p50_ms_at_M (*side* "raw_")."""
+    return f"{side}p50_ms_at_{m}"
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -173,10 +174,11 @@ class PlacementRun:
 
 
 def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
-    """(figures, details): the figures (KEYS, and p50_ms_at_10 / p50_ms_at_M when
-    *existing* is given) of *n* placements after *existing* VMs (default 10); the details
-    for the table. *more_levels*: further numbers of existing VMs measured in the same run
-    (each adds its p50_ms_at_L; the largest of all is M when *existing* is not given).
+    """(figures, details): the figures (KEYS, and p50_ms_at_10 / p50_ms_at_M with the raw
+    tools' raw_p50_ms_at_10 / raw_p50_ms_at_M when *existing* is given) of *n* placements
+    after *existing* VMs (default 10); the details for the table. *more_levels*: further
+    numbers of existing VMs measured in the same run (each adds its p50_ms_at_L and
+    raw_p50_ms_at_L; the largest of all is M when *existing* is not given).
     *profile_path*: cProfile the core's placements (the calling thread), one pstats file
     per phase, PATH.at-M.pstats and PATH.first-on-node.pstats."""
     if n < 1:
@@ -238,8 +240,9 @@ def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
         "raw_first_on_node_p50_ms": round(statistics.median(first[1]) * 1000, 2),
     }
     if existing is not None:
-        for level in levels:
+        for level in levels:          # both sides per level: how each grows with the node
             out[level_key(level)] = round(statistics.median(at[level][0]) * 1000, 2)
+            out[level_key(level, "raw_")] = round(statistics.median(at[level][1]) * 1000, 2)
     details = {"levels": {lv: {"p50_ms": round(statistics.median(r[0]) * 1000, 2),
                                "p95_ms": round(_p(r[0], 0.95) * 1000, 2),
                                "raw_p50_ms": round(statistics.median(r[1]) * 1000, 2),
