@@ -8,6 +8,7 @@ same time does not disturb these tests."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,13 +95,14 @@ def test_bench_placement_json(tmp_path):
     # the core imports python-ovs, which imports eventlet: its warning is silenced
     assert "DeprecationWarning" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)
-    levels = {f"{side}p50_ms_at_{m}" for side in ("", "raw_") for m in (10, 15, 25)}
+    levels = {f"{side}p50_ms_at_{m}" for side in ("", "raw_", "floor_") for m in (10, 15, 25)}
     assert set(result) == PLACEMENT_KEYS | levels
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (tmp_path / "curve.csv").read_text().split()
-    assert rows[0] == "existing_vms,p50_ms,p95_ms,raw_p50_ms"
+    assert rows[0] == "existing_vms,p50_ms,p95_ms,raw_p50_ms,floor_p50_ms"
     assert [r.split(",")[0] for r in rows[1:]] == ["10", "15", "25"]
     assert float(rows[-1].split(",")[1]) == result["p50_ms_at_25"]
+    assert float(rows[-1].split(",")[4]) == result["floor_p50_ms_at_25"]
     for key, value in result.items():
         assert isinstance(value, float) and value > 0, (key, result)
     assert result["p50_ms"] == result["p50_ms_at_25"]
@@ -110,11 +112,17 @@ def test_bench_placement_json(tmp_path):
 
 
 def test_bench_placement_table_and_errors():
-    proc = bench("placement", "--vms", "2", columns=200)     # one line per row
+    proc = bench("placement", "--vms", "2", "--existing", "12", columns=240)  # a line per row
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "2 VMs placed one at a time" in proc.stdout
     assert "existing bridges, after 10 VMs" in proc.stdout
-    assert "first on the node, after 10 VMs" in proc.stdout
+    assert "existing bridges, after 12 VMs" in proc.stdout
+    assert "first on the node, after 12 VMs" in proc.stdout
+    growth = re.search(r"p50 after 12 VMs / p50 after 10: tenantnet ([0-9.]+), raw tools "
+                       r"([0-9.]+); tenantnet above the floor: (-?[0-9.]+) ms after 12, "
+                       r"(-?[0-9.]+) ms after 10", proc.stdout)
+    assert growth, proc.stdout
+    assert float(growth.group(1)) > 0 and float(growth.group(2)) > 0
     plain = bench("placement", "--vms", "2", "--json")
     assert plain.returncode == 0, plain.stderr + plain.stdout
     assert set(json.loads(plain.stdout)) == PLACEMENT_KEYS     # no M given: no p50_ms_at_*

@@ -9,9 +9,13 @@ part of it. The raw reference makes the same changes on the same switch, in the 
 Existing VMs are placed through the core too, in groups (concurrent placements, as the API
 realises them), on networks of 100 VMs each.
 
-Measured, tenantnet and raw alternately, one VM at a time:
+Measured, tenantnet and raw alternately, one VM at a time, each after ovs-vswitchd has done
+with the change before it (`PlacementNode.settle`, off the clock):
   * N VMs on a network whose bridges exist (one VM there before), after M VMs are placed,
-    and after 10 when M is given (the model is grown or shrunk between the two);
+    and after 10 when M is given (the model is grown or shrunk between the two); and,
+    after each pair, the floor: a commit that changes only an Open_vSwitch external_ids key,
+    over the core's connection (`PlacementNode.reconfigure`), which ovs-vswitchd answers
+    with the same whole-node reconfiguration as a placement's;
   * N first-on-node VMs: each the first of its network on the node, so its bridge pair,
     patch ports, `ex-` endpoint and their flows (and br-tun's underlay flows) are created.
 On one node nothing else changes: the flows of a network on a node do not depend on that
@@ -44,7 +48,8 @@ KEYS = ("p50_ms", "p95_ms", "raw_p50_ms", "ratio", "first_on_node_p50_ms",
 
 
 def level_key(m, side=""):
-    """The JSON key of a level's p50: p50_ms_at_M (tenantnet), raw_p50_ms_at_M (*side* "raw_")."""
+    """The JSON key of a level's p50: p50_ms_at_M (tenantnet), raw_p50_ms_at_M (*side*
+    "raw_": the raw tools), floor_p50_ms_at_M ("floor_": Open vSwitch's reconfiguration)."""
     return f"{side}p50_ms_at_{m}"
 
 
@@ -122,21 +127,27 @@ class PlacementRun:
                                  f"{len(self.core.topo.vms())} VMs, expected {count}")
 
     def existing_bridges(self, level):
-        """N VMs on the hot network, tenantnet and raw alternately; both taken back
-        afterwards. Returns (tenantnet seconds, raw seconds, core timings)."""
+        """N VMs on the hot network, tenantnet, raw and the floor alternately; the VMs
+        taken back afterwards. Returns (tenantnet seconds, raw seconds, core timings,
+        floor seconds)."""
         self.say(f"{self.n} placements on existing bridges after {level} VMs")
         self.phase = f"at-{level}"
-        tn, raw, timings = [], [], []
+        tn, raw, timings, floor = [], [], [], []
+        settle = self.node.settle
         for i in range(self.n):
             rp = RawPlacement(self.node, self.node.raw_model, f"r{i}", "hot", self.tmp)
+            settle()
             t, out = self.place(f"h{i}", "hot")
             tn.append(t)
             timings.append(out["timings"])
             if out["network_new_on_node"]:
                 raise TenantnetError("bench placement: the hot network was new on the node")
+            settle()
             t0 = time.perf_counter()
             rp.run()
             raw.append(time.perf_counter() - t0)
+            settle()
+            floor.append(self.node.reconfigure(i))
         hot = [naming.brint_name(naming.network_key(t, "hot")) for t in (TENANT, RAW_TENANT)]
         self.node.verify(f"{self.n} placements after {level} VMs", bridges=hot)
         # take them back (off the clock): the next level starts from the same VMs
@@ -149,7 +160,8 @@ class PlacementRun:
               BENCH, "ovs-vsctl del-port")
         for i in range(self.n):
             self.node.raw_model.remove_vm(f"r{i}")
-        return tn, raw, timings
+        self.node.reconfigure(None)
+        return tn, raw, timings, floor
 
     def first_on_node(self):
         self.say(f"{self.n} first-on-node placements")
@@ -158,11 +170,13 @@ class PlacementRun:
         bridges = {"br-tun"}
         for i in range(self.n):
             rp = RawPlacement(self.node, self.node.raw_model, f"rf{i}", f"n{i}", self.tmp)
+            self.node.settle()
             t, out = self.place(f"f{i}", f"n{i}")
             tn.append(t)
             timings.append(out["timings"])
             if not out["network_new_on_node"]:
                 raise TenantnetError(f"bench placement: network n{i} was not new on the node")
+            self.node.settle()
             t0 = time.perf_counter()
             rp.run()
             raw.append(time.perf_counter() - t0)
@@ -175,10 +189,11 @@ class PlacementRun:
 
 def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
     """(figures, details): the figures (KEYS, and p50_ms_at_10 / p50_ms_at_M with the raw
-    tools' raw_p50_ms_at_10 / raw_p50_ms_at_M when *existing* is given) of *n* placements
+    tools' raw_p50_ms_at_10 / raw_p50_ms_at_M and Open vSwitch's own reconfiguration,
+    floor_p50_ms_at_10 / floor_p50_ms_at_M, when *existing* is given) of *n* placements
     after *existing* VMs (default 10); the details for the table. *more_levels*: further
-    numbers of existing VMs measured in the same run (each adds its p50_ms_at_L and
-    raw_p50_ms_at_L; the largest of all is M when *existing* is not given).
+    numbers of existing VMs measured in the same run (each adds its three keys at L; the
+    largest of all is M when *existing* is not given).
     *profile_path*: cProfile the core's placements (the calling thread), one pstats file
     per phase, PATH.at-M.pstats and PATH.first-on-node.pstats."""
     if n < 1:
@@ -229,7 +244,7 @@ def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
         for phase, profile in ((bench.profiles or {}) if bench else {}).items():
             profile.dump_stats(f"{profile_path}.{phase}.pstats")
     say("done")
-    tn, raw, _ = at[m]
+    tn, raw = at[m][:2]
     p50, raw_p50 = statistics.median(tn), statistics.median(raw)
     out = {
         "p50_ms": round(p50 * 1000, 2),
@@ -243,10 +258,13 @@ def run(n=20, existing=None, progress=None, profile_path=None, more_levels=()):
         for level in levels:          # both sides per level: how each grows with the node
             out[level_key(level)] = round(statistics.median(at[level][0]) * 1000, 2)
             out[level_key(level, "raw_")] = round(statistics.median(at[level][1]) * 1000, 2)
+            out[level_key(level, "floor_")] = round(statistics.median(at[level][3]) * 1000, 2)
     details = {"levels": {lv: {"p50_ms": round(statistics.median(r[0]) * 1000, 2),
                                "p95_ms": round(_p(r[0], 0.95) * 1000, 2),
                                "raw_p50_ms": round(statistics.median(r[1]) * 1000, 2),
-                               "core": _core_split(r[2])} for lv, r in at.items()},
+                               "core": _core_split(r[2]),
+                               "floor_p50_ms": round(statistics.median(r[3]) * 1000, 2)}
+                         for lv, r in at.items()},
                "first_core": _core_split(first[2]), "existing": m, "vms": n}
     return out, details
 

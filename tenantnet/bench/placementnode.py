@@ -20,6 +20,7 @@ the expected number of flows of each side."""
 
 import ipaddress
 import subprocess
+import time
 
 from tenantnet.bench.raw import RAW_COOKIE, RAW_TENANT, RawChange, check
 from tenantnet.bench.switch import BenchSwitch
@@ -38,6 +39,8 @@ TRANSPORT_IP = "198.19.0.11"
 OVSDB_PORT = 6640                 # bootstrap's OVSDB manager, inside the private namespace
 TENANT = "bench"
 BENCH = "bench placement"         # errors start with it
+FLOOR_KEY = "tenantnet-bench-floor"   # Open_vSwitch external_ids key of the floor's commits
+SETTLE_S = 0.1                    # before each measured change (PlacementNode.settle)
 
 
 # -- the models ------------------------------------------------------------------------
@@ -126,6 +129,30 @@ class PlacementNode(BenchSwitch):
             if not self.pusher.wait_connected(bf.dpid, timeout):
                 raise TenantnetError(f"bench placement: {bf.bridge} did not connect to the "
                                      f"controller in {timeout} s; see {self.ovs.logdir}")
+
+    def reconfigure(self, value):
+        """Seconds of one commit over the core's own connection that changes nothing but
+        Open_vSwitch external_ids:tenantnet-bench-floor (set to *value*; None removes it).
+        ovs-vswitchd reconfigures the whole node on every change of its database, and the
+        commit returns once it has (cur_cfg, as for a placement): the floor under any
+        placement's OVSDB commit on this node, with nothing of tenantnet's in it."""
+        api = self.core.nodes[NODE].api
+        cmd = (api.db_remove("Open_vSwitch", ".", "external_ids", FLOOR_KEY, if_exists=True)
+               if value is None else
+               api.db_set("Open_vSwitch", ".", ("external_ids", {FLOOR_KEY: str(value)})))
+        t0 = time.perf_counter()
+        with api.transaction(check_error=True) as txn:
+            txn.add(cmd)
+        return time.perf_counter() - t0
+
+    def settle(self):
+        """Wait, off the clock, until ovs-vswitchd has done with the last change: it writes
+        a new port's status (ofport, MAC, ...) back after the commit's wait ended, and
+        reconfigures again when that comes back. Then one round trip to its main loop (an
+        `ovs-appctl` command waits for a reconfiguration in progress). So no measurement
+        pays for the one before it."""
+        time.sleep(SETTLE_S)
+        self.ovs.appctl("version")
 
     def make_taps(self, names):
         """Tap devices (no VM behind them) in the namespace, in one `ip -batch`."""
