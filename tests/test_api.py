@@ -618,6 +618,29 @@ def test_authorizer_status_attribute_wins(service):
         assert raw(srv, "GET", "/v1/health", headers={"Authorization": "Bearer x"})[0] == 401
 
 
+# -- gate (the controller starting) ----------------------------------------------------
+
+def test_gate_refuses_all_but_health_until_it_opens(service, sockdir):
+    why = ["the controller is starting: try again"]
+    path = os.path.join(sockdir, "api.sock")
+    with ApiServer(service, tcp=("127.0.0.1", 0), unix_path=path, gate=lambda: why[0]) as srv:
+        for endpoint in srv.endpoints:
+            client = ApiClient(endpoint, timeout=10)
+            assert client.health()["status"] == "ok"     # the service's own answer
+            with pytest.raises(ApiError) as err:
+                client.topology()
+            assert err.value.status == 503 and "starting" in str(err.value)
+        status, hdrs, body = post_json(srv, VM)
+        assert (status, hdrs["retry-after"], body) == (503, "1", {"error": why[0]})
+        assert service.calls == []                       # nothing reached the service
+        metrics = ApiClient(srv.endpoints[0], timeout=10).metrics()   # open while starting
+        assert 'method="POST",status="503"' in metrics, metrics
+        why[0] = None
+        status, _, body = post_json(srv, VM)
+        assert status == 201 and body["name"] == "web1"
+        assert raw(srv, "GET", "/v1/vms")[0] == 200
+
+
 # -- client ----------------------------------------------------------------------------
 
 def test_client_refused_tcp_is_status_0():

@@ -35,12 +35,15 @@ log = logging.getLogger("tenantnet.controller.api")
 
 WORKER_THREADS = 200            # concurrent blocking calls (a batch of 80 placements at once)
 LISTEN_BACKLOG = 128
+# Answered while the gate is closed (the controller starting); everything else is 503.
+OPEN_WHILE_STARTING = frozenset({"/v1/health", "/metrics", "/openapi.json"})
 
 
 class _Frame:
     """ASGI wrapper of one listener: routing on the raw (percent-encoded) path with a
     trailing slash ignored, Connection: close and no-store on every answer, one access line
-    and the API metrics per request, and a JSON 500 for anything that escaped."""
+    and the API metrics per request, a JSON 503 (with Retry-After) while the server's gate is
+    closed, except for OPEN_WHILE_STARTING, and a JSON 500 for anything that escaped."""
 
     def __init__(self, app, api, trusted):
         self.app, self.api, self.trusted = app, api, trusted
@@ -69,16 +72,17 @@ class _Frame:
             await send(message)
 
         try:
-            await self.app(scope, receive, framed)
+            closed = None if scope["path"] in OPEN_WHILE_STARTING else self.api.gate_closed()
+            if closed is not None:
+                await _answer(framed, 503, {"error": closed}, [(b"retry-after", b"1")])
+            else:
+                await self.app(scope, receive, framed)
         except Exception as exc:  # noqa: BLE001
             if status is None:
                 log.error("internal error on %s %s:\n%s", scope.get("method"), raw,
                           "".join(traceback.format_exception(exc)).rstrip())
-                await framed({"type": "http.response.start", "status": 500,
-                              "headers": [(b"content-type", b"application/json")]})
-                await framed({"type": "http.response.body", "body": json.dumps(
-                    {"error": f"internal error ({type(exc).__name__}); see the controller "
-                              "log"}).encode()})
+                await _answer(framed, 500, {"error": f"internal error ({type(exc).__name__}); "
+                                                     "see the controller log"})
         finally:
             elapsed = time.monotonic() - started
             client = scope.get("client")
@@ -88,6 +92,13 @@ class _Frame:
                      "?" + query if query else "", status, elapsed * 1000)
             if status is not None:
                 self.api.metrics.api_answer(scope.get("method", "?"), status, elapsed)
+
+
+async def _answer(send, status, body, headers=()):
+    """Send one JSON answer of the frame's own (503 while starting, 500)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -129,10 +140,14 @@ class ApiServer:
     *tls*: {"certfile", "keyfile", and optionally "ca_certs" (then a client certificate
     signed by it is required)}: the TCP listener serves HTTPS. The unix socket stays plain.
     *metrics*: a metrics.Metrics to serve at /metrics and count answers in; default the
-    service's own (`service.metrics`), else a new one."""
+    service's own (`service.metrics`), else a new one.
+    *gate*: a callable that returns None while the service serves, or why it does not yet
+    (the controller starting): then every request but OPEN_WHILE_STARTING's is answered 503
+    with that message and Retry-After: 1. So the server can listen before the service is
+    ready, and health says "starting" meanwhile."""
 
     def __init__(self, service, tcp=None, unix_path=None, authorizer=None, unix_trusted=False,
-                 tls=None, metrics=None):
+                 tls=None, metrics=None, gate=None):
         if tcp is None and unix_path is None:
             raise ValueError("ApiServer needs tcp=(host, port) and/or unix_path")
         self.service = service
@@ -142,6 +157,7 @@ class ApiServer:
         self.unix_trusted = unix_trusted
         self.tls = dict(tls) if tls else None
         self.metrics = metrics or getattr(service, "metrics", None) or Metrics()
+        self.gate = gate
         self.app = build_app(self)
         self._sockets = []          # (kind, socket, identity)
         self._servers = []
@@ -149,7 +165,11 @@ class ApiServer:
         self._loop = None
         self._lock = threading.Lock()
 
-    # -- used by the routes --------------------------------------------------------------
+    # -- used by the frame and the routes ------------------------------------------------
+    def gate_closed(self):
+        """None when requests are served, else why not (see *gate*)."""
+        return None if self.gate is None else self.gate()
+
     def authorize(self, request):
         if self.authorizer is None:
             return None

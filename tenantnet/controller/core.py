@@ -88,10 +88,14 @@ class Core:
     # -- lifecycle -----------------------------------------------------------------
     def start(self):
         """Reach every node that answers (one bounded attempt each, side by side), relearn
-        runtime placements from them and reconcile them; then serve the API. Nodes that
-        did not answer are down: their watchers keep trying them in the background."""
+        runtime placements from them and reconcile them; then serve. Nodes that did not
+        answer are down: their watchers keep trying them in the background. The API listens
+        from the start, while the nodes are reached: its health says "starting" and the rest
+        is refused (`not_serving`) until this is done."""
         if self._reaching is None:
             self.reach_nodes()
+        if self.api_server is not None:
+            self.api_server.start()
         thread, box = self._reaching
         self._reaching = None
         thread.join()
@@ -108,8 +112,6 @@ class Core:
             up = self.nodewatch.resync(reached, "reconciled at start-up")
             self.started = True
             self.ready.set()
-        if self.api_server is not None:
-            self.api_server.start()
         self.nodewatch.start(names)
         LOG.info("controller ready: %d of %d nodes up%s, %d networks, %d VMs", len(up),
                  len(names), "" if len(up) == len(names) else " (the others are retried)",
@@ -323,6 +325,13 @@ class Core:
 
     def list_chains(self):
         return self.service.list_chains()
+
+    def not_serving(self):
+        """None once the core has started, else why the API refuses requests (its gate)."""
+        if self.started:
+            return None
+        return ("the controller is starting: it serves once it has reached and reconciled "
+                "its nodes (GET /v1/health says when); try again")
 
     def health(self):
         with self._counters_lock:

@@ -41,5 +41,6 @@ def build_core(pusher, app, settings):
         from tenantnet.controller.api import ApiServer
         core.api_server = ApiServer(core, tcp=settings.api_tcp, unix_path=settings.api_socket,
                                     authorizer=make_authorizer(topo), unix_trusted=True,
-                                    tls=tls.api if tls is not None else None)
+                                    tls=tls.api if tls is not None else None,
+                                    gate=core.not_serving)
     return core
