@@ -90,7 +90,7 @@ def _col(row, column):
     """A committed row's column as Python. Row.__getattr__ also folds in a transaction's
     pending changes, converting every value there and back; the view only ever sees
     committed rows, under the connection lock. A row read without an IDL is a dict (its
-    references already uuids)."""
+    references already uuids: strings, southbound.ovsread's)."""
     if type(row) is dict:
         return row[column]
     datum = row._data.get(column)
