@@ -44,7 +44,7 @@ DPID = 0x00000000000000B1
 PORTS = {"tnx-b-p1": 1, "tnx-b-p2": 2}
 ECHO_INTERVAL, ECHO_MAX = 1, 2
 
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(
+pytestmark = [pytest.mark.lab, pytest.mark.integration, pytest.mark.skipif(
     os.geteuid() != 0 or (not shutil.which("ovs-vswitchd") and
                           not os.path.exists("/usr/sbin/ovs-vswitchd")),
     reason="needs root and Open vSwitch")]

@@ -288,6 +288,7 @@ def harness():
 
 
 @ROOT_ONLY
+@pytest.mark.lab
 def test_apps_compose_and_never_remove_foreign_flows(harness):
     h = harness
     web = {n: h.topo.vm(n) for n in ("web1", "web2", "web3")}
@@ -340,6 +341,7 @@ def test_apps_compose_and_never_remove_foreign_flows(harness):
 
 
 @ROOT_ONLY
+@pytest.mark.lab
 def test_install_refuses_tenant_l2s_own_prefix(harness):
     with pytest.raises(ValueError, match="tenant_l2's own"):
         harness.l2.install(harness.dpid, [], COOKIE_PREFIX)
