@@ -146,11 +146,11 @@ class PlacementNode(BenchSwitch):
         return time.perf_counter() - t0
 
     def settle(self):
-        """Wait, off the clock, until ovs-vswitchd has done with the last change: it writes
-        a new port's status (ofport, MAC, ...) back after the commit's wait ended, and
-        reconfigures again when that comes back. Then one round trip to its main loop (an
-        `ovs-appctl` command waits for a reconfiguration in progress). So no measurement
-        pays for the one before it."""
+        """Wait, off the clock, until ovs-vswitchd has done with the last change: it goes on
+        after the commit's wait has ended (a new port's status columns; the kernel's notice
+        of the tap device it opened, on which it reconfigures the node again). Then one
+        round trip to its main loop (an `ovs-appctl` command waits for a reconfiguration in
+        progress). So no measurement pays for the one before it."""
         time.sleep(SETTLE_S)
         self.ovs.appctl("version")
 
