@@ -34,6 +34,10 @@ class LabError(TenantnetError):
     """The one-machine lab could not be built or inspected."""
 
 
+class VmError(TenantnetError):
+    """A node VM could not be started, reached or stopped (tenantnet.vm)."""
+
+
 class ApiError(TenantnetError):
     """An error answer from the controller's HTTP API, or no answer at all.
 

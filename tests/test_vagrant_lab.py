@@ -24,7 +24,7 @@ Everything lives in one lab network namespace (PREFIX-lab) and one state directo
   (198.19.0.0/24) networks, and vagrant-libvirt's own management network (198.18.8.0/24,
   isolated: forward mode none). The machines are offline: the box has the node packages and
   wheels, and the controller's wheels come from a wheelhouse made here (TENANTNET_WHEELHOUSE).
-- KVM when tenantnet.vm.qemu.detect_accel says it boots a kernel, else TCG (libvirt driver
+- KVM when tenantnet.vm.accel.detect_accel says it boots a kernel, else TCG (libvirt driver
   qemu).
 - At the end: `vagrant destroy -f`, then libvirt must hold no domain and no network, the
   daemons are stopped by pid and waited for, nothing may be left in the namespace
@@ -303,7 +303,7 @@ def lab():
         pytest.fail("not installed: " + ", ".join(missing) + " (scripts/setup installs them)")
     from tenantnet.vm import box as box_mod
     from tenantnet.vm import image as image_mod
-    from tenantnet.vm.qemu import detect_accel
+    from tenantnet.vm.accel import detect_accel
     host_links = set(_run(["ip", "-o", "link"]).stdout.split("\n"))
     had_run_libvirt = os.path.exists("/run/libvirt")
     stop_lab()                                  # a crashed run's leftovers, by name

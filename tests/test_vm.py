@@ -16,7 +16,8 @@ import pytest
 
 from tenantnet.vm import image as image_mod
 from tenantnet.vm import imagespec
-from tenantnet.vm import qemu
+from tenantnet.errors import VmError
+from tenantnet.vm import accel, qemu
 from tenantnet.vm.source import source_tar
 
 # -- unit tests ------------------------------------------------------------------------
@@ -124,14 +125,14 @@ def test_kernel_cmdline_and_names():
 def test_vm_refuses_names_and_addresses_outside_the_lab():
     img = imagespec.Image("/nonexistent")
     ok = ("tn-c1-0", "tn-br", "52:54:00:00:00:01", "198.18.0.11/24")
-    with pytest.raises(qemu.VmError, match="outside"):
+    with pytest.raises(VmError, match="outside"):
         qemu.QemuVm("c1", "tn-fabric", [ok[:3] + ("10.0.0.1/24",)], img)
-    with pytest.raises(qemu.VmError, match="lab prefix"):
+    with pytest.raises(VmError, match="lab prefix"):
         qemu.QemuVm("c1", "fabric", [ok], img)
-    with pytest.raises(qemu.VmError, match="tap"):
+    with pytest.raises(VmError, match="tap"):
         qemu.QemuVm("c1", "tn-fabric", [("eth7",) + ok[1:]], img)
     vm = qemu.QemuVm("c1", "tn-fabric", [ok], img, state_dir="/nonexistent/c1")
-    cmd = vm.command(qemu.Accel("tcg", qemu.TCG_ARGS))
+    cmd = vm.command(accel.Accel("tcg", accel.TCG_ARGS))
     assert cmd[0] == "qemu-system-x86_64" and "-daemonize" in cmd
     assert "tap,id=n0,ifname=tn-c1-0,script=no,downscript=no" in cmd
     assert not vm.running()
