@@ -81,6 +81,27 @@ def test_vm_request_drops_null_optionals():
     assert req.spec() == {"name": "x", "network": "a/b", "node": "n"}
 
 
+def test_a_starting_core_answers_health_and_refuses_the_rest():
+    """The provider's API listens while its core starts (Core.not_serving is the gate):
+    health says "starting", a placement is refused with 503 and why, and once the core
+    serves, the same request reaches it (here: 503 again, for the node that is down)."""
+    core = core_without_switches()
+    core.started = False
+    with ApiServer(core, tcp=("127.0.0.1", 0), gate=core.not_serving) as server:
+        client = ApiClient(server.endpoints[0], timeout=10, token=PROVIDER_TOKEN)
+        health = client.health()
+        assert health["status"] == "starting" and len(health["node_states"]) == 3
+        with pytest.raises(ApiError) as starting:
+            client.add_vm("web9", "acme/web", "compute1")
+        assert starting.value.status == 503 and "is starting" in str(starting.value)
+        core.started = True
+        assert client.health()["status"] == "ok"
+        with pytest.raises(ApiError) as down:
+            client.add_vm("web9", "acme/web", "compute1")
+        assert down.value.status == 503 and "compute1" in str(down.value)
+        assert "starting" not in str(down.value)
+
+
 def test_topology_answer_parses_into_the_model(core_api):
     core, server = core_api
     data = ApiClient(server.endpoints[0], token=PROVIDER_TOKEN).topology(typed=True)
