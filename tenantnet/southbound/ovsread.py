@@ -96,6 +96,8 @@ class Reader:
         self._send({"method": method, "params": params, "id": rid})
         while True:
             for msg in self._receive():
+                if not isinstance(msg, dict):            # not JSON-RPC: not ours to answer
+                    continue
                 if msg.get("method") == "echo":          # the server's keepalive
                     self._send({"id": msg.get("id"), "result": msg.get("params"),
                                 "error": None})
