@@ -99,7 +99,7 @@ def cmd_experiment_check(args):
 
 def add_experiment_commands(subparsers):
     """Add `experiment run|plot|check` to tenantnet's top-level *subparsers*."""
-    from tenantnet.experiment.runner import DEFAULT_PREFIX
+    from tenantnet.experiment import DEFAULT_PREFIX
     exp = subparsers.add_parser("experiment", help="the paper's experiments (section IV)")
     sub = exp.add_subparsers(dest="experiment_cmd", required=True)
 

@@ -53,7 +53,7 @@ import time
 
 from tenantnet.model import config as config_mod
 from tenantnet.errors import TenantnetError
-from tenantnet.experiment import analysis
+from tenantnet.experiment import DEFAULT_PREFIX, analysis
 from tenantnet.experiment.labs import LabFactory, SharedLab
 from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.interrupts import ExperimentError
@@ -63,7 +63,6 @@ from tenantnet.experiment.runframe import (Reporter, node_info, now, optional_mo
                                             recorded_run, render)
 from tenantnet.experiment.spec import KNOWN_MODES, check_mode
 
-DEFAULT_PREFIX = "tnexp"
 RECORD_COLUMNS = analysis.RECORD_FIELDS + analysis.EXTRA_FIELDS
 
 
