@@ -31,7 +31,7 @@ writes the figures and report.md. Ctrl-C: the lab comes down, meta.json says int
 import os
 import time
 
-from tenantnet.experiment import iperf
+from tenantnet.experiment import DEFAULT_PREFIX, iperf
 from tenantnet.experiment.labs import LabFactory
 from tenantnet.experiment.machine import machine_info
 from tenantnet.experiment.interrupts import ExperimentError
@@ -201,7 +201,7 @@ class ChainBench:
 
 
 # -- the run ------------------------------------------------------------------------------
-def run(spec, out_dir, modes=None, progress=True, prefix="tnexp", state_dir=None):
+def run(spec, out_dir, modes=None, progress=True, prefix=DEFAULT_PREFIX, state_dir=None):
     """Run the chain experiment *spec* in *modes*; write chains.csv, meta.json, the
     figures and report.md to *out_dir*. Returns the ResultsDir."""
     from tenantnet.experiment.spec import check_mode

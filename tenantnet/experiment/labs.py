@@ -40,6 +40,7 @@ import threading
 import time
 
 from tenantnet.errors import LabError, TenantnetError
+from tenantnet.experiment import DEFAULT_PREFIX
 from tenantnet.experiment.interrupts import GUARD, ExperimentError
 from tenantnet.experiment.proberproc import package_env
 
@@ -149,7 +150,7 @@ class LabFactory:
     Passed to reachability.run_reachability and bandwidth.run_bandwidth as *lab_factory*.
     Attributes: spec, mode, prefix, shared."""
 
-    def __init__(self, spec, mode, prefix="tnexp", state_dir=None, config_dir=".",
+    def __init__(self, spec, mode, prefix=DEFAULT_PREFIX, state_dir=None, config_dir=".",
                  reporter=None, on_vm_accel=None, shared=None):
         self.spec, self.mode, self.prefix = spec, mode, prefix
         self.state_dir = state_dir
